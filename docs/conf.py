@@ -1,0 +1,33 @@
+"""Sphinx configuration for lensenhance."""
+
+import lensenhance
+
+project = "lensenhance"
+author = "The lensenhance developers"
+copyright = "2026, The lensenhance developers"
+version = release = lensenhance.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "sphinx_automodapi.automodapi",
+    "numpydoc",
+]
+numpydoc_show_class_members = False
+numpydoc_xref_param_type = False
+automodapi_toctreedirnm = "api"
+automodsumm_inherited_members = False
+autodoc_typehints = "none"
+nitpicky = False
+suppress_warnings = ["toc.not_included"]
+
+# Offline builds: intersphinx inventories cannot be fetched, so none are configured.
+intersphinx_mapping = {}
+
+html_theme = "pydata_sphinx_theme"
+html_static_path = ["_static"]
+html_title = f"lensenhance {release}"
+html_theme_options = {"navigation_with_keys": False}
+exclude_patterns = ["_build", "api"]

@@ -1,0 +1,42 @@
+"""lensenhance: simulate, enhance and generate strong gravitational lensing images.
+
+Importing the package is cheap: the torch-backed classes (`Enhancer`, `Generator`)
+and the lenstronomy-backed simulator are imported on first use.
+"""
+
+from ._version import __version__
+
+__all__ = [
+    "__version__",
+    "LensSimulator",
+    "Enhancer",
+    "list_pretrained",
+    "model_card",
+    "read_image",
+    "write_image",
+]
+
+# name -> module that defines it; resolved lazily so that `import lensenhance`
+# does not pull in torch or lenstronomy.
+_LAZY = {
+    "LensSimulator": "lensenhance.simulate",
+    "Enhancer": "lensenhance.enhance",
+    "list_pretrained": "lensenhance.models",
+    "model_card": "lensenhance.models",
+    "read_image": "lensenhance.io",
+    "write_image": "lensenhance.io",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lensenhance' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,150 @@
+"""The ``lensenhance`` command line: thin click commands over the Python API.
+
+Every command only parses options and calls a function of the package; all subcommands
+are registered in `_register_commands` at the bottom of this file.
+"""
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from ._version import __version__
+
+log = logging.getLogger("lensenhance")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lensenhance")
+@click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
+@click.pass_context
+def cli(ctx, verbose, quiet):
+    """lensenhance: simulate, enhance and generate strong-lensing images."""
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
+    ctx.ensure_object(dict)
+    ctx.obj["progress"] = not quiet
+
+
+def _fail(message):
+    raise click.ClickException(message)
+
+
+# -- info ---------------------------------------------------------------------------------
+
+@click.command("info")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--hdu", default=None, help="HDU index or name (default: first 2-D image).")
+def info_command(files, hdu):
+    """Print shape, dtype, unit, WCS centre, pixel scale and NaN count of FITS images."""
+    from .io import describe_image
+
+    hdu = int(hdu) if hdu is not None and hdu.lstrip("-").isdigit() else hdu
+    failures = 0
+    for path in files:
+        try:
+            summary = describe_image(path, hdu=hdu)
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            click.echo(f"{path}: error: {error}", err=True)
+            failures += 1
+            continue
+        click.echo(f"{path}:")
+        for key, value in summary.items():
+            click.echo(f"  {key:<12} {value}")
+    if failures:
+        _fail(f"{failures} of {len(files)} file(s) could not be read")
+
+
+# -- demo ---------------------------------------------------------------------------------
+
+@click.command("demo")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default="demo_out",
+              show_default=True, help="Folder for the FITS files and the figure.")
+@click.option("-n", "n_images", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace files from an earlier run.")
+@click.pass_context
+def demo_command(ctx, out_dir, n_images, seed, overwrite):
+    """Simulate a few lenses, enhance them, write FITS and a figure, print metrics."""
+    from .demo import run_demo
+
+    try:
+        result = run_demo(out_dir, n_images=n_images, seed=seed, overwrite=overwrite,
+                          progress=ctx.obj["progress"])
+    except FileExistsError as error:
+        _fail(f"{error} (use --overwrite)")
+    click.echo(result["table"])
+    click.echo(f"wrote {len(result['files'])} files to {out_dir}")
+
+
+# -- simulate -----------------------------------------------------------------------------
+
+@click.command("simulate")
+@click.option("--preset", default="model_i", show_default=True,
+              type=click.Choice(["model_i", "model_ii", "model_iii"]))
+@click.option("--substructure", default="no_sub", show_default=True,
+              type=click.Choice(["no_sub", "cdm", "axion", "all"]),
+              help="'all' makes the three classes in equal parts.")
+@click.option("-n", "n_images", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--scale", type=click.Choice(["2", "4"]), default="2", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--format", "fmt", type=click.Choice(["fits", "zarr", "netcdf"]),
+              default="fits", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--overwrite", is_flag=True)
+@click.pass_context
+def simulate_command(ctx, preset, substructure, n_images, scale, out_dir, fmt, seed, workers,
+                     overwrite):
+    """Simulate HR/LR lensing pairs with truth catalogues."""
+    from .simulate import simulate_to_disk
+
+    try:
+        written = simulate_to_disk(out_dir, preset=preset, substructure=substructure,
+                                   n=n_images, scale=int(scale), fmt=fmt, seed=seed,
+                                   workers=workers, overwrite=overwrite,
+                                   progress=ctx.obj["progress"])
+    except FileExistsError as error:
+        _fail(f"{error} (use --overwrite)")
+    click.echo(f"wrote {n_images} {preset}/{substructure} pairs to {written}")
+
+
+# -- benchmark ----------------------------------------------------------------------------
+
+@click.group("benchmark")
+def benchmark_group():
+    """Benchmarks that print figures and write JSON."""
+
+
+@click.command("speed")
+@click.option("--part", type=click.Choice(["simulate"]), default="simulate", show_default=True)
+@click.option("-n", "n_images", type=click.IntRange(1), default=2000, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+def benchmark_speed_command(part, n_images, json_path):
+    """Speed: simulation images per second for 1 and 2 workers."""
+    from .benchmark.speed import benchmark_simulate
+
+    benchmark_simulate(n=n_images, json_path=json_path)
+
+
+# -- registration: every subcommand in one place -----------------------------------------
+
+def _register_commands():
+    for command in (info_command, demo_command, simulate_command):
+        cli.add_command(command)
+    benchmark_group.add_command(benchmark_speed_command)
+    cli.add_command(benchmark_group)
+
+
+_register_commands()
+
+
+def main(argv=None):
+    """Console-script entry point."""
+    return cli.main(args=argv, prog_name="lensenhance")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
