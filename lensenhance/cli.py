@@ -111,6 +111,57 @@ def simulate_command(ctx, preset, substructure, n_images, scale, out_dir, fmt, s
     click.echo(f"wrote {n_images} {preset}/{substructure} pairs to {written}")
 
 
+# -- enhance ------------------------------------------------------------------------------
+
+@click.command("enhance")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", default="bicubic", show_default=True,
+              help="A pretrained model name (see `lensenhance models`), or bilinear/bicubic.")
+@click.option("--scale", type=int, default=2, show_default=True,
+              help="Scale of the bilinear/bicubic baselines.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--self-ensemble", is_flag=True, help="Average over the 8 rotations/flips.")
+@click.option("--hdu", default=None, help="HDU index or name of the inputs.")
+@click.option("--overwrite", is_flag=True)
+@click.pass_context
+def enhance_command(ctx, files, model, scale, out_dir, self_ensemble, hdu, overwrite):
+    """Enhance FITS images; outputs keep the unit and carry the upsampled WCS."""
+    from .enhance import Enhancer, enhance_files
+
+    if model in ("bilinear", "bicubic"):
+        enhancer = Enhancer.interpolation(model, scale=scale, self_ensemble=self_ensemble)
+    else:
+        try:
+            enhancer = Enhancer.from_pretrained(model, self_ensemble=self_ensemble)
+        except ValueError as error:
+            _fail(str(error))
+    hdu = int(hdu) if hdu is not None and hdu.lstrip("-").isdigit() else hdu
+    result = enhance_files(files, out_dir, enhancer=enhancer, overwrite=overwrite, hdu=hdu,
+                           progress=ctx.obj["progress"])
+    for path in result["written"]:
+        click.echo(f"wrote {path}")
+    for path, reason in result["failures"].items():
+        click.echo(f"{path}: error: {reason}", err=True)
+    if result["failures"]:
+        _fail(f"{len(result['failures'])} of {len(files)} file(s) failed")
+
+
+@click.command("models")
+def models_command():
+    """List the pretrained models shipped with the package."""
+    from .models import list_pretrained, model_card
+
+    names = list_pretrained()
+    if not names:
+        click.echo("no pretrained models installed")
+    for name in names:
+        card = model_card(name)
+        psnr = card.get("metrics", {}).get("psnr")
+        click.echo(f"{name:<24}{card.get('task', '?'):<10}x{card.get('scale', 1):<4}"
+                   f"{card.get('preset', ''):<12}"
+                   + (f"PSNR {psnr:.2f} dB" if psnr is not None else ""))
+
+
 # -- benchmark ----------------------------------------------------------------------------
 
 @click.group("benchmark")
@@ -129,12 +180,55 @@ def benchmark_speed_command(part, n_images, json_path):
     benchmark_simulate(n=n_images, json_path=json_path)
 
 
+@click.command("sr")
+@click.option("-n", "n_images", type=click.IntRange(3), default=1000, show_default=True,
+              help="Held-out images (classes in equal parts).")
+@click.option("--scale", type=click.Choice(["2", "4"]), default="2", show_default=True)
+@click.option("--model", "models", multiple=True,
+              help="Pretrained model(s) to include (default: all of this scale).")
+@click.option("--no-self-ensemble", is_flag=True, help="Skip the D4 self-ensemble rows.")
+@click.option("--no-regression", is_flag=True, help="Skip the downstream theta_E regression.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.pass_context
+def benchmark_sr_command(ctx, n_images, scale, models, no_self_ensemble, no_regression,
+                         workers, json_path):
+    """Super-resolution: MSE/PSNR/SSIM of every model and baseline, and theta_E regression."""
+    from .benchmark.sr import benchmark_sr
+
+    benchmark_sr(n=n_images, scale=int(scale), models=list(models) or None,
+                 self_ensemble=not no_self_ensemble, regression=not no_regression,
+                 workers=workers, json_path=json_path, progress=ctx.obj["progress"])
+
+
+@click.command("evaluate")
+@click.option("--pred", type=click.Path(path_type=Path, exists=True), required=True,
+              help="Folder of predicted FITS images.")
+@click.option("--truth", type=click.Path(path_type=Path, exists=True), required=True,
+              help="Folder of true FITS images (same file names) or a catalogue.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+def evaluate_command(pred, truth, json_path):
+    """MSE, PSNR and SSIM (data_range = truth range) of your predictions against truths."""
+    from .benchmark.sr import evaluate_predictions
+    from .demo import format_table
+
+    try:
+        result = evaluate_predictions(pred, truth, json_path=json_path)
+    except (OSError, ValueError) as error:
+        _fail(str(error))
+    click.echo(format_table(result["metrics"], title=f"{result['n']} images"))
+    for name, reason in result["failures"].items():
+        click.echo(f"{name}: error: {reason}", err=True)
+
+
 # -- registration: every subcommand in one place -----------------------------------------
 
 def _register_commands():
-    for command in (info_command, demo_command, simulate_command):
+    for command in (info_command, demo_command, simulate_command, enhance_command,
+                    models_command, evaluate_command):
         cli.add_command(command)
-    benchmark_group.add_command(benchmark_speed_command)
+    for command in (benchmark_speed_command, benchmark_sr_command):
+        benchmark_group.add_command(command)
     cli.add_command(benchmark_group)
 
 

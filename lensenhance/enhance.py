@@ -8,8 +8,8 @@ before the network sees them and masks them again afterwards, and picks the devi
 
 import numpy as np
 from astropy import units as u
-from astropy.nddata import CCDData, NDData
 from astropy.io import fits
+from astropy.nddata import CCDData, NDData
 
 from . import io
 from .normalization import fit_normalization
@@ -228,3 +228,46 @@ def _xarray_or_none():
     except ImportError:  # pragma: no cover - xarray is a dependency
         return None
     return xarray
+
+
+def enhance_files(paths, out_dir, *, enhancer, overwrite=False, suffix=None, hdu=None,
+                  progress=True):
+    """Enhance FITS files one by one into ``out_dir``; a bad file does not stop the batch.
+
+    Parameters
+    ----------
+    paths : iterable of path-like
+        Input FITS files.
+    out_dir : path-like
+        Output folder (created); each output is ``<stem>_<suffix>.fits``.
+    enhancer : Enhancer
+    overwrite : bool
+        Replace existing outputs; otherwise an existing output counts as a failure.
+    suffix : str, optional
+        Default: the enhancer's name.
+
+    Returns
+    -------
+    dict
+        ``written`` (list of output paths) and ``failures`` (input path -> reason).
+    """
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    suffix = suffix or enhancer.name.replace(" ", "_")
+    written, failures = [], {}
+    for path in tqdm(list(paths), desc="enhance", unit="image", disable=not progress):
+        path = Path(path)
+        target = out_dir / f"{path.name.removesuffix('.gz').removesuffix('.fits')}_{suffix}.fits"
+        try:
+            if target.exists() and not overwrite:
+                raise FileExistsError(f"{target} exists (use overwrite)")
+            io.write_image(enhancer.enhance(path, hdu=hdu), target, overwrite=overwrite)
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            failures[str(path)] = str(error)
+            continue
+        written.append(target)
+    return {"written": written, "failures": failures}

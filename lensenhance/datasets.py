@@ -1,0 +1,155 @@
+"""Where training and evaluation pairs come from: simulations, saved datasets, FITS catalogues.
+
+Every source ends as aligned stacks of normalised images, normalised exactly as `Enhancer`
+normalises an image at inference: the LR image's robust offset and scale, and for the HR
+image the same numbers divided by ``scale**2`` (flux per pixel splits over the s x s fine
+pixels). A network trained on these pairs therefore sees at inference what it saw in
+training.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from .normalization import fit_normalization
+
+__all__ = ["normalize_pairs", "simulated_pairs", "dataset_pairs", "catalog_pairs",
+           "pair_source"]
+
+
+def normalize_pairs(lr, hr, *, scale, method="sigma_clip"):
+    """Normalise stacks of LR/HR pairs the way the Enhancer normalises its input.
+
+    Parameters
+    ----------
+    lr : array-like, shape (n, y, x)
+    hr : array-like, shape (n, scale*y, scale*x)
+    scale : int
+        The HR/LR pixel ratio; 1 for denoising pairs.
+
+    Returns
+    -------
+    lr_norm, hr_norm : numpy.ndarray (float32)
+    """
+    lr = np.asarray(lr, dtype=np.float32)
+    hr = np.asarray(hr, dtype=np.float32)
+    if lr.ndim != 3 or hr.ndim != 3 or len(lr) != len(hr):
+        raise ValueError(f"lr {lr.shape} and hr {hr.shape} must be stacks of equal length")
+    if hr.shape[1:] != (lr.shape[1] * scale, lr.shape[2] * scale):
+        raise ValueError(f"hr images {hr.shape[1:]} are not {scale} x lr images "
+                         f"{lr.shape[1:]}")
+    lr_out = np.empty_like(lr)
+    hr_out = np.empty_like(hr)
+    for i in range(len(lr)):
+        norm = fit_normalization(lr[i], method=method)
+        lr_out[i] = norm.apply(lr[i])
+        hr_out[i] = (hr[i] * scale**2 - norm.offset) / norm.scale
+    return lr_out, hr_out
+
+
+def simulated_pairs(n, *, preset="model_i", scale=2, substructure="all", seed=0, workers=1,
+                    progress=True):
+    """Simulate ``n`` raw (unnormalised) LR/HR pairs, the classes in equal parts.
+
+    Returns
+    -------
+    xarray.Dataset
+        The simulator's dataset (``hr``, ``lr``, ``lr_sigma`` and truth coordinates),
+        the classes concatenated along ``image``.
+    """
+    import xarray as xr
+
+    from .simulate import LensSimulator
+
+    classes = ("no_sub", "cdm", "axion") if substructure == "all" else (substructure,)
+    parts = []
+    for k, name in enumerate(classes):
+        count = len(range(k, n, len(classes)))
+        if count == 0:
+            continue
+        # One independent stream per class, derived from the run seed.
+        class_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+        sim = LensSimulator.from_preset(preset, substructure=name, seed=class_seed)
+        parts.append(sim.simulate_pairs(count, scale=scale, workers=workers,
+                                        progress=progress))
+    return xr.concat(parts, dim="image", combine_attrs="override") if len(parts) > 1 \
+        else parts[0]
+
+
+def dataset_pairs(path, *, scale=None):
+    """Raw ``(lr, hr)`` stacks from a dataset written by ``lensenhance simulate``."""
+    from .io import open_dataset
+
+    ds = open_dataset(path)
+    lr, hr = ds["lr"].values, ds["hr"].values
+    if scale is not None and hr.shape[1] != lr.shape[1] * scale:
+        raise ValueError(f"{path}: hr/lr size ratio is {hr.shape[1] / lr.shape[1]:g}, "
+                         f"not {scale}")
+    return lr, hr
+
+
+def catalog_pairs(path, *, lr_column="lr_path", hr_column="hr_path", hdu=None):
+    """Raw ``(lr, hr)`` stacks from a catalogue of LR/HR FITS pairs (e.g. real survey data).
+
+    Rows whose files cannot be read or whose shapes don't match are skipped with a warning
+    naming the file; an error is raised if none is left.
+    """
+    import warnings
+
+    from .io import read_catalog, read_image
+
+    table = read_catalog(path, path_columns=(lr_column, hr_column))
+    for column in (lr_column, hr_column):
+        if column not in table.colnames:
+            raise ValueError(f"{path}: catalogue has no column {column!r} "
+                             f"(columns: {', '.join(table.colnames)})")
+    lrs, hrs = [], []
+    for row in table:
+        try:
+            lr = read_image(row[lr_column], hdu=hdu, unit="").data
+            hr = read_image(row[hr_column], hdu=hdu, unit="").data
+        except (OSError, ValueError, TypeError) as error:
+            warnings.warn(f"{path}: skipping a row: {error}", stacklevel=2)
+            continue
+        if lrs and (lr.shape != lrs[0].shape or hr.shape != hrs[0].shape):
+            warnings.warn(f"{path}: skipping {row[lr_column]}: shape {lr.shape} differs from "
+                          f"the first row's {lrs[0].shape}", stacklevel=2)
+            continue
+        lrs.append(lr)
+        hrs.append(hr)
+    if not lrs:
+        raise ValueError(f"{path}: no readable LR/HR pairs")
+    return np.stack(lrs), np.stack(hrs)
+
+
+def pair_source(spec, *, scale=2, patch_size=48, n=4000, preset="model_i", seed=0,
+                workers=1, progress=True):
+    """A training pair source from a spec: ``"simulate"``, a dataset path or a catalogue.
+
+    Parameters
+    ----------
+    spec : str or path-like
+        ``"simulate"`` simulates ``n`` pairs of ``preset`` now (classes in equal parts);
+        a ``.nc``/``.zarr`` path is a dataset written by ``lensenhance simulate``; a
+        ``.ecsv``/``.fits`` path is a catalogue with ``lr_path`` and ``hr_path`` columns.
+
+    Returns
+    -------
+    lensenhance.training.ArrayPairSource
+    """
+    from .training import ArrayPairSource
+
+    if str(spec) == "simulate":
+        ds = simulated_pairs(n, preset=preset, scale=scale, seed=seed, workers=workers,
+                             progress=progress)
+        lr, hr = ds["lr"].values, ds["hr"].values
+    else:
+        path = Path(spec)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such dataset or catalogue")
+        if path.suffix in (".nc", ".zarr"):
+            lr, hr = dataset_pairs(path, scale=scale)
+        else:
+            lr, hr = catalog_pairs(path)
+    lr, hr = normalize_pairs(lr, hr, scale=scale)
+    return ArrayPairSource(lr, hr, patch_size=patch_size, scale=scale)

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+from astropy.io import fits
+from click.testing import CliRunner
+
+from lensenhance import __version__
+from lensenhance.cli import cli
+from lensenhance.data import hsc_sample
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_version(runner):
+    result = runner.invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert __version__ in result.output
+
+
+def test_help_lists_commands(runner):
+    result = runner.invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for name in ("info", "demo", "simulate", "benchmark"):
+        assert name in result.output
+
+
+def test_info_on_real_hsc_file(runner):
+    path = hsc_sample()["path"][0]
+    result = runner.invoke(cli, ["info", path])
+    assert result.exit_code == 0, result.output
+    assert "(64, 64)" in result.output and "float32" in result.output
+    assert "NaN" in result.output
+
+
+def test_info_with_wcs(runner, tmp_path):
+    header = fits.Header({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 150.0,
+                          "CRVAL2": 2.2, "CRPIX1": 8.5, "CRPIX2": 8.5, "CDELT1": -2.5e-5,
+                          "CDELT2": 2.5e-5, "BUNIT": "electron/s"})
+    data = np.ones((16, 16), np.float32)
+    data[0, 0] = np.nan
+    path = tmp_path / "img.fits"
+    fits.writeto(path, data, header)
+    result = runner.invoke(cli, ["info", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "electron / s" in result.output
+    assert "150.0" in result.output and "0.09" in result.output  # 2.5e-5 deg = 0.09"
+    assert "1" in result.output
+
+
+def test_info_bad_files_report_and_fail(runner, tmp_path):
+    good = hsc_sample()["path"][0]
+    text = tmp_path / "notes.txt"
+    text.write_text("not a FITS file")
+    result = runner.invoke(cli, ["info", good, str(text), str(tmp_path / "missing.fits")])
+    assert result.exit_code != 0
+    assert "notes.txt" in result.output and "missing.fits" in result.output
+    assert "2 of 3" in result.output
+    assert "Traceback" not in result.output
