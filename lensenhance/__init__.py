@@ -14,6 +14,14 @@ __all__ = [
     "model_card",
     "read_image",
     "write_image",
+    "read_catalog",
+    "write_catalog",
+    "to_dataarray",
+    "from_dataarray",
+    "open_dataset",
+    "save_dataset",
+    "upsample_wcs",
+    "downsample_wcs",
 ]
 
 # name -> module that defines it; resolved lazily so that `import lensenhance`
@@ -23,8 +31,9 @@ _LAZY = {
     "Enhancer": "lensenhance.enhance",
     "list_pretrained": "lensenhance.models",
     "model_card": "lensenhance.models",
-    "read_image": "lensenhance.io",
-    "write_image": "lensenhance.io",
+    **{name: "lensenhance.io" for name in (
+        "read_image", "write_image", "read_catalog", "write_catalog", "to_dataarray",
+        "from_dataarray", "open_dataset", "save_dataset", "upsample_wcs", "downsample_wcs")},
 }
 
 

@@ -190,16 +190,16 @@ class Enhancer:
         DataArray, and a CCDData (unit kept, WCS upsampled, mask carried) for everything
         FITS-like. A list for a list.
         """
-        if isinstance(image, list):
+        if isinstance(image, list) and not isinstance(image, fits.HDUList):
             return [self.enhance(item, hdu=hdu) for item in image]
         xr = _xarray_or_none()
         if xr is not None and isinstance(image, xr.DataArray):
             return self._enhance_dataarray(image)
         if isinstance(image, (np.ndarray, u.Quantity)) and np.ndim(image) == 3:
-            outputs = self._enhance_ccds([io.read_image(plane) for plane in image])
+            outputs = self._enhance_ccds([_read_array(plane) for plane in image])
             return np.stack([self._to_kind(image, out) for out in outputs])
         if isinstance(image, np.ndarray) or isinstance(image, u.Quantity):
-            return self._to_kind(image, self._enhance_ccds([io.read_image(image)])[0])
+            return self._to_kind(image, self._enhance_ccds([_read_array(image)])[0])
         if isinstance(image, (NDData, fits.HDUList, fits.PrimaryHDU, fits.ImageHDU,
                               fits.CompImageHDU, str)) or hasattr(image, "__fspath__") \
                 or isinstance(image, tuple):
@@ -220,6 +220,11 @@ class Enhancer:
             ccds = io.from_dataarray(da.expand_dims("image"))
             return io.to_dataarray(self._enhance_ccds(ccds)).isel(image=0)
         return io.to_dataarray(self._enhance_ccds(io.from_dataarray(da)))
+
+
+def _read_array(array):
+    # A plain array has no unit to lose: take it as dimensionless without a warning.
+    return io.read_image(array, unit=None if isinstance(array, u.Quantity) else "")
 
 
 def _xarray_or_none():

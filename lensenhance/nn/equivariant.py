@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .blocks import upsample
 from .sr import SRNetwork, check_image_batch
 
 __all__ = ["EquivariantFSRCNN", "import_escnn"]
@@ -106,7 +107,5 @@ class EquivariantFSRCNN(SRNetwork):
         check_image_batch(x)
         out = self.upsampler(self.body(self.head(self.in_type(x)))).tensor
         if self.global_residual is not None:
-            from .blocks import upsample
-
             out = out + upsample(x, self.scale, self.global_residual)
         return out

@@ -40,7 +40,6 @@ from torch import nn
 
 from .blocks import (
     INTERPOLATION_MODES,
-    RCAB,
     Residual,
     ResidualBlock,
     ResidualDenseBlock,
@@ -62,6 +61,7 @@ __all__ = [
     "FSRCNN",
     "Interpolation",
     "SR_ARCHITECTURES",
+    "OPTIONAL_ARCHITECTURES",
     "BASELINES",
     "PRESETS",
     "build_sr_model",

@@ -1,0 +1,50 @@
+"""Lenstronomy-backed simulation of strong-lensing images (no torch in this layer).
+
+>>> from lensenhance.simulate import LensSimulator
+>>> sim = LensSimulator.from_preset("model_i", substructure="cdm", seed=0)
+>>> ds = sim.simulate_pairs(8, scale=2, progress=False)      # doctest: +SKIP
+>>> ccd = sim.simulate_image(ra=150.0, dec=2.2)               # doctest: +SKIP
+
+The presets' numbers live in :mod:`lensenhance.simulate.presets`; the physics in
+:mod:`~lensenhance.simulate.physics`; rendering and noise in
+:mod:`~lensenhance.simulate.render`.
+"""
+
+from .physics import (
+    TRUTH_FIELDS,
+    LensingDistances,
+    Scene,
+    de_broglie_length,
+    draw_scene,
+    einstein_radius,
+    velocity_dispersion,
+)
+from .pool import shutdown_pools
+from .presets import PRESETS, SUBSTRUCTURES, Preset, presets_table
+from .render import background_variance, bin_image, observe
+from .simulator import UNIT, LensSimulator, tan_wcs, truth_header
+from .writers import simulate_to_disk, write_simulation
+
+__all__ = [
+    "LensSimulator",
+    "PRESETS",
+    "SUBSTRUCTURES",
+    "Preset",
+    "presets_table",
+    "Scene",
+    "draw_scene",
+    "LensingDistances",
+    "einstein_radius",
+    "velocity_dispersion",
+    "de_broglie_length",
+    "TRUTH_FIELDS",
+    "bin_image",
+    "background_variance",
+    "observe",
+    "tan_wcs",
+    "truth_header",
+    "UNIT",
+    "write_simulation",
+    "simulate_to_disk",
+    "shutdown_pools",
+]

@@ -147,7 +147,7 @@ def _f(doc, unit="", default=dataclasses.MISSING):
     return field(default=default, metadata={"doc": doc, "unit": unit})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Preset:
     """All numbers and distributions of one simulated survey.
 

@@ -1,0 +1,134 @@
+"""The ``speed`` benchmark, simulation part: images per second for 1 and 2 workers.
+
+Each timing is one end-to-end `LensSimulator.simulate_pairs` call (seeds, workers,
+concatenation and the xarray Dataset), after a warm-up that starts the worker
+processes and builds their lenstronomy models, which are kept between calls. The
+best of ``repeats`` runs is reported, because the machine may be shared; the
+start-up time of the first call is reported separately.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["benchmark_simulate", "SIMULATE_TARGETS"]
+
+#: Targets of issue 3 on a 2-core machine: images/s with 2 workers, and 2-vs-1 speedup.
+SIMULATE_TARGETS = {
+    ("model_i", "no_sub"): 300.0,
+    ("model_i", "cdm"): 100.0,
+    "speedup": 1.6,
+}
+
+
+def _rate(sim, n, scale, workers, seed):
+    start = time.perf_counter()
+    sim.simulate_pairs(n, scale=scale, workers=workers, progress=False, seed=seed)
+    return n / (time.perf_counter() - start)
+
+
+def benchmark_simulate(*, n=2000, workers=(1, 2), presets=("model_i",),
+                       substructures=("no_sub", "cdm"), scale=2, repeats=2, json_path=None,
+                       verbose=True):
+    """Measure simulation throughput (images/s) per preset, class and worker count.
+
+    Parameters
+    ----------
+    n : int, optional
+        Pairs per timed run.
+    workers : sequence of int, optional
+        Worker counts to time; the speedup is that of the largest over 1.
+    presets, substructures : sequence of str, optional
+        What to simulate.
+    scale : int, optional
+        Pair scale.
+    repeats : int, optional
+        Timed runs per setting; the fastest counts.
+    json_path : str or os.PathLike, optional
+        Write the result as JSON there (atomically).
+    verbose : bool, optional
+        Print a table with the targets.
+
+    Returns
+    -------
+    dict
+        ``results`` (one entry per preset, class and worker count: images/s, seconds),
+        ``speedup`` per preset and class, ``targets``, ``passed`` and ``machine``.
+    """
+    from ..simulate import LensSimulator
+
+    workers = tuple(int(w) for w in workers)
+    if not workers or min(workers) < 1:
+        raise ValueError(f"workers must be positive integers, got {workers}")
+    results, speedups, passed = [], {}, {}
+    for preset in presets:
+        for substructure in substructures:
+            sim = LensSimulator.from_preset(preset, substructure=substructure, seed=0)
+            rates = {}
+            for w in workers:
+                start = time.perf_counter()
+                _rate(sim, max(8, 8 * w), scale, w, seed=1)  # start workers, build models
+                startup = time.perf_counter() - start
+                best = max(_rate(sim, n, scale, w, seed=2 + r) for r in range(repeats))
+                rates[w] = best
+                results.append({"preset": preset, "substructure": substructure, "workers": w,
+                                "n": n, "images_per_s": best, "seconds": n / best,
+                                "warmup_s": startup})
+            key = f"{preset}/{substructure}"
+            top = max(workers)
+            if 1 in rates and top > 1:
+                speedups[key] = rates[top] / rates[1]
+            target = SIMULATE_TARGETS.get((preset, substructure))
+            if target is not None and 2 in rates:
+                passed[f"{key} >= {target:g}/s with 2 workers"] = rates[2] >= target
+            if key in speedups and top == 2:
+                passed[f"{key} speedup >= {SIMULATE_TARGETS['speedup']}"] = \
+                    speedups[key] >= SIMULATE_TARGETS["speedup"]
+    result = {
+        "benchmark": "speed/simulate",
+        "scale": scale,
+        "repeats": repeats,
+        "results": results,
+        "speedup": speedups,
+        "targets": {f"{k[0]}/{k[1]}" if isinstance(k, tuple) else k: v
+                    for k, v in SIMULATE_TARGETS.items()},
+        "passed": passed,
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version()},
+    }
+    if verbose:
+        print(format_simulate_table(result))
+    if json_path is not None:
+        _write_json(result, json_path)
+    return result
+
+
+def format_simulate_table(result):
+    """The benchmark result as a text table."""
+    lines = [f"{'preset/class':<20}{'workers':>8}{'images/s':>11}{'warm-up s':>11}"]
+    for row in result["results"]:
+        lines.append(f"{row['preset'] + '/' + row['substructure']:<20}{row['workers']:>8}"
+                     f"{row['images_per_s']:>11.1f}{row['warmup_s']:>11.2f}")
+    for key, value in result["speedup"].items():
+        lines.append(f"speedup {key}: {value:.2f}x")
+    for check, ok in result["passed"].items():
+        lines.append(f"{'PASS' if ok else 'MISS'}  {check}")
+    return "\n".join(lines)
+
+
+def _write_json(result, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as stream:
+            json.dump(result, stream, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

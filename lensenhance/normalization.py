@@ -1,0 +1,207 @@
+"""Invertible normalisation of images for the models.
+
+Models see ``(data - offset) / scale``; the enhancer records the `Normalization` in the
+output's meta and undoes it, so the result keeps the input's unit.
+
+Definition used by `fit_normalization` (methods ``"sigma_clip"`` and ``"background2d"``):
+
+* ``offset``: the sky background, the sigma-clipped median of the good pixels
+  (``"sigma_clip"``), or the median of the photutils `~photutils.background.Background2D`
+  mesh (``"background2d"``, better for large images with a varying background).
+* ``scale``: the 99.5th percentile of ``data - offset`` over the good pixels, so that the
+  bright parts of a typical lensing cutout (lens light and arcs, which cover more than
+  0.5 % of it) come out of order 1 whatever the noise level, and noiseless simulations
+  work as well as noisy images. When that percentile is not positive (an image that
+  is sky only, or constant), the robust sky noise (sigma-clipped standard deviation)
+  is used; and when that is zero too, a floor of float32 epsilon times the largest
+  absolute value (or 1 for an all-zero image), so that nothing divides by zero.
+
+Good pixels are finite and not masked; NaN and masked pixels are ignored when fitting.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from astropy import units as u
+from astropy.io import fits
+from astropy.nddata import NDData
+from astropy.stats import sigma_clipped_stats
+
+__all__ = ["Normalization", "fit_normalization", "METHODS"]
+
+METHODS = ("sigma_clip", "background2d", "fixed")
+
+# Header-safe (<= 8 characters) meta keys and their FITS comments.
+_META_KEYS = {
+    "offset": ("LENORMOF", "lensenhance normalisation offset (data unit)"),
+    "scale": ("LENORMSC", "lensenhance normalisation scale (data unit)"),
+    "method": ("LENORMMT", "lensenhance normalisation method"),
+}
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """An affine map ``(data - offset) / scale`` and its inverse.
+
+    Parameters
+    ----------
+    offset : float
+        Subtracted first (the sky background), in the data unit.
+    scale : float
+        Positive divisor, in the data unit.
+    method : str
+        How offset and scale were found; one of `METHODS`.
+    """
+
+    offset: float
+    scale: float
+    method: str = "fixed"
+
+    def __post_init__(self):
+        # Coerce numpy scalars so that repr, meta and equality stay plain floats.
+        object.__setattr__(self, "offset", float(self.offset))
+        object.__setattr__(self, "scale", float(self.scale))
+        if not math.isfinite(self.offset):
+            raise ValueError(f"Normalization: offset must be finite, got {self.offset}")
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"Normalization: scale must be finite and > 0, got {self.scale}")
+        if self.method not in METHODS:
+            raise ValueError(f"Normalization: method must be one of {METHODS}, "
+                             f"got {self.method!r}")
+
+    def __repr__(self):
+        return f"Normalization(offset={self.offset:.6g}, scale={self.scale:.6g}, " \
+               f"method={self.method!r})"
+
+    def apply(self, array):
+        """Return ``(array - offset) / scale`` (float32 stays float32; NaN stays NaN)."""
+        return (np.asanyarray(array) - self.offset) / self.scale
+
+    def invert(self, array):
+        """Return ``array * scale + offset``, undoing `apply`."""
+        return np.asanyarray(array) * self.scale + self.offset
+
+    def invert_std(self, std):
+        """Return a standard deviation in normalised units in data units (``std * scale``)."""
+        return np.asanyarray(std) * self.scale
+
+    def to_meta(self, meta):
+        """Record the normalisation in ``meta`` (a dict or FITS header); return ``meta``."""
+        for field, (key, comment) in _META_KEYS.items():
+            value = getattr(self, field)
+            meta[key] = (value, comment) if isinstance(meta, fits.Header) else value
+        return meta
+
+    @classmethod
+    def from_meta(cls, meta):
+        """Read a normalisation written by `to_meta`.
+
+        Raises
+        ------
+        KeyError
+            A key is missing (naming it).
+        """
+        values = {}
+        for field, (key, _) in _META_KEYS.items():
+            if key not in meta:
+                raise KeyError(f"Normalization.from_meta: no {key!r} in meta")
+            values[field] = meta[key]
+        return cls(**values)
+
+
+def _as_array_and_mask(data, mask):
+    if isinstance(data, NDData):
+        if mask is None:
+            mask = data.mask
+        elif data.mask is not None:
+            mask = np.logical_or(mask, data.mask)
+        data = data.data
+    if isinstance(data, u.Quantity):
+        data = data.value
+    data = np.asarray(data, dtype=np.float64)
+    good = np.isfinite(data)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != data.shape:
+            raise ValueError(f"fit_normalization: mask shape {mask.shape} differs from the "
+                             f"data shape {data.shape}")
+        good &= ~mask
+    if not good.any():
+        raise ValueError("fit_normalization: no finite, unmasked pixel to fit")
+    return data, good
+
+
+def _background2d(data, good, box_size):
+    from photutils.background import Background2D
+
+    if data.ndim != 2:
+        raise ValueError(f"fit_normalization: method='background2d' needs a 2-D image, got "
+                         f"shape {data.shape}")
+    box = (min(box_size, data.shape[0]), min(box_size, data.shape[1]))
+    bkg = Background2D(data, box, mask=~good)
+    return float(bkg.background_median), float(bkg.background_rms_median)
+
+
+def fit_normalization(data, *, mask=None, method="sigma_clip", box_size=64, offset=None,
+                      scale=None, percentile=99.5, sigma=3.0):
+    """Fit a robust, invertible normalisation of an image.
+
+    Parameters
+    ----------
+    data : array-like, Quantity or NDData
+        The image (the mask of an NDData is used; a Quantity's values are used, so
+        offset and scale are in its unit).
+    mask : array-like of bool, optional
+        True for pixels to ignore, in addition to non-finite ones.
+    method : {"sigma_clip", "background2d", "fixed"}
+        How to find the offset (see the module docstring). ``"fixed"`` takes
+        ``offset`` and ``scale`` as given.
+    box_size : int, optional
+        Box size of `~photutils.background.Background2D` (clipped to the image).
+    offset, scale : float, optional
+        Use these instead of the fitted values (both required for ``"fixed"``).
+    percentile : float, optional
+        Percentile of ``data - offset`` that defines the scale.
+    sigma : float, optional
+        Clipping threshold of the sigma-clipped statistics.
+
+    Returns
+    -------
+    norm : `Normalization`
+
+    Raises
+    ------
+    ValueError
+        Unknown method, ``"fixed"`` without offset and scale, or no good pixel.
+    """
+    if method not in METHODS:
+        raise ValueError(f"fit_normalization: method must be one of {METHODS}, got {method!r}")
+    if method == "fixed":
+        if offset is None or scale is None:
+            raise ValueError("fit_normalization: method='fixed' needs both offset= and scale=")
+        return Normalization(offset, scale, method)
+    if int(box_size) != box_size or box_size < 1:
+        raise ValueError(f"fit_normalization: box_size must be a positive integer, "
+                         f"got {box_size!r}")
+    if not 0 < percentile <= 100:
+        raise ValueError(f"fit_normalization: percentile must be in (0, 100], got {percentile}")
+
+    data, good = _as_array_and_mask(data, mask)
+    if method == "background2d":
+        fitted_offset, noise = _background2d(data, good, int(box_size))
+    else:
+        _, fitted_offset, noise = sigma_clipped_stats(data, mask=~good, sigma=sigma)
+    offset = float(fitted_offset) if offset is None else float(offset)
+    if scale is None:
+        values = data[good] - offset
+        scale = float(np.percentile(values, percentile))
+        if not scale > 0:
+            scale = float(noise)
+        largest = float(np.max(np.abs(data[good])))
+        floor = np.finfo(np.float32).eps * largest if largest > 0 else 1.0
+        if not scale > floor:
+            scale = floor
+    return Normalization(offset, scale, method)

@@ -1,0 +1,190 @@
+"""Writing simulated datasets: a FITS file per image plus an ECSV catalog, or one
+netCDF / zarr dataset. Files go through :mod:`lensenhance.io` (atomic writes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .simulator import UNIT, LensSimulator, tan_wcs, truth_header
+
+__all__ = ["write_simulation", "simulate_to_disk"]
+
+CATALOG_NAME = "catalog.ecsv"
+_DATASET_SUFFIX = {"netcdf": ".nc", "zarr": ".zarr"}
+_FORMATS = ("fits", *_DATASET_SUFFIX)
+
+
+def _image_variables(ds):
+    """Image variables (dims image, y*, x*) other than ``*_sigma``; the recorded one first."""
+    names = [name for name, var in ds.data_vars.items()
+             if var.ndim == 3 and var.dims[0] == "image" and not name.endswith("_sigma")]
+    primary = next((name for name in ("lr", "low", "image") if name in names), None)
+    if primary is None and names:
+        primary = names[0]
+    return ([primary] + [n for n in names if n != primary]) if primary else []
+
+
+def _dataset_target(out, fmt):
+    out = Path(out)
+    suffix = _DATASET_SUFFIX[fmt]
+    return out if out.suffix.lower() == suffix else out / f"simulation{suffix}"
+
+
+def _pixel_scale(ds, var):
+    """Pixel scale (arcsec) of a variable's grid, from its x coordinate."""
+    xdim = ds[var].dims[-1]
+    if xdim in ds.coords and ds.sizes[xdim] > 1:
+        return float(abs(ds[xdim].values[1] - ds[xdim].values[0]))
+    key = "hr_pixel_scale" if xdim.endswith("_hr") else "lr_pixel_scale"
+    for name in (key, "pixel_scale"):
+        if name in ds.attrs:
+            return float(ds.attrs[name])
+    raise ValueError(f"variable {var!r}: no x coordinate or pixel-scale attribute to build "
+                     "its WCS from")
+
+
+def write_simulation(ds, out_dir, *, format="fits", overwrite=False, progress=True,
+                     ra=150.0, dec=2.2):
+    """Write a simulated dataset to disk.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        From `LensSimulator.simulate_pairs` or ``simulate_snr_pairs``.
+    out_dir : str or os.PathLike
+        Output folder (created). For ``netcdf``/``zarr`` a path ending in ``.nc`` /
+        ``.zarr`` is used as is; otherwise ``out_dir/simulation.nc`` (``.zarr``).
+    format : {'fits', 'netcdf', 'zarr'}, optional
+        ``fits``: one FITS file per image and variable (``lr/000000.fits``,
+        ``hr/000000.fits``, ...; the ``*_sigma`` variable becomes the uncertainty
+        extension, the truth parameters header cards) and ``catalog.ecsv`` with the
+        truth parameters and the relative paths (``lr_path``, ``hr_path``, ... and
+        ``path``, the recorded image's). ``netcdf``/``zarr``: the dataset in one file.
+    overwrite : bool, optional
+        Replace existing files; otherwise an existing target raises FileExistsError
+        before anything is written.
+    progress : bool, optional
+        Progress bar over the FITS files.
+    ra, dec : float, optional
+        Sky position (deg) of the image centres in the FITS WCS.
+
+    Returns
+    -------
+    pathlib.Path
+        The catalog (fits) or the dataset file (netcdf, zarr).
+    """
+    import xarray as xr
+
+    from .. import io
+
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"write_simulation: expected an xarray.Dataset, got "
+                        f"{type(ds).__name__}")
+    if format not in _FORMATS:
+        raise ValueError(f"format must be one of {_FORMATS}, got {format!r}")
+    if format != "fits":
+        target = _dataset_target(out_dir, format)
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        io.save_dataset(ds, target, overwrite=overwrite)
+        return target
+
+    out_dir = Path(out_dir)
+    names = _image_variables(ds)
+    if not names:
+        raise ValueError(f"write_simulation: no image variables (dims image, y, x) in the "
+                         f"dataset; it has {list(ds.data_vars)}")
+    n = ds.sizes["image"]
+    relative = {name: [f"{name}/{i:06d}.fits" for i in range(n)] for name in names}
+    catalog = out_dir / CATALOG_NAME
+    if not overwrite:
+        existing = [p for p in [catalog] + [out_dir / r for rs in relative.values() for r in rs]
+                    if p.exists()]
+        if existing:
+            raise FileExistsError(f"{existing[0]} exists ({len(existing)} target file(s) "
+                                  "exist); pass overwrite=True to replace them")
+    for name in names:
+        (out_dir / name).mkdir(parents=True, exist_ok=True)
+
+    truth = _truth_table(ds)
+    wcs = {name: tan_wcs(ds[name].shape[1:], _pixel_scale(ds, name), ra=ra, dec=dec)
+           for name in names}
+    unit = ds.attrs.get("unit", UNIT)
+    history = (f"lensenhance simulation: preset {ds.attrs.get('preset', '?')}, "
+               f"substructure {ds.attrs.get('substructure', '?')}")
+    from astropy.nddata import CCDData, StdDevUncertainty
+    from tqdm.auto import tqdm
+
+    for i in tqdm(range(n), desc="writing FITS", unit="img", disable=not progress):
+        header = truth_header({key: truth[key][i] for key in truth.colnames})
+        for key in ("preset", "psf_fwhm"):
+            if key in ds.attrs:
+                header[key.upper().replace("_", "")[:8]] = ds.attrs[key]
+        for name in names:
+            sigma = ds.get(f"{name}_sigma")
+            ccd = CCDData(ds[name].values[i], unit=unit, wcs=wcs[name], meta=header.copy(),
+                          uncertainty=None if sigma is None
+                          else StdDevUncertainty(sigma.values[i]))
+            io.write_image(ccd, out_dir / relative[name][i], overwrite=overwrite,
+                           history=history)
+    for name in names:
+        truth[f"{name}_path"] = relative[name]
+    truth["path"] = relative[names[0]]
+    truth.meta.update({k: v for k, v in ds.attrs.items()
+                       if isinstance(v, (str, int, float, np.integer, np.floating))})
+    io.write_catalog(truth, catalog, overwrite=overwrite)
+    return catalog
+
+
+def _truth_table(ds):
+    """The coordinates along ``image`` as an astropy Table (units where astropy knows them)."""
+    from astropy import units as u
+    from astropy.table import Table
+
+    table = Table()
+    for key, coord in ds.coords.items():
+        if coord.dims != ("image",) or key == "image":
+            continue
+        table[key] = coord.values
+        unit = u.Unit(coord.attrs.get("units", ""), parse_strict="silent")
+        if coord.attrs.get("units") and not isinstance(unit, u.UnrecognizedUnit):
+            table[key].unit = unit
+        table[key].description = coord.attrs.get("long_name", "")
+    table.add_column(np.asarray(ds["image"].values), name="image", index=0)
+    return table
+
+
+def simulate_to_disk(out_dir, *, preset="model_i", substructure="no_sub", n=100, scale=2,
+                     fmt="fits", seed=0, workers=1, overwrite=False, progress=True):
+    """Simulate ``n`` HR/LR pairs and write them (what ``lensenhance simulate`` runs).
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        Output folder (see `write_simulation`).
+    preset, substructure, seed
+        As for `LensSimulator.from_preset`.
+    n, scale, workers
+        As for `LensSimulator.simulate_pairs`.
+    fmt : {'fits', 'netcdf', 'zarr'}, optional
+        Output format.
+    overwrite, progress : bool, optional
+        As for `write_simulation`; progress also shows the simulation's bar.
+
+    Returns
+    -------
+    pathlib.Path
+        The catalog or dataset written.
+    """
+    if fmt not in _FORMATS:
+        raise ValueError(f"fmt must be one of {_FORMATS}, got {fmt!r}")
+    target = (Path(out_dir) / CATALOG_NAME if fmt == "fits"
+              else _dataset_target(out_dir, fmt))
+    if target.exists() and not overwrite:  # fail before spending time simulating
+        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+    sim = LensSimulator.from_preset(preset, substructure=substructure, seed=seed)
+    ds = sim.simulate_pairs(n, scale=scale, workers=workers, progress=progress)
+    return write_simulation(ds, out_dir, format=fmt, overwrite=overwrite, progress=progress)
