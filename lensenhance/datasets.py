@@ -14,7 +14,7 @@ import numpy as np
 from .normalization import fit_normalization
 
 __all__ = ["normalize_pairs", "simulated_pairs", "dataset_pairs", "catalog_pairs",
-           "pair_source"]
+           "load_pairs", "training_pairs"]
 
 
 def normalize_pairs(lr, hr, *, scale, method="sigma_clip"):
@@ -122,34 +122,63 @@ def catalog_pairs(path, *, lr_column="lr_path", hr_column="hr_path", hdu=None):
     return np.stack(lrs), np.stack(hrs)
 
 
-def pair_source(spec, *, scale=2, patch_size=48, n=4000, preset="model_i", seed=0,
-                workers=1, progress=True):
-    """A training pair source from a spec: ``"simulate"``, a dataset path or a catalogue.
+def load_pairs(spec, *, scale=2, n=4000, preset="model_i", seed=0, workers=1,
+               progress=True):
+    """Raw ``(lr, hr)`` stacks from a spec: ``"simulate"``, a dataset, an .npz or a catalogue.
 
     Parameters
     ----------
     spec : str or path-like
-        ``"simulate"`` simulates ``n`` pairs of ``preset`` now (classes in equal parts);
-        a ``.nc``/``.zarr`` path is a dataset written by ``lensenhance simulate``; a
+        ``"simulate"`` simulates ``n`` pairs of ``preset`` now (classes in equal parts,
+        streams derived from ``seed``); a ``.nc``/``.zarr`` path is a dataset written by
+        ``lensenhance simulate``; an ``.npz`` holds arrays ``lr`` and ``hr``; an
         ``.ecsv``/``.fits`` path is a catalogue with ``lr_path`` and ``hr_path`` columns.
-
-    Returns
-    -------
-    lensenhance.training.ArrayPairSource
     """
-    from .training import ArrayPairSource
-
     if str(spec) == "simulate":
         ds = simulated_pairs(n, preset=preset, scale=scale, seed=seed, workers=workers,
                              progress=progress)
-        lr, hr = ds["lr"].values, ds["hr"].values
+        return ds["lr"].values, ds["hr"].values
+    path = Path(spec)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such dataset, .npz or catalogue")
+    if path.suffix in (".nc", ".zarr"):
+        return dataset_pairs(path, scale=scale)
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as arrays:
+            missing = {"lr", "hr"} - set(arrays.files)
+            if missing:
+                raise ValueError(f"{path}: lacks the arrays {sorted(missing)}")
+            return arrays["lr"], arrays["hr"]
+    return catalog_pairs(path)
+
+
+def training_pairs(spec="simulate", *, scale=2, patch_size=48, n=4000, n_val=64,
+                   preset="model_i", seed=1, workers=1, progress=True):
+    """Normalised training source and validation pairs for `lensenhance.training.train_sr`.
+
+    For ``"simulate"`` the validation images are a separate simulation (its own stream of
+    ``seed``); for data on disk the last ``n_val`` images of a fixed shuffle are held out.
+
+    Returns
+    -------
+    source : lensenhance.training.ArrayPairSource
+        Random aligned patches with D4 augmentation.
+    val : tuple of numpy.ndarray
+        Whole normalised ``(lr, hr)`` validation images.
+    """
+    from .training import ArrayPairSource
+
+    lr, hr = load_pairs(spec, scale=scale, n=n, preset=preset, seed=seed, workers=workers,
+                        progress=progress)
+    if str(spec) == "simulate":
+        val_lr, val_hr = load_pairs(spec, scale=scale, n=n_val, preset=preset,
+                                    seed=seed + 10_000, workers=workers, progress=False)
     else:
-        path = Path(spec)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no such dataset or catalogue")
-        if path.suffix in (".nc", ".zarr"):
-            lr, hr = dataset_pairs(path, scale=scale)
-        else:
-            lr, hr = catalog_pairs(path)
+        if len(lr) <= n_val:
+            raise ValueError(f"{spec}: {len(lr)} pairs; need more than n_val={n_val}")
+        order = np.random.default_rng(seed).permutation(len(lr))
+        val_lr, val_hr = lr[order[-n_val:]], hr[order[-n_val:]]
+        lr, hr = lr[order[:-n_val]], hr[order[:-n_val]]
     lr, hr = normalize_pairs(lr, hr, scale=scale)
-    return ArrayPairSource(lr, hr, patch_size=patch_size, scale=scale)
+    return (ArrayPairSource(lr, hr, patch_size=patch_size, scale=scale),
+            normalize_pairs(val_lr, val_hr, scale=scale))

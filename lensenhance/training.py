@@ -26,14 +26,12 @@ validates and writes files. Entry point::
 
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 import json
 import math
 import os
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -888,6 +886,7 @@ class _Trainer:
             export_weights(self.ema.module, weights_path, overwrite=True,
                            metadata={**info, **(metadata or {})})
         result = {**self.history, "step": self.step, "world_size": self.ctx.world_size,
+                  "rank": self.ctx.rank,
                   "wall_time_s": self.wall_time, "config": self.raw.config,
                   "weights": str(weights_path),
                   "checkpoint": str(self.checkpoint) if self.checkpoint else None}
@@ -895,56 +894,3 @@ class _Trainer:
             atomic_write(self.out_dir / HISTORY_FILE, _json_bytes(result))
         self.ctx.barrier()
         return result
-
-
-# --------------------------------------------------------------------------- entry point
-
-
-def main(argv=None) -> int:
-    """``python -m lensenhance.training``: train on an ``.npz`` of ``lr``/``hr`` arrays."""
-    parser = argparse.ArgumentParser(
-        prog="python -m lensenhance.training",
-        description="Train a super-resolution network on an .npz file holding 'lr' and "
-                    "'hr' image stacks (works under torchrun).",
-    )
-    parser.add_argument("--model", default="rcan")
-    parser.add_argument("--scale", type=int, default=2)
-    parser.add_argument("--preset", default="small")
-    parser.add_argument("--data", required=True, help=".npz with arrays 'lr' and 'hr'")
-    parser.add_argument("--val", default=None, help=".npz with validation 'lr' and 'hr'")
-    parser.add_argument("--steps", type=int, required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--patch-size", type=int, default=48)
-    parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--val-every", type=int, default=500)
-    parser.add_argument("--checkpoint-every", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-
-    def read_pairs(path):
-        with np.load(path, allow_pickle=False) as arrays:
-            missing = {"lr", "hr"} - set(arrays.files)
-            if missing:
-                raise ValueError(f"{path} lacks the arrays {sorted(missing)}")
-            return arrays["lr"], arrays["hr"]
-
-    history = train_sr(
-        model=args.model, scale=args.scale, preset=args.preset, data=read_pairs(args.data),
-        val_data=read_pairs(args.val) if args.val else None, steps=args.steps,
-        out_dir=args.out, batch_size=args.batch_size, patch_size=args.patch_size,
-        lr=args.lr, val_every=args.val_every, checkpoint_every=args.checkpoint_every,
-        seed=args.seed, device=args.device, resume=args.resume, overwrite=args.overwrite,
-        progress=not args.no_progress,
-    )
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({k: history[k] for k in ("step", "world_size", "weights")}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -106,12 +106,13 @@ def theta_e_regression(images, theta_e, *, train_fraction=0.7, epochs=20, batch_
 
 def format_sr_table(rows, classes):
     """The plain-text table that ``lensenhance benchmark sr`` prints."""
-    header = f"{'method':<28}{'MSE':>11}{'PSNR':>8}{'SSIM':>8}" + "".join(
+    header = f"{'method':<36}{'MSE':>11}{'PSNR':>8}{'SSIM':>8}" + "".join(
         f"{'PSNR ' + c:>14}" for c in classes) + f"{'ms/img':>9}"
     lines = [header, "-" * len(header)]
     for method, row in rows.items():
         overall = row["metrics"]["all"]
-        line = f"{method:<28}{overall['mse']:>11.3e}{overall['psnr']:>8.2f}{overall['ssim']:>8.4f}"
+        line = (f"{method:<36}{overall['mse']:>11.3e}{overall['psnr']:>8.2f}"
+                f"{overall['ssim']:>8.4f}")
         line += "".join(f"{row['metrics'][c]['psnr']:>14.2f}" for c in classes)
         seconds = row.get("seconds_per_image")
         line += f"{seconds * 1e3:>9.1f}" if seconds is not None else f"{'-':>9}"
@@ -192,9 +193,9 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
                                      device=device)
             for kind, images in inputs.items()}
         print("\ntheta_E regression (small ResNet, same split and schedule for each input)")
-        print(f"{'input':<28}{'MSE [arcsec^2]':>16}{'MAE [arcsec]':>14}")
+        print(f"{'input':<36}{'MSE [arcsec^2]':>16}{'MAE [arcsec]':>14}")
         for kind, figures in result["regression"].items():
-            print(f"{kind:<28}{figures['mse']:>16.3e}{figures['mae']:>14.4f}")
+            print(f"{kind:<36}{figures['mse']:>16.3e}{figures['mae']:>14.4f}")
         table += "\n" + "\n".join(
             f"theta_E {kind}: MSE {f['mse']:.3e}, MAE {f['mae']:.4f}"
             for kind, f in result["regression"].items())

@@ -17,7 +17,7 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_save
 from torch import nn
 
-from .sr import count_parameters, model_from_config
+from .sr import model_from_config
 
 __all__ = [
     "WEIGHTS_FORMAT",
@@ -92,7 +92,8 @@ def export_weights(model: nn.Module, path, *, metadata: dict | None = None,
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder {path.parent} does not exist")
     header = {"format": WEIGHTS_FORMAT, "config": json.dumps(config),
-              "n_parameters": str(count_parameters(module))}
+              # All parameters (an EMA copy has requires_grad off).
+              "n_parameters": str(sum(p.numel() for p in module.parameters()))}
     for key, value in (metadata or {}).items():
         if key in header:
             raise ValueError(f"metadata key {key!r} is reserved")

@@ -293,8 +293,8 @@ PRESETS = {
         read_noise=5.0,
         supersampling=1,
         lens_mass=LogUniform(11.4, 12.2),
-        lens_light_mag=Uniform(21.5, 23.0),
-        source_mag=Uniform(23.0, 24.5),
+        lens_light_mag=Uniform(20.7, 22.2),
+        source_mag=Uniform(21.4, 22.9),
     ),
     # DeepLense Model II: Euclid VIS (lenstronomy's numbers), 64x64; noise really added.
     "model_ii": Preset(
@@ -303,8 +303,8 @@ PRESETS = {
         num_pix=64,
         supersampling=2,
         lens_mass=LogUniform(11.4, 12.2),
-        lens_light_mag=Uniform(19.5, 21.0),
-        source_mag=Uniform(21.5, 23.5),
+        lens_light_mag=Uniform(19.5, 21.5),
+        source_mag=Uniform(22.5, 24.5),
         **_instrument(_euclid_vis()),
     ),
     # DeepLense Model III: HST WFC3 F160W (lenstronomy's numbers), 64x64.
@@ -314,8 +314,8 @@ PRESETS = {
         num_pix=64,
         supersampling=2,
         lens_mass=LogUniform(11.2, 12.0),
-        lens_light_mag=Uniform(19.0, 20.5),
-        source_mag=Uniform(21.5, 23.5),
+        lens_light_mag=Uniform(19.0, 21.0),
+        source_mag=Uniform(22.5, 24.5),
         **_instrument(_hst_f160w()),
     ),
 }
