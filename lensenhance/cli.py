@@ -230,7 +230,8 @@ def train_group():
 
 def _command_line(ctx):
     """The canonical command that reproduces this invocation, for model cards."""
-    words = [ctx.command_path]
+    # The program name as installed, whatever name this invocation was given.
+    words = ["lensenhance", *ctx.command_path.split()[1:]]
     for param in ctx.command.params:
         value = ctx.params[param.name]
         if isinstance(param, click.Option) and param.is_flag:

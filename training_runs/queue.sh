@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # The training runs behind the shipped SR weights, one after another (2 cores: never two
 # at once). Every run resumes from its latest checkpoint, so rerunning this script after
-# an interruption continues where it stopped.
+# an interruption continues where it stopped; a finished run is skipped.
 set -u
 cd "$(dirname "$0")/.."
 LE=${LE:-.venv/bin/lensenhance}
 run() {  # name, then train-sr options
     local name=$1; shift
+    if [ -f "training_runs/$name/weights.safetensors" ]; then
+        echo "=== $name: finished earlier"; return
+    fi
     echo "=== $name $(date -u +%FT%TZ)"
     $LE -q train sr "$@" --n-train 4000 --data-seed 1 --out "training_runs/$name" --resume
 }
 run fsrcnn-x2   --model fsrcnn   --scale 2 --steps 4000 --val-every 500
-run edsr-x2     --model edsr     --scale 2 --steps 2000 --val-every 250
-run srresnet-x2 --model srresnet --scale 2 --steps 600  --val-every 100
-run rcan-x2     --model rcan     --scale 2 --steps 600  --val-every 100
-run rdn-x2      --model rdn      --scale 2 --steps 450  --val-every 75
-run edsr-x4     --model edsr     --scale 4 --steps 2000 --val-every 250
+run edsr-x2     --model edsr     --scale 2 --steps 1500 --val-every 250
+run srresnet-x2 --model srresnet --scale 2 --steps 800  --val-every 200 --patch-size 32
+run rcan-x2     --model rcan     --scale 2 --steps 800  --val-every 200 --patch-size 32
+run rdn-x2      --model rdn      --scale 2 --steps 600  --val-every 150 --patch-size 32
+run edsr-x4     --model edsr     --scale 4 --steps 1000 --val-every 250
 echo "=== done $(date -u +%FT%TZ)"

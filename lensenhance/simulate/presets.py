@@ -47,7 +47,7 @@ class Fixed:
         return self.value if size is None else np.full(size, self.value)
 
     def __str__(self):
-        return f"{self.value:g}"
+        return _short(self.value)
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,13 @@ class PowerLaw:
         return (self.high**p2 - self.low**p2) / p2 / norm
 
     def __str__(self):
-        return f"x^{self.slope:g} on [{self.low:.0e}, {self.high:.0e}]"
+        return f"x^{self.slope:g} on [{_short(self.low)}, {_short(self.high)}]"
+
+
+def _short(value):
+    """1e6 rather than 1e+06."""
+    text = f"{value:g}"
+    return text.replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
 
 
 def _as_distribution(value):
@@ -166,7 +172,11 @@ class Preset:
     magnitude_zero_point: float = _f("AB magnitude giving 1 electron/s", "mag")
     sky_brightness: float = _f("sky surface brightness", "mag/arcsec2")
     read_noise: float = _f("read noise per exposure and pixel", "electron")
-    supersampling: int = _f("ray-traced points per native pixel side")
+    supersampling: int = _f("rays per pixel side, everywhere")
+    adaptive_supersampling: int = _f("rays per pixel side where the lensed source is bright",
+                                     "", 4)
+    adaptive_threshold: float = _f("'bright': source flux above this fraction of its peak, "
+                                   "and neighbours", "", 0.1)
     # cosmology
     H0: float = _f("Hubble constant (FlatLambdaCDM)", "km/s/Mpc", 70.0)
     Om0: float = _f("matter density (FlatLambdaCDM)", "", 0.3)
@@ -234,7 +244,8 @@ class Preset:
                              f"got {self.subhalo_profile!r}")
         if not self.z_source > self.z_lens > 0:
             raise ValueError(f"need 0 < z_lens < z_source, got {self.z_lens}, {self.z_source}")
-        for name in ("num_pix", "num_exposures", "supersampling", "vortex_points"):
+        for name in ("num_pix", "num_exposures", "supersampling", "adaptive_supersampling",
+                     "vortex_points"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -292,6 +303,7 @@ PRESETS = {
         sky_brightness=21.0,
         read_noise=5.0,
         supersampling=1,
+        adaptive_supersampling=3,
         lens_mass=LogUniform(11.4, 12.2),
         lens_light_mag=Uniform(20.7, 22.2),
         source_mag=Uniform(21.4, 22.9),
@@ -302,6 +314,7 @@ PRESETS = {
         description="Euclid VIS-like: 64x64, 0.101\"/px, seeing 0.16\" (lenstronomy Euclid)",
         num_pix=64,
         supersampling=2,
+        adaptive_supersampling=4,
         lens_mass=LogUniform(11.4, 12.2),
         lens_light_mag=Uniform(19.5, 21.5),
         source_mag=Uniform(22.5, 24.5),
@@ -313,6 +326,7 @@ PRESETS = {
         description="HST WFC3 F160W-like: 64x64, 0.08\"/px (lenstronomy HST)",
         num_pix=64,
         supersampling=2,
+        adaptive_supersampling=4,
         lens_mass=LogUniform(11.2, 12.0),
         lens_light_mag=Uniform(19.0, 21.0),
         source_mag=Uniform(22.5, 24.5),
@@ -355,8 +369,8 @@ def presets_table(names=None):
 
 def _format(value):
     if isinstance(value, float):
-        return f"{value:g}"
+        return _short(value)
     if isinstance(value, tuple):
-        return "(" + ", ".join(f"{v:g}" for v in value) + ")"
+        return "(" + ", ".join(_short(v) for v in value) + ")"
     return str(value)
 

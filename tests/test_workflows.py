@@ -1,0 +1,164 @@
+"""End-to-end commands a user runs: train, benchmark, evaluate, enhance, demo (tiny sizes)."""
+
+import json
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.nddata import CCDData
+from click.testing import CliRunner
+
+from lensenhance import io
+from lensenhance.benchmark.sr import benchmark_sr, evaluate_predictions, theta_e_regression
+from lensenhance.cli import cli
+from lensenhance.datasets import load_pairs, normalize_pairs, training_pairs
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_normalize_pairs_is_the_enhancer_convention():
+    rng = np.random.default_rng(0)
+    hr = rng.gamma(2.0, 1.0, size=(3, 16, 16)).astype(np.float32)
+    lr = hr.reshape(3, 8, 2, 8, 2).sum(axis=(2, 4))
+    lr_n, hr_n = normalize_pairs(lr, hr, scale=2)
+    # Block sums of the normalised HR, back in LR units, equal the normalised LR.
+    summed = hr_n.reshape(3, 8, 2, 8, 2).mean(axis=(2, 4))
+    np.testing.assert_allclose(summed, lr_n, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="not 2 x"):
+        normalize_pairs(lr, hr[:, :15], scale=2)
+
+
+def test_load_pairs_from_npz_and_errors(tmp_path):
+    np.savez(tmp_path / "p.npz", lr=np.zeros((2, 4, 4)), hr=np.zeros((2, 8, 8)))
+    lr, hr = load_pairs(tmp_path / "p.npz")
+    assert lr.shape == (2, 4, 4) and hr.shape == (2, 8, 8)
+    np.savez(tmp_path / "bad.npz", lr=np.zeros((2, 4, 4)))
+    with pytest.raises(ValueError, match="bad.npz"):
+        load_pairs(tmp_path / "bad.npz")
+    with pytest.raises(FileNotFoundError, match="missing"):
+        load_pairs(tmp_path / "missing.nc")
+
+
+def test_catalog_pairs_skip_bad_rows(tmp_path):
+    from astropy.table import Table
+
+    rows = []
+    for k in range(3):
+        fits.writeto(tmp_path / f"lr{k}.fits", np.full((4, 4), k, np.float32))
+        fits.writeto(tmp_path / f"hr{k}.fits", np.full((8, 8), k, np.float32))
+        rows.append((f"lr{k}.fits", f"hr{k}.fits"))
+    (tmp_path / "lr2.fits").write_text("broken")
+    Table(rows=rows, names=("lr_path", "hr_path")).write(tmp_path / "cat.ecsv")
+    with pytest.warns(UserWarning, match="lr2.fits"):
+        lr, hr = load_pairs(tmp_path / "cat.ecsv")
+    assert lr.shape == (2, 4, 4) and hr.shape == (2, 8, 8)
+
+
+def test_training_pairs_hold_out_validation(tmp_path):
+    rng = np.random.default_rng(1)
+    hr = rng.gamma(2.0, 1.0, size=(10, 16, 16)).astype(np.float32)
+    lr = hr.reshape(10, 8, 2, 8, 2).sum(axis=(2, 4))
+    np.savez(tmp_path / "p.npz", lr=lr, hr=hr)
+    source, (val_lr, val_hr) = training_pairs(tmp_path / "p.npz", patch_size=8, n_val=3)
+    assert len(source) == 7 and val_lr.shape == (3, 8, 8) and val_hr.shape == (3, 16, 16)
+
+
+def test_train_sr_command_on_simulated_data(runner, tmp_path):
+    out = tmp_path / "run"
+    args = ["-q", "train", "sr", "--model", "fsrcnn", "--size", "paper", "--n-train", "6",
+            "--n-val", "3", "--steps", "4", "--batch-size", "2", "--patch-size", "16",
+            "--val-every", "2", "--checkpoint-every", "2", "--out", str(out)]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "val PSNR" in result.output
+    history = json.loads((out / "history.json").read_text())
+    assert history["step"] == 4
+    from lensenhance.nn.weights import read_weights_metadata
+
+    command = read_weights_metadata(out / "weights.safetensors")["command"]
+    assert command.startswith("lensenhance train sr --model fsrcnn") and "--steps 4" in command
+    # A second run into the same folder needs --resume or --overwrite.
+    again = runner.invoke(cli, args)
+    assert again.exit_code != 0 and "--resume" in again.output
+
+
+def test_benchmark_sr_tiny(tmp_path, capsys):
+    result = benchmark_sr(n=6, models=[], regression=False, progress=False,
+                          json_path=tmp_path / "sr.json")
+    rows = result["rows"]
+    assert set(rows) == {"bilinear", "bicubic", "bicubic of noise-free LR (oracle)"}
+    # The oracle has no noise to fight: it must beat bicubic on the noisy LR.
+    assert rows["bicubic of noise-free LR (oracle)"]["metrics"]["all"]["psnr"] > \
+        rows["bicubic"]["metrics"]["all"]["psnr"]
+    assert set(rows["bicubic"]["metrics"]) == {"all", "no_sub", "cdm", "axion"}
+    saved = json.loads((tmp_path / "sr.json").read_text())
+    assert saved["rows"]["bicubic"]["metrics"]["all"]["psnr"] == pytest.approx(
+        rows["bicubic"]["metrics"]["all"]["psnr"])
+    assert "bicubic" in capsys.readouterr().out
+
+
+def test_theta_e_regression_runs_and_reports():
+    rng = np.random.default_rng(0)
+    theta = rng.uniform(0.5, 2.0, 24)
+    y, x = np.mgrid[:32, :32] - 15.5
+    images = np.stack([np.exp(-(np.hypot(x, y) - 8 * t) ** 2 / 4) for t in theta])
+    figures = theta_e_regression(images, theta, epochs=2, batch_size=8)
+    assert figures["n_train"] + figures["n_test"] == 24
+    assert figures["mae"] > 0 and np.isfinite(figures["mse"])
+
+
+def _write_pairs(folder, images, prefix=""):
+    folder.mkdir(exist_ok=True)
+    for k, image in enumerate(images):
+        io.write_image(CCDData(image, unit="electron/s"), folder / f"{prefix}img{k}.fits")
+
+
+def test_evaluate_command(runner, tmp_path):
+    rng = np.random.default_rng(0)
+    truth = rng.gamma(2.0, 1.0, size=(3, 16, 16)).astype(np.float32)
+    _write_pairs(tmp_path / "truth", truth)
+    _write_pairs(tmp_path / "pred", truth + 0.01)
+    result = runner.invoke(cli, ["evaluate", "--pred", str(tmp_path / "pred"), "--truth",
+                                 str(tmp_path / "truth"), "--json", str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    assert "3 images" in result.output and "PSNR" in result.output
+    saved = json.loads((tmp_path / "e.json").read_text())
+    assert saved["n"] == 3 and saved["failures"] == {}
+    (tmp_path / "pred" / "img1.fits").unlink()
+    partial = evaluate_predictions(tmp_path / "pred", tmp_path / "truth")
+    assert partial["n"] == 2 and "img1.fits" in partial["failures"]
+
+
+def test_enhance_command_goes_on_after_a_bad_file(runner, tmp_path):
+    good = tmp_path / "good.fits"
+    io.write_image(CCDData(np.ones((8, 8), np.float32), unit="adu"), good)
+    bad = tmp_path / "bad.fits"
+    bad.write_text("not fits")
+    out = tmp_path / "out"
+    result = runner.invoke(cli, ["enhance", str(bad), str(good), "--out", str(out)])
+    assert result.exit_code != 0
+    assert "bad.fits" in result.output and "1 of 2" in result.output
+    written = io.read_image(out / "good_bicubic.fits")
+    assert written.shape == (16, 16) and str(written.unit) == "adu"
+    # Nothing is overwritten without --overwrite.
+    again = runner.invoke(cli, ["enhance", str(good), "--out", str(out)])
+    assert again.exit_code != 0 and "exists" in again.output
+    assert runner.invoke(cli, ["enhance", str(good), "--out", str(out),
+                               "--overwrite"]).exit_code == 0
+
+
+def test_demo_command(runner, tmp_path):
+    out = tmp_path / "demo"
+    result = runner.invoke(cli, ["-q", "demo", "--out", str(out), "-n", "2"])
+    assert result.exit_code == 0, result.output
+    assert "bicubic" in result.output and "PSNR" in result.output
+    assert (out / "demo.png").stat().st_size > 1000
+    lr = io.read_image(out / "lr_000.fits")
+    sr = io.read_image(out / "bicubic_000.fits")
+    assert sr.shape == (2 * lr.shape[0], 2 * lr.shape[1]) and sr.unit == lr.unit
+    assert sr.wcs is not None and lr.uncertainty is not None
+    again = runner.invoke(cli, ["-q", "demo", "--out", str(out), "-n", "2"])
+    assert again.exit_code != 0 and "--overwrite" in again.output
