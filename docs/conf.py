@@ -30,4 +30,4 @@ html_theme = "pydata_sphinx_theme"
 html_static_path = ["_static"]
 html_title = f"lensenhance {release}"
 html_theme_options = {"navigation_with_keys": False}
-exclude_patterns = ["_build", "api"]
+exclude_patterns = ["_build"]

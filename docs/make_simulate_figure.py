@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from lensenhance.simulate import SUBSTRUCTURES, LensSimulator  # noqa: E402
 
 OUT = Path(__file__).parent / "_static" / "simulate_classes.png"
-SEED = 7  # run seed: the same seed gives the same galaxies in every class
+SEED = 7  # run seed of the first row; a run seed gives the same galaxies in every class
 
 
 def _show(ax, image, extent, title, *, diverging=False):
@@ -47,10 +47,11 @@ def main():
     columns = ["model_i HR", "model_i LR x2", "HR - no_sub HR", "model_ii", "model_iii"]
     fig, axes = plt.subplots(len(SUBSTRUCTURES), len(columns), figsize=(8.5, 5.4))
     reference = LensSimulator.from_preset("model_i", substructure="no_sub")
-    base = reference.simulate_pairs(1, seed=SEED, progress=False)
     for row, substructure in enumerate(SUBSTRUCTURES):
+        seed = SEED + row
+        base = reference.simulate_pairs(1, seed=seed, progress=False)
         sim = LensSimulator.from_preset("model_i", substructure=substructure)
-        ds = sim.simulate_pairs(1, seed=SEED, progress=False)
+        ds = sim.simulate_pairs(1, seed=seed, progress=False)
         t = ds.isel(image=0)
         label = f"{substructure}\n" + r"$\theta_E$" + f"={float(t.theta_E):.2f}\""
         if substructure == "axion":
@@ -63,12 +64,12 @@ def main():
               columns[2], diverging=True)
         for col, preset in ((3, "model_ii"), (4, "model_iii")):
             other = LensSimulator.from_preset(preset, substructure=substructure)
-            image = other.simulate_snr_pairs(1, seed=SEED, progress=False)
+            image = other.simulate_snr_pairs(1, seed=seed, progress=False)
             _show(axes[row, col], image.low.values[0], _extent(image), columns[col])
         axes[row, 0].set_ylabel(label, fontsize=8)
     fig.tight_layout()
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(OUT, dpi=90)
+    fig.savefig(OUT, dpi=72)
     print(f"wrote {OUT} ({OUT.stat().st_size / 1024:.0f} kB)")
 
 

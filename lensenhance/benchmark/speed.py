@@ -6,6 +6,11 @@ processes and builds their lenstronomy models, which are kept between calls. The
 best of ``repeats`` runs is reported (the worker counts interleaved), because the
 machine may be shared; the start-up time of the first call (worker processes,
 lenstronomy imports and model objects) is reported separately as ``warmup_s``.
+
+On a shared machine the wall-clock rates understate what the code does, so the CPU
+time of the run (this process and its worker processes, with psutil) is reported too,
+with ``idle_estimate_images_per_s`` = min(workers, cores) / CPU seconds per image: the
+rate an otherwise idle machine would allow.
 """
 
 from __future__ import annotations
@@ -27,10 +32,30 @@ SIMULATE_TARGETS = {
 }
 
 
+def _cpu_seconds():
+    """CPU time of this process and all its descendants (the workers), or None."""
+    try:
+        import psutil
+    except ImportError:  # psutil comes with dask.distributed; without it, no CPU figures
+        return None
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.Error:  # a process that just ended
+            pass
+    return total
+
+
 def _rate(sim, n, scale, workers, seed):
+    """Images per second (wall) and CPU seconds per image (all processes) of one run."""
+    cpu = _cpu_seconds()
     start = time.perf_counter()
     sim.simulate_pairs(n, scale=scale, workers=workers, progress=False, seed=seed)
-    return n / (time.perf_counter() - start)
+    rate = n / (time.perf_counter() - start)
+    cpu_after = _cpu_seconds()
+    return rate, None if cpu is None else (cpu_after - cpu) / n
 
 
 def benchmark_simulate(*, n=2000, workers=(1, 2), presets=("model_i",),
@@ -58,7 +83,8 @@ def benchmark_simulate(*, n=2000, workers=(1, 2), presets=("model_i",),
     Returns
     -------
     dict
-        ``results`` (one entry per preset, class and worker count: images/s, seconds),
+        ``results`` (one entry per preset, class and worker count: images/s, seconds,
+        CPU ms per image, idle-machine estimate, warm-up seconds),
         ``speedup`` per preset and class, ``targets``, ``passed`` and ``machine``.
     """
     from ..simulate import LensSimulator
@@ -80,11 +106,18 @@ def benchmark_simulate(*, n=2000, workers=(1, 2), presets=("model_i",),
             for r in range(repeats):
                 for w in workers:
                     timings[w].append(_rate(sim, n, scale, w, seed=2 + r))
-            rates = {w: max(values) for w, values in timings.items()}
+            rates = {}
             for w in workers:
+                rate, cpu = max(timings[w])
+                rates[w] = rate
+                # what the CPU time allows on an otherwise idle machine with >= w cores
+                estimate = None if cpu is None else min(w, os.cpu_count() or 1) / cpu
                 results.append({"preset": preset, "substructure": substructure, "workers": w,
-                                "n": n, "images_per_s": rates[w], "seconds": n / rates[w],
-                                "all_images_per_s": timings[w], "warmup_s": warmup[w]})
+                                "n": n, "images_per_s": rate, "seconds": n / rate,
+                                "all_images_per_s": [t[0] for t in timings[w]],
+                                "cpu_ms_per_image": None if cpu is None else 1e3 * cpu,
+                                "idle_estimate_images_per_s": estimate,
+                                "warmup_s": warmup[w]})
             key = f"{preset}/{substructure}"
             top = max(workers)
             if 1 in rates and top > 1:
@@ -117,10 +150,18 @@ def benchmark_simulate(*, n=2000, workers=(1, 2), presets=("model_i",),
 
 def format_simulate_table(result):
     """The benchmark result as a text table."""
-    lines = [f"{'preset/class':<20}{'workers':>8}{'images/s':>11}{'warm-up s':>11}"]
+    lines = [f"{'preset/class':<20}{'workers':>8}{'images/s':>11}{'CPU ms/img':>12}"
+             f"{'idle est./s':>13}{'warm-up s':>11}"]
     for row in result["results"]:
+        cpu, estimate = row["cpu_ms_per_image"], row["idle_estimate_images_per_s"]
         lines.append(f"{row['preset'] + '/' + row['substructure']:<20}{row['workers']:>8}"
-                     f"{row['images_per_s']:>11.1f}{row['warmup_s']:>11.2f}")
+                     f"{row['images_per_s']:>11.1f}"
+                     f"{'-' if cpu is None else format(cpu, '.2f'):>12}"
+                     f"{'-' if estimate is None else format(estimate, '.0f'):>13}"
+                     f"{row['warmup_s']:>11.2f}")
+    if result.get("load_average"):
+        lines.append("load average (1, 5, 15 min) at the end: "
+                     + ", ".join(f"{x:.2f}" for x in result["load_average"]))
     for key, value in result["speedup"].items():
         lines.append(f"speedup {key}: {value:.2f}x")
     for check, ok in result["passed"].items():

@@ -18,7 +18,12 @@ from concurrent.futures import ProcessPoolExecutor
 __all__ = ["get_pool", "discard_pool", "shutdown_pools"]
 
 _POOLS = {}
-_PRELOAD = ["lensenhance.simulate.render"]
+# imported once by the forkserver, so that every worker starts with them loaded
+_PRELOAD = ["lensenhance.simulate.render", "lenstronomy.LensModel.lens_model",
+            "lenstronomy.LightModel.light_model", "lenstronomy.LensModel.Profiles.sie",
+            "lenstronomy.LensModel.Profiles.shear", "lenstronomy.LensModel.Profiles.point_mass",
+            "lenstronomy.LightModel.Profiles.sersic", "lenstronomy.LightModel.Profiles.gaussian",
+            "lenstronomy.Util.param_util", "astropy.cosmology"]
 
 
 def _context():

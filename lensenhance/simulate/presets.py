@@ -188,7 +188,7 @@ class Preset:
     lens_angle: object = _f("SIE position angle (lens light shares it)", "deg", Uniform(0, 180))
     lens_center: object = _f("SIE centre, each axis (lens light shares it)", "arcsec",
                              Uniform(-0.05, 0.05))
-    shear_strength: object = _f("external shear |gamma|", "", Uniform(0.0, 0.08))
+    shear_strength: object = _f("external shear strength gamma", "", Uniform(0.0, 0.08))
     shear_angle: object = _f("external shear angle", "deg", Uniform(0, 180))
     # lens light: Sersic ellipse
     lens_light_mag: object = _f("lens galaxy total magnitude", "mag")

@@ -146,11 +146,14 @@ class LensSimulator:
     # -- seeds -------------------------------------------------------------------------
 
     def _run_sequence(self, seed):
+        """The SeedSequence of one run: the next child of the simulator's, or the first
+        child of ``seed``'s (so ``from_preset(..., seed=s)``'s first run equals any
+        simulator's run with ``seed=s``)."""
         if seed is None:
             return self._seed_sequence.spawn(1)[0]
-        if isinstance(seed, np.random.SeedSequence):
-            return seed
-        return np.random.SeedSequence(seed)
+        if not isinstance(seed, np.random.SeedSequence):
+            seed = np.random.SeedSequence(seed)
+        return seed.spawn(1)[0]
 
     def _class_of(self, index):
         return self.substructures[index % len(self.substructures)]
@@ -346,10 +349,9 @@ class LensSimulator:
 def truth_header(truth):
     """A FITS header with one card per truth parameter (NaN values are left out).
 
-    Keys longer than 8 characters become HIERARCH cards; comments carry the unit.
+    Keys longer than 8 characters become HIERARCH cards; comments carry the unit and
+    are shortened to fit the 80-character card.
     """
-    import warnings
-
     from astropy.io import fits
 
     header = fits.Header()
@@ -357,12 +359,12 @@ def truth_header(truth):
         if isinstance(value, float) and not math.isfinite(value):
             continue
         unit, meaning = TRUTH_FIELDS.get(key, ("", key))
-        comment = (f"[{unit}] " if unit else "") + meaning
-        card_key = key.upper() if len(key) <= 8 else f"HIERARCH {key.upper()}"
         value = value.item() if isinstance(value, np.generic) else value
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", fits.verify.VerifyWarning)  # long comments cut
-            header[card_key] = (value, comment[:40])
+        card_key = key.upper() if len(key) <= 8 else f"HIERARCH {key.upper()}"
+        card = fits.Card(card_key, value)
+        room = 80 - len(card.image.rstrip()) - 3  # " / " before the comment
+        comment = (f"[{unit}] " if unit else "") + meaning
+        header.append(fits.Card(card_key, value, comment[:max(room, 0)]))
     return header
 
 
