@@ -322,3 +322,16 @@ def test_override_fixes_a_drawn_field_and_repr():
     np.testing.assert_allclose(ds.theta_E, einstein_radius(1e12), rtol=1e-9)
     assert "model_ii" in repr(sim) and "cdm" in repr(sim)
     assert "64x64" in repr(sim.preset)
+
+
+def test_speed_benchmark_runs_and_writes_json(tmp_path):
+    import json
+
+    from lensenhance.benchmark.speed import benchmark_simulate
+
+    path = tmp_path / "speed.json"
+    result = benchmark_simulate(n=4, workers=(1,), presets=(FAST,), substructures=("no_sub",),
+                                repeats=1, json_path=path, verbose=False)
+    (row,) = result["results"]
+    assert row["images_per_s"] > 0 and row["workers"] == 1
+    assert json.loads(path.read_text())["results"][0]["n"] == 4
