@@ -99,7 +99,7 @@ def demo_command(ctx, out_dir, n_images, seed, overwrite):
 def simulate_command(ctx, preset, substructure, n_images, scale, out_dir, fmt, seed, workers,
                      overwrite):
     """Simulate HR/LR lensing pairs with truth catalogues."""
-    from .simulate import simulate_to_disk
+    from .simulation_files import simulate_to_disk
 
     try:
         written = simulate_to_disk(out_dir, preset=preset, substructure=substructure,

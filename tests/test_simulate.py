@@ -21,10 +21,9 @@ from lensenhance.simulate import (
     de_broglie_length,
     einstein_radius,
     presets_table,
-    simulate_to_disk,
-    write_simulation,
 )
 from lensenhance.simulate.presets import PowerLaw
+from lensenhance.simulation_files import simulate_to_disk, write_simulation
 
 # model_ii is the cheapest preset (64 x 64); model_i is used where its numbers matter.
 FAST = "model_ii"

@@ -23,7 +23,6 @@ from .pool import shutdown_pools
 from .presets import PRESETS, SUBSTRUCTURES, Preset, presets_table
 from .render import background_variance, bin_image, observe
 from .simulator import UNIT, LensSimulator, tan_wcs, truth_header
-from .writers import simulate_to_disk, write_simulation
 
 __all__ = [
     "LensSimulator",
@@ -44,7 +43,5 @@ __all__ = [
     "tan_wcs",
     "truth_header",
     "UNIT",
-    "write_simulation",
-    "simulate_to_disk",
     "shutdown_pools",
 ]

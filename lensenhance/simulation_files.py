@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .simulator import UNIT, LensSimulator, tan_wcs, truth_header
+from .simulate.simulator import UNIT, LensSimulator, tan_wcs, truth_header
 
 __all__ = ["write_simulation", "simulate_to_disk"]
 
@@ -77,7 +77,7 @@ def write_simulation(ds, out_dir, *, format="fits", overwrite=False, progress=Tr
     """
     import xarray as xr
 
-    from .. import io
+    from . import io
 
     if not isinstance(ds, xr.Dataset):
         raise TypeError(f"write_simulation: expected an xarray.Dataset, got "
