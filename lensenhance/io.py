@@ -20,12 +20,9 @@ interrupted write never leaves a partial file; nothing is overwritten unless
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import secrets
-import shutil
 import warnings
 from pathlib import Path
 
@@ -36,6 +33,8 @@ from astropy.nddata import CCDData, NDData, StdDevUncertainty
 from astropy.table import Column, MaskedColumn, Table
 from astropy.utils.exceptions import AstropyUserWarning, AstropyWarning
 from astropy.wcs import WCS, FITSFixedWarning, Sip
+
+from ._atomic import atomic_target
 
 __all__ = [
     "MissingUnitWarning",
@@ -90,95 +89,6 @@ class MissingUnitWarning(AstropyUserWarning):
 
 class WCSResampleWarning(AstropyWarning):
     """A part of a WCS that cannot be resampled exactly was dropped."""
-
-
-# --------------------------------------------------------------------------------------
-# Atomic writing
-# --------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _atomic_target(path, *, overwrite, directory=False):
-    """Yield a temporary path next to ``path``; move it onto ``path`` if the block succeeds.
-
-    The temporary name ends with the target's name so that writers which pick a format
-    or a compression from the suffix (``.fits.gz``, ``.ecsv``) behave as for the target.
-    """
-    path = Path(path)
-    if path.exists() or path.is_symlink():
-        if not overwrite:
-            raise FileExistsError(f"{path}: already exists; pass overwrite=True to replace it")
-        if path.is_dir() and not directory:
-            raise IsADirectoryError(f"{path}: is a directory; cannot write a file over it")
-        if directory and not path.is_dir():
-            raise NotADirectoryError(f"{path}: exists and is not a directory")
-    parent = path.parent
-    if not parent.is_dir():
-        raise FileNotFoundError(f"{path}: the folder {parent} does not exist")
-
-    tmp = _create_temporary(parent, path.name, directory=directory)
-    try:
-        yield tmp
-        if directory:
-            _replace_directory(tmp, path)
-        else:
-            _fsync_file(tmp)
-            os.replace(tmp, path)
-        _fsync_directory(parent)
-    except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
-        raise
-
-
-def _create_temporary(parent, name, *, directory):
-    """Create an empty, new file or folder ``parent/.tmp-XXXX-name``.
-
-    Unlike tempfile.mkstemp (mode 0600), the mode is what open() would give: the
-    process umask applies.
-    """
-    while True:
-        tmp = parent / f".tmp-{secrets.token_hex(4)}-{name}"
-        try:
-            if directory:
-                os.mkdir(tmp, 0o777)
-            else:
-                os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            return tmp
-        except FileExistsError:
-            continue
-
-
-def _replace_directory(tmp, path):
-    # A directory cannot be renamed over a non-empty one: move the old one aside first.
-    if path.exists():
-        old = _create_temporary(path.parent, path.name, directory=True)
-        os.replace(path, old)  # an empty directory can be replaced
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
-
-
-def _fsync_file(path):
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_directory(path):
-    # Makes the rename itself durable; not possible on every platform (Windows).
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _check_readable_file(path, what="file"):
@@ -577,7 +487,7 @@ def write_image(ccd, path, *, overwrite=False, history=None):
     if np.asarray(ccd.data).dtype.kind not in "biuf":
         raise TypeError(f"{path}: FITS cannot hold image data of dtype {ccd.data.dtype}")
     hdul = _to_hdulist(ccd, history=history, name=str(path))
-    with _atomic_target(path, overwrite=overwrite) as tmp:
+    with atomic_target(path, overwrite=overwrite) as tmp:
         hdul.writeto(tmp, overwrite=True, output_verify="exception")
 
 
@@ -769,7 +679,7 @@ def write_catalog(table, path, *, overwrite=False, relative_to=None, path_column
 
     for name in _path_column_names(table, path_columns):
         table.replace_column(name, _map_path_column(table[name], portable))
-    with _atomic_target(path, overwrite=overwrite) as tmp:
+    with atomic_target(path, overwrite=overwrite) as tmp:
         table.write(tmp, format=fmt, overwrite=True)
 
 
@@ -995,7 +905,7 @@ def save_dataset(ds, path, *, overwrite=False):
     ds.attrs = _encode_attrs(ds.attrs, str(path))
     for key, variable in ds.variables.items():
         variable.attrs = _encode_attrs(variable.attrs, f"{path}: variable {key!r}")
-    with _atomic_target(path, overwrite=overwrite, directory=engine == "zarr") as tmp:
+    with atomic_target(path, overwrite=overwrite, directory=engine == "zarr") as tmp:
         if engine == "zarr":
             ds.to_zarr(tmp, mode="w", consolidated=False, zarr_format=2)
         else:

@@ -12,8 +12,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from ._atomic import atomic_write_bytes
 from .models import WEIGHTS_DIR, file_sha256
-from .nn.weights import atomic_write, load_sr_weights, read_weights_metadata
+from .nn.weights import load_sr_weights, read_weights_metadata
 
 __all__ = ["publish_sr_weights"]
 
@@ -77,7 +78,7 @@ def publish_sr_weights(run_dir, name, *, n_eval=300, overwrite=False, progress=F
         "sha256": file_sha256(target),
         "license": "BSD-3-Clause",
     }
-    atomic_write(card_path, json.dumps(card, indent=2).encode())
+    atomic_write_bytes(card_path, json.dumps(card, indent=2).encode())
 
     result = benchmark_sr(n=n_eval, scale=card["scale"], preset=preset, models=[name],
                           self_ensemble=False, regression=False, progress=progress)
@@ -91,7 +92,7 @@ def publish_sr_weights(run_dir, name, *, n_eval=300, overwrite=False, progress=F
         "per_class_psnr": {k: v["psnr"] for k, v in row["metrics"].items() if k != "all"},
         "seconds_per_image": row["seconds_per_image"],
     }
-    atomic_write(card_path, json.dumps(card, indent=2).encode())
+    atomic_write_bytes(card_path, json.dumps(card, indent=2).encode())
     return card
 
 

@@ -43,9 +43,9 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 from torch import nn
 
+from ._atomic import atomic_write_bytes
 from .nn.sr import build_sr_model
 from .nn.weights import (
-    atomic_write,
     export_weights,
     load_sr_weights,
     portable_state_dict,
@@ -774,8 +774,8 @@ class _Trainer:
         state["sha256"] = hashlib.sha256(data).hexdigest()
         tensor_path, json_path = _checkpoint_files(self.out_dir, self.step)
         # The sidecar is written last: a checkpoint counts only once both files exist.
-        atomic_write(tensor_path, data)
-        atomic_write(json_path, _json_bytes(state))
+        atomic_write_bytes(tensor_path, data)
+        atomic_write_bytes(json_path, _json_bytes(state))
         for step, old in _all_checkpoints(self.out_dir):
             if step < self.step:
                 old.unlink()
@@ -891,6 +891,6 @@ class _Trainer:
                   "weights": str(weights_path),
                   "checkpoint": str(self.checkpoint) if self.checkpoint else None}
         if main:
-            atomic_write(self.out_dir / HISTORY_FILE, _json_bytes(result))
+            atomic_write_bytes(self.out_dir / HISTORY_FILE, _json_bytes(result))
         self.ctx.barrier()
         return result

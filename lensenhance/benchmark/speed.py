@@ -15,12 +15,11 @@ rate an otherwise idle machine would allow.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import tempfile
 import time
-from pathlib import Path
+
+from . import write_json
 
 __all__ = ["benchmark_simulate", "SIMULATE_TARGETS"]
 
@@ -143,7 +142,7 @@ def benchmark_simulate(*, n=2000, workers=(1, 2), presets=("model_i",),
     if verbose:
         print(format_simulate_table(result))
     if json_path is not None:
-        _write_json(result, json_path)
+        write_json(result, json_path)
     return result
 
 
@@ -182,14 +181,3 @@ def format_simulate_table(result):
     return "\n".join(lines)
 
 
-def _write_json(result, path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as stream:
-            json.dump(result, stream, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

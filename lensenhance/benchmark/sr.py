@@ -10,14 +10,13 @@ denoising. The downstream task regresses the Einstein radius with a small ResNet
 and tested on HR images, on bicubic-interpolated LR and on super-resolved LR.
 """
 
-import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..metrics import batch_metrics, summarize_metrics
+from . import write_json
 
 __all__ = ["benchmark_sr", "evaluate_predictions", "theta_e_regression", "BENCHMARK_SEED"]
 
@@ -201,15 +200,8 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
             for kind, f in result["regression"].items())
     result["table"] = table
     if json_path is not None:
-        _write_json(result, json_path)
+        write_json(result, json_path)
     return result
-
-
-def _write_json(result, path):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=float))
-    os.replace(tmp, path)
 
 
 def evaluate_predictions(pred, truth, *, truth_column="path", json_path=None):
@@ -273,5 +265,5 @@ def evaluate_predictions(pred, truth, *, truth_column="path", json_path=None):
     result = {"n": len(per_image), "metrics": summary, "per_image": per_image,
               "failures": failures}
     if json_path is not None:
-        _write_json(result, json_path)
+        write_json(result, json_path)
     return result

@@ -9,19 +9,17 @@ pickle. Needs only torch and safetensors.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_save
 from torch import nn
 
+from .._atomic import atomic_write_bytes
 from .sr import model_from_config
 
 __all__ = [
     "WEIGHTS_FORMAT",
-    "atomic_write",
     "export_weights",
     "load_sr_weights",
     "portable_state_dict",
@@ -30,22 +28,6 @@ __all__ = [
 
 #: Value of the ``format`` metadata key of weights files.
 WEIGHTS_FORMAT = "lensenhance-sr-weights"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def portable_state_dict(model: nn.Module) -> dict:
@@ -100,7 +82,7 @@ def export_weights(model: nn.Module, path, *, metadata: dict | None = None,
         header[str(key)] = value if isinstance(value, str) else json.dumps(value)
     tensors = {k: v.detach().to("cpu", copy=True).contiguous()
                for k, v in portable_state_dict(module).items()}
-    atomic_write(path, safetensors_save(tensors, metadata=header))
+    atomic_write_bytes(path, safetensors_save(tensors, metadata=header))
     return path
 
 
