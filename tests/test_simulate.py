@@ -334,3 +334,19 @@ def test_speed_benchmark_runs_and_writes_json(tmp_path):
     (row,) = result["results"]
     assert row["images_per_s"] > 0 and row["workers"] == 1
     assert json.loads(path.read_text())["results"][0]["n"] == 4
+
+
+def test_simulate_image_binning_is_the_pairs_lr():
+    sim = LensSimulator.from_preset(FAST, substructure="cdm", seed=3)
+    ds = sim.simulate_pairs(1, scale=2, progress=False)
+    seed = int(ds["seed"].values[0])
+    ccd = sim.simulate_image(seed=seed, binning=2)
+    np.testing.assert_array_equal(ccd.data, ds["lr"].values[0])
+    np.testing.assert_array_equal(ccd.uncertainty.array, ds["lr_sigma"].values[0])
+    scale = PRESETS[FAST].pixel_scale * 2
+    assert ccd.meta["PIXSCALE"] == pytest.approx(scale)
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    assert proj_plane_pixel_scales(ccd.wcs) * 3600 == pytest.approx([scale, scale])
+    with pytest.raises(ValueError, match="binning"):
+        sim.simulate_image(binning=0)
