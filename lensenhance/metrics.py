@@ -52,7 +52,8 @@ def image_metrics(pred, truth, *, data_range=None):
     if not data_range > 0:
         raise ValueError(f"data_range must be positive, got {data_range}")
     mse = mean_squared_error(truth, pred) / data_range**2
-    psnr = peak_signal_noise_ratio(truth, pred, data_range=data_range)
+    # A perfect prediction has infinite PSNR; say so without a division warning.
+    psnr = np.inf if mse == 0 else peak_signal_noise_ratio(truth, pred, data_range=data_range)
     # SSIM on a 7x7 window needs images of at least 7 pixels a side.
     win_size = min(7, min(truth.shape) - (1 - min(truth.shape) % 2))
     ssim = structural_similarity(truth, pred, data_range=data_range, win_size=win_size)
