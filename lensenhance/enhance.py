@@ -147,9 +147,10 @@ class Enhancer:
             outputs = self._run(np.stack([prepared[i][1] for i in indices]))
             for i, output in zip(indices, outputs):
                 results[i] = output
-        return [self._finish(*item, output) for item, output in zip(prepared, results)]
+        return [self._finish(ccd, bad, norm, output)
+                for (ccd, _, bad, norm), output in zip(prepared, results)]
 
-    def _finish(self, ccd, normalised, bad, norm, output):
+    def _finish(self, ccd, bad, norm, output):
         s = self.scale
         unit = ccd.unit if ccd.unit is not None else u.dimensionless_unscaled
         # Flux per pixel splits over the s*s new pixels; surface brightness does not.
@@ -157,16 +158,18 @@ class Enhancer:
         data = (norm.invert(output) * flux_factor).astype(np.float32)
         mask = np.repeat(np.repeat(bad, s, axis=0), s, axis=1) if s > 1 else bad.copy()
         wcs = io.upsample_wcs(ccd.wcs, s) if (ccd.wcs is not None and s > 1) else ccd.wcs
-        meta = fits.Header()
-        for key, value in dict(ccd.meta).items():
-            if key not in ("HISTORY", "COMMENT") and len(key) <= 8:
-                meta[key] = value
-        for card in ccd.meta.get("HISTORY", []) if hasattr(ccd.meta, "get") else []:
-            meta.add_history(str(card))
+        note = (f"lensenhance: enhanced by {self.name} (scale {s}, self_ensemble="
+                f"{self.self_ensemble}); {int(bad.sum())} masked/NaN pixels filled with the "
+                "background and masked in the output")
+        # A copy of the input's meta (header or dict) with the step recorded, ccdproc-style.
+        if isinstance(ccd.meta, fits.Header):
+            meta = ccd.meta.copy()
+            meta.add_history(note)
+        else:
+            meta = dict(ccd.meta)
+            history = meta.get("HISTORY", [])
+            meta["HISTORY"] = [*([history] if isinstance(history, str) else history), note]
         norm.to_meta(meta)
-        meta.add_history(f"lensenhance: enhanced by {self.name} (scale {s}, self_ensemble="
-                         f"{self.self_ensemble}); {int(bad.sum())} masked/NaN pixels filled "
-                         "with the background and masked in the output")
         return CCDData(data, unit=unit, wcs=wcs, mask=mask if mask.any() else None, meta=meta)
 
     # -- public API ----------------------------------------------------------------------
