@@ -282,19 +282,28 @@ def _parse_loss(text):
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Simulation workers.")
 @click.option("--device", default=None, help="Default: CUDA when available, else CPU.")
+@click.option("--feature-net", default="thetae-resnet", show_default=True,
+              help="Shipped frozen network of the feature loss (used when --loss has a "
+                   "feature weight).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out.")
 @click.option("--overwrite", is_flag=True, help="Start afresh, deleting checkpoints in --out.")
 @click.pass_context
 def train_sr_command(ctx, model, scale, size, preset, data, n_train, n_val, data_seed, steps,
                      batch_size, patch_size, learning_rate, loss, ema_decay, grad_clip,
-                     val_every, checkpoint_every, seed, workers, device, out_dir, resume,
-                     overwrite):
+                     val_every, checkpoint_every, seed, workers, device, feature_net, out_dir,
+                     resume, overwrite):
     """Train a residual super-resolution network; exports EMA weights as safetensors."""
     from .datasets import training_pairs
+    from .models import load_feature_network
     from .training import train_sr
 
     scale = int(scale)
+    loss_weights = _parse_loss(loss)
+    try:
+        frozen = load_feature_network(feature_net) if loss_weights.get("feature") else None
+    except ValueError as error:
+        _fail(str(error))
     source, val = training_pairs(data, scale=scale, patch_size=patch_size, n=n_train,
                                  n_val=n_val, preset=preset, seed=data_seed, workers=workers,
                                  progress=ctx.obj["progress"])
@@ -302,10 +311,10 @@ def train_sr_command(ctx, model, scale, size, preset, data, n_train, n_val, data
         history = train_sr(
             model=model, scale=scale, preset=size, data=source, val_data=val, steps=steps,
             out_dir=out_dir, batch_size=batch_size, lr=learning_rate,
-            loss_weights=_parse_loss(loss), ema_decay=ema_decay, grad_clip=grad_clip or None,
+            loss_weights=loss_weights, ema_decay=ema_decay, grad_clip=grad_clip or None,
             val_every=val_every, checkpoint_every=checkpoint_every, resume=resume,
             overwrite=overwrite, seed=seed, device=device, progress=ctx.obj["progress"],
-            metadata={"command": _command_line(ctx), "data_preset": preset,
+            feature_net=frozen, metadata={"command": _command_line(ctx), "data_preset": preset,
                       "data": str(data)})
     except FileExistsError as error:
         _fail(f"{error} (use --resume or --overwrite)")
@@ -314,6 +323,34 @@ def train_sr_command(ctx, model, scale, size, preset, data, n_train, n_val, data
         click.echo(f"step {history['step']}, world size {history['world_size']}, "
                    f"val PSNR {val_psnr:.2f} dB, {history['wall_time_s']:.0f} s: "
                    f"{history['weights']}")
+
+
+@click.command("features")
+@click.option("-n", "n_train", type=click.IntRange(2), default=2000, show_default=True,
+              help="Simulated HR images to train on (classes in equal parts).")
+@click.option("--n-val", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=15, show_default=True)
+@click.option("--preset", default="model_i", show_default=True,
+              type=click.Choice(["model_i", "model_ii", "model_iii"]))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--data-seed", type=int, default=2, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--overwrite", is_flag=True)
+@click.pass_context
+def train_features_command(ctx, n_train, n_val, epochs, preset, seed, data_seed, out_dir,
+                           overwrite):
+    """Train the feature-loss network: a small ResNet regressing theta_E on HR images."""
+    from .training import train_feature_network
+
+    try:
+        result = train_feature_network(out_dir, n=n_train, n_val=n_val, epochs=epochs,
+                                       preset=preset, seed=seed, data_seed=data_seed,
+                                       overwrite=overwrite, progress=ctx.obj["progress"],
+                                       metadata={"command": _command_line(ctx)})
+    except FileExistsError as error:
+        _fail(f"{error} (use --overwrite)")
+    click.echo(f"theta_E MAE on {n_val} held-out images: {result['val_mae']:.4f} arcsec, "
+               f"{result['wall_time_s']:.0f} s: {result['weights']}")
 
 
 # -- registration: every subcommand in one place -----------------------------------------
@@ -325,7 +362,8 @@ def _register_commands():
     for command in (benchmark_speed_command, benchmark_sr_command):
         benchmark_group.add_command(command)
     cli.add_command(benchmark_group)
-    train_group.add_command(train_sr_command)
+    for command in (train_sr_command, train_features_command):
+        train_group.add_command(command)
     cli.add_command(train_group)
 
 

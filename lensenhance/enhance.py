@@ -90,6 +90,8 @@ class Enhancer:
         from .models import load_pretrained, model_card
 
         card = model_card(name)
+        if card.get("task") != "sr":
+            raise ValueError(f"{name!r} is a {card.get('task')!r} model, not an enhancer")
         device = _default_device(kwargs.pop("device", None))
         model = load_pretrained(name, device=device)
         return cls(model, scale=card["scale"], name=name, device=device, **kwargs)

@@ -162,3 +162,36 @@ def test_demo_command(runner, tmp_path):
     assert sr.wcs is not None and lr.uncertainty is not None
     again = runner.invoke(cli, ["-q", "demo", "--out", str(out), "-n", "2"])
     assert again.exit_code != 0 and "--overwrite" in again.output
+
+
+def test_feature_network_trains_publishes_and_drives_the_feature_loss(runner, tmp_path,
+                                                                      monkeypatch):
+    from lensenhance import models, publish
+
+    run = tmp_path / "features"
+    result = runner.invoke(cli, ["-q", "train", "features", "-n", "6", "--n-val", "2",
+                                 "--epochs", "1", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "theta_E MAE" in result.output
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    monkeypatch.setattr(models, "WEIGHTS_DIR", weights)
+    monkeypatch.setattr(publish, "WEIGHTS_DIR", weights)
+    card = publish.publish_feature_network(run, "tiny-features")
+    assert card["task"] == "features" and card["command"].startswith("lensenhance train")
+    assert models.list_pretrained(task="features") == ["tiny-features"]
+    frozen = models.load_feature_network("tiny-features")
+    assert not any(p.requires_grad for p in frozen.parameters())
+    from lensenhance import Enhancer
+
+    with pytest.raises(ValueError, match="not an enhancer"):
+        Enhancer.from_pretrained("tiny-features")
+    out = tmp_path / "sr"
+    result = runner.invoke(cli, ["-q", "train", "sr", "--model", "fsrcnn", "--size", "paper",
+                                 "--n-train", "6", "--n-val", "3", "--steps", "2",
+                                 "--batch-size", "2", "--patch-size", "16",
+                                 "--loss", "l1=1,feature=0.5", "--feature-net", "tiny-features",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    history = json.loads((out / "history.json").read_text())
+    assert history["train"][-1]["feature"] > 0

@@ -15,8 +15,8 @@ run() {  # name, then train-sr options
 }
 run fsrcnn-x2   --model fsrcnn   --scale 2 --steps 4000 --val-every 500
 run edsr-x2     --model edsr     --scale 2 --steps 1500 --val-every 250
-run srresnet-x2 --model srresnet --scale 2 --steps 800  --val-every 200 --patch-size 32
-run rcan-x2     --model rcan     --scale 2 --steps 3000 --val-every 500 --patch-size 32
-run rdn-x2      --model rdn      --scale 2 --steps 2500 --val-every 500 --patch-size 32
+run rcan-x2     --model rcan     --scale 2 --steps 3000 --val-every 500
+run rdn-x2      --model rdn      --scale 2 --steps 2000 --val-every 500
+run srresnet-x2 --model srresnet --scale 2 --steps 2000 --val-every 500
 run edsr-x4     --model edsr     --scale 4 --steps 3000 --val-every 500
 echo "=== done $(date -u +%FT%TZ)"

@@ -56,49 +56,19 @@ def theta_e_regression(images, theta_e, *, train_fraction=0.7, epochs=20, batch_
     dict
         ``mse`` and ``mae`` on the test part (arcsec^2, arcsec), and ``n_train``, ``n_test``.
     """
-    import torch
+    from ..training import predict_regressor, train_regressor
 
-    from ..nn.resnet import SmallResNet
-
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     images = np.asarray(images, dtype=np.float32)
     # Each image scaled to its own robust peak: the ring's shape, not its brightness.
     peak = np.percentile(images.reshape(len(images), -1), 99.5, axis=1)[:, None, None]
-    x = torch.from_numpy(images / np.maximum(peak, 1e-12))[:, None]
+    images = images / np.maximum(peak, 1e-12)
     target = np.asarray(theta_e, dtype=np.float32)
-    mean, std = float(target.mean()), float(target.std() + 1e-12)
-    y = torch.from_numpy((target - mean) / std)[:, None]
-    order = np.random.default_rng(seed).permutation(len(x))
-    n_train = int(round(train_fraction * len(x)))
+    order = np.random.default_rng(seed).permutation(len(images))
+    n_train = int(round(train_fraction * len(images)))
     train, test = order[:n_train], order[n_train:]
-
-    torch.manual_seed(seed)
-    net = SmallResNet(1).to(device)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
-    steps = epochs * max(1, int(np.ceil(n_train / batch_size)))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps)
-    rng = np.random.default_rng(seed + 1)
-    net.train()
-    for _ in range(epochs):
-        shuffled = rng.permutation(train)
-        for start in range(0, n_train, batch_size):
-            batch = shuffled[start:start + batch_size]
-            xb = x[batch].to(device)
-            # Random rotations/flips: theta_E does not depend on orientation.
-            k = int(rng.integers(4))
-            xb = torch.rot90(xb, k, (-2, -1))
-            if rng.random() < 0.5:
-                xb = xb.flip(-1)
-            loss = torch.nn.functional.mse_loss(net(xb), y[batch].to(device))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-    net.eval()
-    with torch.inference_mode():
-        pred = torch.cat([net(x[test[i:i + 256]].to(device)).cpu()
-                          for i in range(0, len(test), 256)]).numpy()[:, 0] * std + mean
-    error = pred - target[test]
+    net, stats = train_regressor(images[train], target[train], epochs=epochs,
+                                 batch_size=batch_size, seed=seed, device=device)
+    error = predict_regressor(net, images[test], stats) - target[test]
     return {"mse": float(np.mean(error**2)), "mae": float(np.mean(np.abs(error))),
             "n_train": int(n_train), "n_test": int(len(test))}
 

@@ -10,7 +10,8 @@ import hashlib
 import json
 from pathlib import Path
 
-__all__ = ["list_pretrained", "model_card", "weights_path", "load_pretrained", "WEIGHTS_DIR"]
+__all__ = ["list_pretrained", "model_card", "weights_path", "load_pretrained",
+           "load_feature_network", "WEIGHTS_DIR"]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -99,3 +100,19 @@ def load_pretrained(name, *, device="cpu", verify=True):
             raise OSError(f"{path}: SHA-256 {actual} does not match the model card's "
                           f"{expected}; the file is corrupt or was replaced")
     return load_sr_weights(path, device=device).eval()
+
+
+def load_feature_network(name, *, device="cpu"):
+    """A shipped network of task ``"features"``, as a frozen feature extractor.
+
+    Returns
+    -------
+    torch.nn.Module
+        Maps ``(batch, 1, y, x)`` images to pooled features; its parameters do not train.
+    """
+    from ..nn.resnet import Features
+
+    if model_card(name).get("task") != "features":
+        raise ValueError(f"{name!r} is not a feature network; available: "
+                         f"{', '.join(list_pretrained(task='features')) or 'none'}")
+    return Features(load_pretrained(name, device=device)).eval().requires_grad_(False)

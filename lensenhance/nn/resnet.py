@@ -8,7 +8,7 @@ a linear head. Used by the ``sr`` benchmark's downstream regression of the Einst
 import torch
 from torch import nn
 
-__all__ = ["SmallResNet"]
+__all__ = ["SmallResNet", "Features"]
 
 
 class _BasicBlock(nn.Module):
@@ -45,7 +45,8 @@ class SmallResNet(nn.Module):
 
     def __init__(self, n_outputs=1, *, width=16, blocks=(1, 1, 1, 1)):
         super().__init__()
-        self.config = {"n_outputs": n_outputs, "width": width, "blocks": list(blocks)}
+        self.config = {"architecture": "smallresnet", "n_outputs": n_outputs, "width": width,
+                       "blocks": list(blocks)}
         self.stem = nn.Sequential(nn.Conv2d(1, width, 5, 2, 2, bias=False),
                                   nn.BatchNorm2d(width), nn.ReLU(inplace=True))
         stages = []
@@ -65,3 +66,15 @@ class SmallResNet(nn.Module):
 
     def forward(self, x):
         return self.head(self.features(x))
+
+
+class Features(nn.Module):
+    """The pooled features of a `SmallResNet`, as a module: the frozen network of a feature
+    (content) loss, comparing what a lensing-aware network sees in two images."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net.features(x)

@@ -417,6 +417,10 @@ def _architecture_class(name: str) -> type[SRNetwork]:
         from .equivariant import EquivariantFSRCNN
 
         return EquivariantFSRCNN
+    if name == "smallresnet":  # not an SR network, but rebuilt from weights the same way
+        from .resnet import SmallResNet
+
+        return SmallResNet
     known = SR_ARCHITECTURES + OPTIONAL_ARCHITECTURES + BASELINES
     raise ValueError(f"unknown SR architecture {name!r}; choose from {', '.join(known)}")
 
