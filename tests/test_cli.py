@@ -58,3 +58,29 @@ def test_info_bad_files_report_and_fail(runner, tmp_path):
     assert "notes.txt" in result.output and "missing.fits" in result.output
     assert "2 of 3" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("fmt", ["fits", "netcdf"])
+def test_simulate_command_writes_a_readable_set(runner, tmp_path, fmt):
+    import xarray as xr
+
+    from lensenhance import io
+
+    out = tmp_path / "sims"
+    args = ["-q", "simulate", "--preset", "model_ii", "--substructure", "all", "-n", "3",
+            "--scale", "2", "--out", str(out), "--format", fmt, "--seed", "0"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    if fmt == "fits":
+        catalog = io.read_catalog(out / "catalog.ecsv")
+        assert len(catalog) == 3
+        assert sorted(set(catalog["substructure"])) == ["axion", "cdm", "no_sub"]
+        lr = io.read_image(catalog["lr_path"][0])
+        hr = io.read_image(catalog["hr_path"][0])
+        assert hr.shape == (2 * lr.shape[0], 2 * lr.shape[1]) and lr.wcs is not None
+    else:
+        (path,) = list(out.glob("*.nc"))
+        with xr.open_dataset(path) as ds:
+            assert ds["lr"].shape[0] == 3 and "theta_E" in ds.coords
+    again = runner.invoke(cli, args)
+    assert again.exit_code != 0 and "--overwrite" in again.output
