@@ -19,4 +19,10 @@ run rcan-x2     --model rcan     --scale 2 --steps 3000 --val-every 500
 run rdn-x2      --model rdn      --scale 2 --steps 2000 --val-every 500
 run srresnet-x2 --model srresnet --scale 2 --steps 2000 --val-every 500
 run edsr-x4     --model edsr     --scale 4 --steps 3000 --val-every 500
+# The frozen network of the feature loss (not used by the runs above, which train on L1).
+if [ ! -f training_runs/thetae-resnet/weights.safetensors ]; then
+    echo "=== thetae-resnet $(date -u +%FT%TZ)"
+    $LE -q train features -n 2000 --n-val 200 --epochs 15 --out training_runs/thetae-resnet
+fi
+# Then, for each run: python -m lensenhance.publish training_runs/NAME NAME
 echo "=== done $(date -u +%FT%TZ)"
