@@ -115,7 +115,9 @@ def publish_feature_network(run_dir, name, *, overwrite=False):
     card = _card(name, target, history, metadata, task="features", scale=1,
                  degradation="none: trained on noise-free simulated HR images, normalised as "
                              "the SR training targets",
-                 steps=int(history["epochs"]),
+                 epochs=int(history["epochs"]),
+                 # train_regressor's default batch of 32 images
+                 steps=int(history["epochs"]) * -(-int(history["n_train"]) // 32),
                  metrics={"theta_e_mae_arcsec": history["val_mae"], "n": history["n_val"],
                           "note": "held-out simulated HR images (last n of the run's set)"})
     return _write_card(name, card)
