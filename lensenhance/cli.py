@@ -32,6 +32,11 @@ def _fail(message):
     raise click.ClickException(message)
 
 
+def _hdu(value):
+    """An --hdu option: an index when it is a number, else an extension name."""
+    return int(value) if value is not None and value.lstrip("-").isdigit() else value
+
+
 # -- info ---------------------------------------------------------------------------------
 
 @click.command("info")
@@ -41,11 +46,10 @@ def info_command(files, hdu):
     """Print shape, dtype, unit, WCS centre, pixel scale and NaN count of FITS images."""
     from .io import describe_image
 
-    hdu = int(hdu) if hdu is not None and hdu.lstrip("-").isdigit() else hdu
     failures = 0
     for path in files:
         try:
-            summary = describe_image(path, hdu=hdu)
+            summary = describe_image(path, hdu=_hdu(hdu))
         except (OSError, ValueError, TypeError, KeyError) as error:
             click.echo(f"{path}: error: {error}", err=True)
             failures += 1
@@ -135,8 +139,7 @@ def enhance_command(ctx, files, model, scale, out_dir, self_ensemble, hdu, overw
             enhancer = Enhancer.from_pretrained(model, self_ensemble=self_ensemble)
         except ValueError as error:
             _fail(str(error))
-    hdu = int(hdu) if hdu is not None and hdu.lstrip("-").isdigit() else hdu
-    result = enhance_files(files, out_dir, enhancer=enhancer, overwrite=overwrite, hdu=hdu,
+    result = enhance_files(files, out_dir, enhancer=enhancer, overwrite=overwrite, hdu=_hdu(hdu),
                            progress=ctx.obj["progress"])
     for path in result["written"]:
         click.echo(f"wrote {path}")

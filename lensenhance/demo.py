@@ -61,25 +61,17 @@ def run_demo(out_dir="demo_out", *, n_images=4, seed=0, overwrite=False, progres
     dict
         ``table`` (str), ``metrics`` (per method: mean MSE/PSNR/SSIM) and ``files``.
     """
+    from .datasets import simulated_pairs
     from .enhance import Enhancer
-    from .simulate import LensSimulator, tan_wcs
+    from .simulate import tan_wcs
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    classes = ("no_sub", "cdm", "axion")
-    datasets = []
-    for k, substructure in enumerate(classes):
-        count = len(range(k, n_images, len(classes)))
-        if count:
-            sim = LensSimulator.from_preset("model_i", substructure=substructure,
-                                            seed=seed + k)
-            datasets.append(sim.simulate_pairs(count, scale=2, progress=False))
-    unit = datasets[0].attrs["unit"]
-    lr_scale = float(datasets[0].attrs["lr_pixel_scale"])
-    hr_scale = float(datasets[0].attrs["hr_pixel_scale"])
-    lr = np.concatenate([ds["lr"].values for ds in datasets])
-    hr = np.concatenate([ds["hr"].values for ds in datasets])
-    sigma = np.concatenate([ds["lr_sigma"].values for ds in datasets])
+    ds = simulated_pairs(n_images, preset="model_i", scale=2, seed=seed, progress=False)
+    unit = ds.attrs["unit"]
+    lr_scale = float(ds.attrs["lr_pixel_scale"])
+    hr_scale = float(ds.attrs["hr_pixel_scale"])
+    lr, hr, sigma = (ds[name].values for name in ("lr", "hr", "lr_sigma"))
 
     enhancers = {"bicubic": Enhancer.interpolation("bicubic", scale=2)}
     best = best_pretrained(task="sr", scale=2)

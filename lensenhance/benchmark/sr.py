@@ -15,18 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import batch_metrics, summarize_metrics
+from ..metrics import batch_metrics, image_metrics, summarize_metrics
+from ..simulate.render import bin_image
 from . import write_json
 
 __all__ = ["benchmark_sr", "evaluate_predictions", "theta_e_regression", "BENCHMARK_SEED"]
 
 #: Seed of the held-out benchmark set; training commands use other seeds.
 BENCHMARK_SEED = 20261121
-
-
-def _block_sum(images, s):
-    n, h, w = images.shape
-    return images.reshape(n, h // s, s, w // s, s).sum(axis=(2, 4))
 
 
 def _timed_enhance(enhancer, lr):
@@ -135,7 +131,7 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
                                                               device=device)
 
     rows, outputs = {}, {}
-    oracle_lr = _block_sum(hr, scale)
+    oracle_lr = bin_image(hr, scale)
     out, _ = _timed_enhance(methods["bicubic"], oracle_lr)
     rows["bicubic of noise-free LR (oracle)"] = {"metrics": _summaries(out, hr, classes),
                                                  "seconds_per_image": None}
@@ -218,11 +214,10 @@ def evaluate_predictions(pred, truth, *, truth_column="path", json_path=None):
         try:
             p = read_image(pred_path, unit="").data
             t = read_image(truth_path, unit="").data
-            metrics = batch_metrics(p[None], t[None])
+            per_image[name] = image_metrics(p, t)
         except (OSError, ValueError, TypeError) as error:
             failures[name] = str(error)
             continue
-        per_image[name] = {k: float(v[0]) for k, v in metrics.items()}
         labels.append(classes.get(name, "all"))
     if not per_image:
         raise ValueError(f"no prediction in {pred} could be matched with a truth in {truth}")
