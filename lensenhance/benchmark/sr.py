@@ -125,10 +125,10 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
     methods = {mode: Enhancer.interpolation(mode, scale=scale, device=device)
                for mode in ("bilinear", "bicubic")}
     for name in models:
-        methods[name] = Enhancer.from_pretrained(name, device=device)
-        if self_ensemble:
-            methods[f"{name} +SE"] = Enhancer.from_pretrained(name, self_ensemble=True,
-                                                              device=device)
+        base = methods[name] = Enhancer.from_pretrained(name, device=device)
+        if self_ensemble:  # the same loaded network, averaged over the 8 rotations/flips
+            methods[f"{name} +SE"] = Enhancer(base.model, scale=base.scale, name=f"{name} +SE",
+                                              self_ensemble=True, device=base.device)
 
     rows, outputs = {}, {}
     oracle_lr = bin_image(hr, scale)
