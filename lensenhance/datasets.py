@@ -8,13 +8,14 @@ training.
 """
 
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from .normalization import fit_normalization
 
-__all__ = ["normalize_pairs", "simulated_pairs", "dataset_pairs", "catalog_pairs",
-           "load_pairs", "training_pairs"]
+__all__ = ["PairSource", "ArrayPairSource", "as_image_stack", "normalize_pairs",
+           "simulated_pairs", "dataset_pairs", "catalog_pairs", "load_pairs", "training_pairs"]
 
 
 def normalize_pairs(lr, hr, *, scale, method="sigma_clip"):
@@ -161,13 +162,11 @@ def training_pairs(spec="simulate", *, scale=2, patch_size=48, n=4000, n_val=64,
 
     Returns
     -------
-    source : lensenhance.training.ArrayPairSource
+    source : ArrayPairSource
         Random aligned patches with D4 augmentation.
     val : tuple of numpy.ndarray
         Whole normalised ``(lr, hr)`` validation images.
     """
-    from .training import ArrayPairSource
-
     lr, hr = load_pairs(spec, scale=scale, n=n, preset=preset, seed=seed, workers=workers,
                         progress=progress)
     if str(spec) == "simulate":
@@ -182,3 +181,123 @@ def training_pairs(spec="simulate", *, scale=2, patch_size=48, n=4000, n_val=64,
     lr, hr = normalize_pairs(lr, hr, scale=scale)
     return (ArrayPairSource(lr, hr, patch_size=patch_size, scale=scale),
             normalize_pairs(val_lr, val_hr, scale=scale))
+
+
+# --------------------------------------------------------------------------- sources
+
+
+@runtime_checkable
+class PairSource(Protocol):
+    """Protocol of the training-pair sources accepted by `train_sr`.
+
+    A pair source has an integer attribute ``scale`` and a method
+    ``sample(batch_size, rng) -> (lr, hr)`` returning two float32 numpy arrays,
+    ``lr`` of shape ``(batch_size, 1, h, w)`` and ``hr`` of shape
+    ``(batch_size, 1, scale*h, scale*w)``, aligned pixel for pixel and already
+    normalised as the network sees them. Every random number must come from
+    ``rng`` (a `numpy.random.Generator`): the training loop passes a generator
+    seeded by ``(seed, rank, step)``, which is what makes runs reproducible,
+    resumable to the same state, and different across distributed ranks.
+    """
+
+    scale: int
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``batch_size`` aligned ``(lr, hr)`` pairs drawn with ``rng``."""
+        ...
+
+
+def as_image_stack(array, name: str) -> np.ndarray:
+    """Return ``array`` as a finite float32 ``(N, y, x)`` stack (accepts (N, 1, y, x))."""
+    stack = np.asarray(array, dtype=np.float32)
+    if stack.ndim == 4 and stack.shape[1] == 1:
+        stack = stack[:, 0]
+    if stack.ndim == 2:
+        stack = stack[np.newaxis]
+    if stack.ndim != 3:
+        raise ValueError(f"{name} must be an image stack (n, y, x), got shape {stack.shape}")
+    if not np.all(np.isfinite(stack)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return stack
+
+
+def _d4_numpy(image: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    """The D4 element ``(k, flip)`` of `lensenhance.nn.ensemble`, on a 2-D array."""
+    if flip:
+        image = image[:, ::-1]
+    return np.rot90(image, k)
+
+
+class ArrayPairSource:
+    """Random aligned patches of in-memory (LR, HR) image pairs, with D4 augmentation.
+
+    Parameters
+    ----------
+    lr, hr : array-like
+        Image stacks ``(n, h, w)`` and ``(n, scale*h, scale*w)`` (a channel axis of
+        length 1 is accepted), already normalised.
+    patch_size : int or None, optional
+        Side of the HR patches (a multiple of ``scale``); None uses whole images
+        (which must then be square when ``augment`` is on).
+    scale : int, optional
+        Upsampling factor relating the two grids.
+    augment : bool, optional
+        Apply a random rotation by a multiple of 90 degrees and a random flip to each
+        pair (the same to LR and HR).
+    """
+
+    def __init__(self, lr, hr, *, patch_size: int | None = 48, scale: int = 2,
+                 augment: bool = True):
+        if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+            raise ValueError(f"scale must be a positive integer, got {scale!r}")
+        self.lr = as_image_stack(lr, "lr")
+        self.hr = as_image_stack(hr, "hr")
+        n, h, w = self.lr.shape
+        if len(self.hr) != n:
+            raise ValueError(f"lr and hr hold different numbers of images: {n} and {len(self.hr)}")
+        if self.hr.shape[1:] != (h * scale, w * scale):
+            raise ValueError(f"hr images {self.hr.shape[1:]} are not {scale} x the lr images "
+                             f"{(h, w)}")
+        if patch_size is None:
+            if augment and h != w:
+                raise ValueError("whole-image pairs must be square for rotation augmentation; "
+                                 "give a patch_size")
+            self._lr_patch = None
+        else:
+            if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
+                raise ValueError(f"patch_size must be a positive integer, got {patch_size!r}")
+            if patch_size % scale:
+                raise ValueError(f"patch_size {patch_size} is not a multiple of scale {scale}")
+            if patch_size > min(h, w) * scale:
+                raise ValueError(f"patch_size {patch_size} exceeds the HR images "
+                                 f"{self.hr.shape[1:]}")
+            self._lr_patch = patch_size // scale
+        self.patch_size = patch_size
+        self.scale = scale
+        self.augment = bool(augment)
+
+    def __len__(self) -> int:
+        return len(self.lr)
+
+    def __repr__(self) -> str:
+        return (f"ArrayPairSource(n={len(self)}, lr={self.lr.shape[1:]}, hr={self.hr.shape[1:]}, "
+                f"patch_size={self.patch_size}, scale={self.scale}, augment={self.augment})")
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``batch_size`` aligned patches ``(B, 1, p/s, p/s)``, ``(B, 1, p, p)``."""
+        n, h, w = self.lr.shape
+        s = self.scale
+        ph, pw = (h, w) if self._lr_patch is None else (self._lr_patch, self._lr_patch)
+        index = rng.integers(0, n, size=batch_size)
+        ys = rng.integers(0, h - ph + 1, size=batch_size)
+        xs = rng.integers(0, w - pw + 1, size=batch_size)
+        ks = rng.integers(0, 4, size=batch_size) if self.augment else np.zeros(batch_size, int)
+        flips = rng.integers(0, 2, size=batch_size) if self.augment else ks
+        lr_out, hr_out = [], []
+        for i, y, x, k, flip in zip(index, ys, xs, ks, flips):
+            lr_patch = self.lr[i, y:y + ph, x:x + pw]
+            hr_patch = self.hr[i, y * s:(y + ph) * s, x * s:(x + pw) * s]
+            lr_out.append(_d4_numpy(lr_patch, int(k), bool(flip)))
+            hr_out.append(_d4_numpy(hr_patch, int(k), bool(flip)))
+        return (np.ascontiguousarray(np.stack(lr_out)[:, np.newaxis]),
+                np.ascontiguousarray(np.stack(hr_out)[:, np.newaxis]))

@@ -218,6 +218,10 @@ class InterruptingSource:
     def __init__(self, inner, calls):
         self.inner, self.calls, self.scale = inner, calls, inner.scale
 
+    def __repr__(self):
+        # The same data as the inner source: resuming with it must be accepted.
+        return repr(self.inner)
+
     def sample(self, batch_size, rng):
         if self.calls == 0:
             raise Interrupted("stop")

@@ -421,6 +421,10 @@ def _architecture_class(name: str) -> type[SRNetwork]:
         from .resnet import SmallResNet
 
         return SmallResNet
+    if name == "unet":
+        from .unet import DiffusionUNet
+
+        return DiffusionUNet
     known = SR_ARCHITECTURES + OPTIONAL_ARCHITECTURES + BASELINES
     raise ValueError(f"unknown SR architecture {name!r}; choose from {', '.join(known)}")
 

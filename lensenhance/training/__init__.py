@@ -1,0 +1,37 @@
+"""Training: one loop for every model family, a task object per family.
+
+`lensenhance.training.loop.train` owns checkpoints, EMA, DDP, exact resume and progress;
+`SRTask` (super-resolution) and `DiffusionTask` (diffusion models) supply batches, loss
+and validation; `lensenhance.training.regression` trains the small regressors and
+classifiers. Entry point for several GPUs or machines::
+
+    torchrun --nproc_per_node=2 -m lensenhance train sr ...
+"""
+
+from ..datasets import ArrayPairSource, PairSource
+from ..nn.weights import export_weights, load_sr_weights, read_weights_metadata
+from .checkpoints import latest_checkpoint
+from .loop import ExponentialMovingAverage, Task, train
+from .regression import predict_regressor, train_feature_network, train_regressor
+from .sr import LOSS_TERMS, SRLoss, SRTask, ssim, train_sr, validation_psnr
+
+__all__ = [
+    "ArrayPairSource",
+    "ExponentialMovingAverage",
+    "LOSS_TERMS",
+    "PairSource",
+    "SRLoss",
+    "SRTask",
+    "Task",
+    "export_weights",
+    "latest_checkpoint",
+    "load_sr_weights",
+    "predict_regressor",
+    "read_weights_metadata",
+    "ssim",
+    "train",
+    "train_feature_network",
+    "train_regressor",
+    "train_sr",
+    "validation_psnr",
+]

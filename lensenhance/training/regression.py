@@ -1,0 +1,134 @@
+"""Small regressors and classifiers on images: the theta_E network, the feature network.
+
+Used by the ``sr`` benchmark's downstream regression, by the frozen network of the SR
+feature loss and by the lensing classifier whose features measure generated images.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .._atomic import atomic_write_bytes
+from ..nn.weights import export_weights
+from .checkpoints import json_bytes
+from .loop import HISTORY_FILE, WEIGHTS_FILE
+
+__all__ = ["train_regressor", "predict_regressor", "train_feature_network"]
+
+
+def train_regressor(images, targets, *, epochs=20, batch_size=32, lr=2e-3, seed=0,
+                    device=None, width=16, progress=False):
+    """Train a `~lensenhance.nn.resnet.SmallResNet` to regress one number per image.
+
+    Used by the ``sr`` benchmark's downstream task (the Einstein radius from HR, from
+    interpolated LR and from super-resolved LR images) and to build the frozen network of
+    the SR feature loss. Random rotations and flips augment the images (the targets must
+    not depend on orientation); AdamW with a one-cycle schedule.
+
+    Parameters
+    ----------
+    images : array-like, shape (n, y, x)
+        Preprocessed images (the caller chooses the normalisation).
+    targets : array-like, shape (n,)
+    epochs, batch_size, lr, seed : optional
+        Schedule; ``seed`` fixes the initial weights and the batches.
+
+    Returns
+    -------
+    net : SmallResNet
+        In eval mode.
+    stats : dict
+        ``target_mean`` and ``target_std``: the network predicts standardised targets.
+    """
+    from ..nn.resnet import SmallResNet
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    x = torch.from_numpy(np.asarray(images, dtype=np.float32))[:, None]
+    target = np.asarray(targets, dtype=np.float32)
+    if len(target) != len(x) or len(x) < 2:
+        raise ValueError(f"need matching images and targets (at least 2), got {len(x)} "
+                         f"images and {len(target)} targets")
+    stats = {"target_mean": float(target.mean()), "target_std": float(target.std() + 1e-12)}
+    y = torch.from_numpy((target - stats["target_mean"]) / stats["target_std"])[:, None]
+
+    torch.manual_seed(seed)
+    net = SmallResNet(1, width=width).to(device)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    per_epoch = int(np.ceil(len(x) / batch_size))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr,
+                                                   total_steps=epochs * per_epoch)
+    rng = np.random.default_rng(seed + 1)
+    net.train()
+    from tqdm.auto import tqdm
+
+    for _ in tqdm(range(epochs), desc="regressor", unit="epoch", disable=not progress):
+        order = rng.permutation(len(x))
+        for start in range(0, len(x), batch_size):
+            batch = order[start:start + batch_size]
+            xb = torch.rot90(x[batch].to(device), int(rng.integers(4)), (-2, -1))
+            if rng.random() < 0.5:
+                xb = xb.flip(-1)
+            loss = F.mse_loss(net(xb), y[batch].to(device))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    return net.eval(), stats
+
+
+def predict_regressor(net, images, stats, *, batch_size=256):
+    """Predictions of a `train_regressor` network, in the targets' units."""
+    device = next(net.parameters()).device
+    x = torch.from_numpy(np.asarray(images, dtype=np.float32))[:, None]
+    with torch.inference_mode():
+        out = torch.cat([net(x[i:i + batch_size].to(device)).cpu()
+                         for i in range(0, len(x), batch_size)]).numpy()[:, 0]
+    return out * stats["target_std"] + stats["target_mean"]
+
+
+
+def train_feature_network(out_dir, *, n=2000, n_val=200, epochs=15, preset="model_i",
+                          scale=2, seed=0, data_seed=2, overwrite=False, progress=True,
+                          metadata=None):
+    """Train the frozen network of the SR feature loss: a theta_E regressor on HR images.
+
+    The images are simulated HR images normalised exactly as `train_sr` sees its targets
+    (`lensenhance.datasets.normalize_pairs`), so that the feature loss compares features
+    of the kind of image the network was trained on. Writes ``weights.safetensors`` (the
+    network, its target statistics and ``task="features"`` in the metadata) and
+    ``history.json`` to ``out_dir``.
+
+    Returns
+    -------
+    dict
+        ``val_mae`` (arcsec) on ``n_val`` held-out images, ``wall_time_s``, ``config`` and
+        the path of the weights.
+    """
+    from ..datasets import normalize_pairs, simulated_pairs
+
+    out_dir = Path(out_dir)
+    weights_path = out_dir / WEIGHTS_FILE
+    if weights_path.exists() and not overwrite:
+        raise FileExistsError(f"{weights_path} exists")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    ds = simulated_pairs(n + n_val, preset=preset, scale=scale, seed=data_seed,
+                         progress=progress)
+    _, hr = normalize_pairs(ds["lr"].values, ds["hr"].values, scale=scale)
+    theta_e = ds["theta_E"].values.astype(np.float32)
+    net, stats = train_regressor(hr[:n], theta_e[:n], epochs=epochs, seed=seed,
+                                 progress=progress)
+    val_mae = float(np.mean(np.abs(predict_regressor(net, hr[n:], stats) - theta_e[n:])))
+    result = {"val_mae": val_mae, "n_train": n, "n_val": n_val, "epochs": epochs,
+              "wall_time_s": time.perf_counter() - started, "config": net.config,
+              "weights": str(weights_path)}
+    export_weights(net, weights_path, overwrite=overwrite,
+                   metadata={"task": "features", "data_preset": preset, **stats,
+                             "val_mae": val_mae, **(metadata or {})})
+    atomic_write_bytes(out_dir / HISTORY_FILE, json_bytes(result))
+    return result
