@@ -10,6 +10,7 @@ __all__ = [
     "__version__",
     "LensSimulator",
     "Enhancer",
+    "Generator",
     "list_pretrained",
     "model_card",
     "read_image",
@@ -29,6 +30,7 @@ __all__ = [
 _LAZY = {
     "LensSimulator": "lensenhance.simulate",
     "Enhancer": "lensenhance.enhance",
+    "Generator": "lensenhance.generate",
     "list_pretrained": "lensenhance.models",
     "model_card": "lensenhance.models",
     **{name: "lensenhance.io" for name in (

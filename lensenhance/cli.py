@@ -165,6 +165,51 @@ def models_command():
                    + (f"PSNR {psnr:.2f} dB" if psnr is not None else ""))
 
 
+# -- generate -----------------------------------------------------------------------------
+
+@click.command("generate")
+@click.option("-n", "n_images", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--model", default="ddpm-lens64", show_default=True,
+              help="A shipped generator (see `lensenhance models --task generate`) or a "
+                   "weights file written by `lensenhance train ddpm`.")
+@click.option("--steps", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--sampler", type=click.Choice(["ddim", "dpm", "ddpm"]), default="ddim",
+              show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=None,
+              help="Run seed (default: fresh, recorded in the catalog).")
+@click.option("--substructure", type=click.Choice(["no_sub", "cdm", "axion"]), default=None,
+              help="Class of every image (default: the classes in turn).")
+@click.option("--guidance", type=click.FloatRange(0), default=None,
+              help="Classifier-free guidance weight (default: conditional only).")
+@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--enhancer", default=None,
+              help="A super-resolution model for the generator's grid, e.g. edsr-lens64-x2.")
+@click.option("--gif", is_flag=True, help="Also draw the reverse process as a GIF.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Regenerate and replace every image.")
+@click.pass_context
+def generate_command(ctx, n_images, out_dir, model, steps, sampler, seed, substructure,
+                     guidance, batch_size, enhancer, gif, device, overwrite):
+    """Generate lensing images with a diffusion model; FITS files and a catalog."""
+    from .generate import Generator, generate_to_disk
+
+    try:
+        if Path(model).suffix == ".safetensors":
+            generator = Generator.from_weights(model, device=device)
+        else:
+            generator = Generator.from_pretrained(model, device=device)
+        result = generate_to_disk(out_dir, generator, n_images, steps=steps, sampler=sampler,
+                                  seed=seed, substructure=substructure, guidance=guidance,
+                                  batch_size=batch_size, enhancer=enhancer, gif=gif,
+                                  overwrite=overwrite, progress=ctx.obj["progress"])
+    except (OSError, ValueError) as error:
+        _fail(str(error))
+    click.echo(f"wrote {len(result['written'])} image(s) to {out_dir} "
+               f"({result['skipped']} already there), seed {result['seed']}: "
+               f"{result['catalog']}" + (f", {result['gif']}" if result["gif"] else ""))
+
+
 # -- benchmark ----------------------------------------------------------------------------
 
 @click.group("benchmark")
@@ -231,11 +276,17 @@ def train_group():
     """Train networks (same command under torchrun for several GPUs or machines)."""
 
 
+# Options that split one run over sessions; the run they build is the same without them.
+_SESSION_OPTIONS = ("resume", "overwrite", "max_steps")
+
+
 def _command_line(ctx):
     """The canonical command that reproduces this invocation, for model cards."""
     # The program name as installed, whatever name this invocation was given.
     words = ["lensenhance", *ctx.command_path.split()[1:]]
     for param in ctx.command.params:
+        if param.name in _SESSION_OPTIONS:
+            continue
         value = ctx.params[param.name]
         if isinstance(param, click.Option) and param.is_flag:
             words += [param.opts[-1]] if value else []
@@ -356,16 +407,65 @@ def train_features_command(ctx, n_train, n_val, epochs, preset, seed, data_seed,
                f"{result['wall_time_s']:.0f} s: {result['weights']}")
 
 
+@click.command("ddpm")
+@click.option("--preset", default="model_ii", show_default=True,
+              type=click.Choice(["model_i", "model_ii", "model_iii"]),
+              help="Simulation preset of the noise-free training images.")
+@click.option("--n-train", type=click.IntRange(3), default=9000, show_default=True)
+@click.option("--n-val", type=click.IntRange(3), default=240, show_default=True)
+@click.option("--data-seed", type=int, default=3, show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=30000, show_default=True)
+@click.option("--max-steps", type=click.IntRange(1), default=None,
+              help="Stop (checkpointed) after this step; --resume later to go on.")
+@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--lr", "learning_rate", type=float, default=2e-4, show_default=True)
+@click.option("--ema-decay", type=float, default=0.9995, show_default=True)
+@click.option("--parameterization", default="v", show_default=True,
+              type=click.Choice(["v", "epsilon", "x0"]))
+@click.option("--label-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1,
+              show_default=True, help="Share of unconditional samples (for guidance).")
+@click.option("--val-every", type=click.IntRange(1), default=500, show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(1), default=250, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Simulation workers.")
+@click.option("--device", default=None, help="Default: CUDA when available, else CPU.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out.")
+@click.option("--overwrite", is_flag=True, help="Start afresh, deleting checkpoints in --out.")
+@click.pass_context
+def train_ddpm_command(ctx, preset, n_train, n_val, data_seed, steps, max_steps, batch_size,
+                       learning_rate, ema_decay, parameterization, label_dropout, val_every,
+                       checkpoint_every, seed, workers, device, out_dir, resume, overwrite):
+    """Train the class-conditional lensing-image generator (a DDPM on noise-free images)."""
+    from .training.diffusion import train_ddpm
+
+    try:
+        history = train_ddpm(
+            out_dir=out_dir, preset=preset, n_train=n_train, n_val=n_val,
+            data_seed=data_seed, steps=steps, max_steps=max_steps, batch_size=batch_size,
+            lr=learning_rate, ema_decay=ema_decay, parameterization=parameterization,
+            label_dropout=label_dropout, val_every=val_every,
+            checkpoint_every=checkpoint_every, seed=seed, workers=workers, device=device,
+            resume=resume, overwrite=overwrite, progress=ctx.obj["progress"],
+            metadata={"command": _command_line(ctx)})
+    except (FileExistsError, ValueError) as error:
+        _fail(str(error))
+    val = history["val"][-1]["val_loss"] if history.get("val") else float("nan")
+    click.echo(f"step {history['step']} of {steps}, validation loss {val:.4g}, "
+               f"{history['wall_time_s']:.0f} s: {history['weights']}")
+
+
 # -- registration: every subcommand in one place -----------------------------------------
 
 def _register_commands():
     for command in (info_command, demo_command, simulate_command, enhance_command,
-                    models_command, evaluate_command):
+                    generate_command, models_command, evaluate_command):
         cli.add_command(command)
     for command in (benchmark_speed_command, benchmark_sr_command):
         benchmark_group.add_command(command)
     cli.add_command(benchmark_group)
-    for command in (train_sr_command, train_features_command):
+    for command in (train_sr_command, train_features_command, train_ddpm_command):
         train_group.add_command(command)
     cli.add_command(train_group)
 

@@ -14,7 +14,8 @@ import numpy as np
 
 from .normalization import fit_normalization
 
-__all__ = ["PairSource", "ArrayPairSource", "as_image_stack", "normalize_pairs",
+__all__ = ["PairSource", "ArrayPairSource", "ArrayImageSource", "CLASSES", "as_image_stack",
+           "generation_images", "normalize_pairs",
            "simulated_pairs", "dataset_pairs", "catalog_pairs", "load_pairs", "training_pairs"]
 
 
@@ -301,3 +302,102 @@ class ArrayPairSource:
             hr_out.append(_d4_numpy(hr_patch, int(k), bool(flip)))
         return (np.ascontiguousarray(np.stack(lr_out)[:, np.newaxis]),
                 np.ascontiguousarray(np.stack(hr_out)[:, np.newaxis]))
+
+
+class ArrayImageSource:
+    """Random whole images with class labels, with D4 augmentation: a generator's data.
+
+    Parameters
+    ----------
+    images : array-like, shape (n, y, x)
+        Images as the network sees them (already scaled).
+    labels : array-like of int, shape (n,), optional
+        Class of each image (default all 0).
+    augment : bool, optional
+        A random rotation by a multiple of 90 degrees and a random flip per image (the
+        classes of lensing images do not depend on orientation).
+    """
+
+    def __init__(self, images, labels=None, *, augment: bool = True):
+        self.images = as_image_stack(images, "images")
+        n, h, w = self.images.shape
+        if augment and h != w:
+            raise ValueError(f"images must be square for rotation augmentation, got {(h, w)}")
+        self.labels = (np.zeros(n, dtype=np.int64) if labels is None
+                       else np.asarray(labels, dtype=np.int64))
+        if self.labels.shape != (n,):
+            raise ValueError(f"{n} images but labels of shape {self.labels.shape}")
+        self.augment = bool(augment)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __repr__(self) -> str:
+        counts = np.bincount(self.labels).tolist()
+        return (f"ArrayImageSource(n={len(self)}, shape={self.images.shape[1:]}, "
+                f"class_counts={counts}, augment={self.augment})")
+
+    def sample(self, batch_size: int, rng: np.random.Generator):
+        """Draw ``(images (B, 1, y, x), labels (B,))`` using only ``rng``."""
+        index = rng.integers(0, len(self), size=batch_size)
+        ks = rng.integers(0, 4, size=batch_size) if self.augment else np.zeros(batch_size, int)
+        flips = rng.integers(0, 2, size=batch_size) if self.augment else ks
+        out = [_d4_numpy(self.images[i], int(k), bool(f)) for i, k, f in zip(index, ks, flips)]
+        return np.ascontiguousarray(np.stack(out)[:, np.newaxis]), self.labels[index]
+
+
+#: The classes of the DeepLense presets, in label order.
+CLASSES = ("no_sub", "cdm", "axion")
+
+
+def generation_images(n, *, preset="model_ii", seed=0, workers=1, progress=True,
+                      cache=None):
+    """Noise-free lensing images of the three classes and their labels, for generators.
+
+    The simulator's noise-free ``hr`` images at the preset's own pixel scale (its native
+    grid, ``scale=2`` pairs whose ``hr`` is that grid), classes in equal parts in the
+    order of `CLASSES`.
+
+    Parameters
+    ----------
+    n : int
+        Number of images.
+    preset, seed, workers, progress
+        As for `simulated_pairs`.
+    cache : path-like, optional
+        An ``.npz`` file: read when it exists and was made with the same arguments,
+        written otherwise (simulating takes minutes; resumed trainings reuse it).
+
+    Returns
+    -------
+    images : numpy.ndarray, float32, shape (n, y, x)
+        Flux per pixel in the simulator's unit.
+    labels : numpy.ndarray of int, shape (n,)
+        Index into `CLASSES`.
+    attrs : dict
+        ``preset``, ``pixel_scale``, ``unit``.
+    """
+    import json
+
+    key = json.dumps({"n": int(n), "preset": preset, "seed": int(seed)}, sort_keys=True)
+    if cache is not None and Path(cache).is_file():
+        with np.load(cache, allow_pickle=False) as stored:
+            if str(stored["key"]) == key:
+                return (stored["images"], stored["labels"],
+                        json.loads(str(stored["attrs"])))
+    ds = simulated_pairs(n, preset=preset, scale=2, seed=seed, workers=workers,
+                         progress=progress)
+    images = ds["hr"].values.astype(np.float32)
+    labels = np.array([CLASSES.index(str(s)) for s in ds["substructure"].values])
+    attrs = {"preset": preset, "pixel_scale": float(ds.attrs["hr_pixel_scale"]),
+             "unit": str(ds.attrs["unit"])}
+    if cache is not None:
+        import io
+
+        from ._atomic import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        np.savez(buffer, images=images, labels=labels, key=np.array(key),
+                 attrs=np.array(json.dumps(attrs)))
+        atomic_write_bytes(Path(cache), buffer.getvalue())
+    return images, labels, attrs
