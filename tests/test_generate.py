@@ -1,0 +1,145 @@
+"""Tests of the Generator, the DDPM training task and the generate command."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from astropy.io import fits
+from click.testing import CliRunner
+
+from lensenhance.cli import cli
+from lensenhance.generate import Generator, generate_to_disk, to_ccddata
+from lensenhance.training.diffusion import train_ddpm
+
+torch.set_num_threads(1)
+
+TINY_UNET = {"channels": [8, 16], "attention_levels": [1], "norm_groups": 4,
+             "attention_head_dim": 8}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A DDPM trained for a few steps on a handful of simulated Model II images."""
+    out = tmp_path_factory.mktemp("ddpm")
+    history = train_ddpm(out_dir=out, n_train=6, n_val=3, steps=3, batch_size=2,
+                         checkpoint_every=2, val_every=2, unet=TINY_UNET, progress=False,
+                         metadata={"command": "test"})
+    return out, history
+
+
+@pytest.fixture()
+def generator(tiny_run):
+    return Generator.from_weights(tiny_run[0] / "weights.safetensors", name="tiny")
+
+
+def test_training_records_schedule_scaling_and_history(tiny_run):
+    out, history = tiny_run
+    from lensenhance.nn.weights import read_weights_metadata
+
+    meta = {k: json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v
+            for k, v in read_weights_metadata(out / "weights.safetensors").items()}
+    assert meta["task"] == "generate"
+    assert meta["schedule"]["parameterization"] == "v"
+    assert meta["scaling"]["kind"] == "asinh"
+    assert meta["classes"] == ["no_sub", "cdm", "axion"]
+    assert history["step"] == 3 and [v["step"] for v in history["val"]] == [2, 3]
+    assert all(np.isfinite(v["val_loss"]) for v in history["val"])
+
+
+def test_resume_refuses_a_changed_configuration(tiny_run):
+    out, _ = tiny_run
+    with pytest.raises(ValueError, match=r"lr: 0.0002 -> 0.001"):
+        train_ddpm(out_dir=out, n_train=6, n_val=3, steps=3, batch_size=2, lr=1e-3,
+                   unet=TINY_UNET, resume=True, progress=False)
+
+
+def test_generate_returns_images_in_the_data_unit_with_attrs_and_wcs(generator):
+    images = generator.generate(4, steps=3, seed=0, progress=False)
+    assert images.dims == ("image", "y", "x") and images.shape == (4, 64, 64)
+    assert images.dtype == np.float32 and np.all(np.isfinite(images.values))
+    assert images.attrs["unit"] == "electron / s"
+    assert images.attrs["pixel_scale"] == pytest.approx(0.101)
+    assert images.attrs["preset"] == "model_ii"
+    assert (images.attrs["sampler"], images.attrs["steps"], images.attrs["seed"]) == \
+        ("ddim", 3, 0)
+    assert images["substructure"].values.tolist() == ["no_sub", "cdm", "axion", "no_sub"]
+    ccds = to_ccddata(images)
+    assert len(ccds) == 4 and str(ccds[0].unit) == "electron / s"
+    assert ccds[0].wcs.wcs.ctype[0] == "RA---TAN"
+    assert abs(ccds[0].wcs.wcs.cdelt[1] * 3600 - 0.101) < 1e-9
+    assert ccds[1].meta["substructure"] == "cdm"
+
+
+def test_same_seed_same_images_whatever_the_batch(generator):
+    a = generator.generate(3, steps=3, seed=5, progress=False, batch_size=3)
+    b = generator.generate(3, steps=3, seed=5, progress=False, batch_size=1)
+    np.testing.assert_allclose(a.values, b.values, rtol=1e-5, atol=1e-6)
+    tail = generator.generate(1, steps=3, seed=5, progress=False, start=2)
+    np.testing.assert_allclose(tail.values[0], a.values[2], rtol=1e-5, atol=1e-6)
+    assert tail["substructure"].values.tolist() == ["axion"]
+    c = generator.generate(3, steps=3, seed=6, progress=False)
+    assert not np.allclose(a.values, c.values)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "dpm"])
+def test_samplers_and_guidance_run(generator, sampler):
+    images = generator.generate(2, steps=3, sampler=sampler, seed=1, substructure="cdm",
+                                guidance=2.0, progress=False)
+    assert images["substructure"].values.tolist() == ["cdm", "cdm"]
+    assert images.attrs["guidance"] == 2.0
+
+
+def test_bad_arguments(generator):
+    with pytest.raises(ValueError, match="substructure class 'wdm'"):
+        generator.generate(1, steps=2, substructure="wdm", progress=False)
+    with pytest.raises(ValueError, match="sampler"):
+        generator.generate(1, steps=2, sampler="euler", progress=False)
+    with pytest.raises(ValueError, match="n must"):
+        generator.generate(0, progress=False)
+    with pytest.raises(ValueError, match="unknown device"):
+        Generator(generator.model, schedule=generator.schedule, scaling=generator.scaling,
+                  device="gpu7")
+    assert "Generator('tiny'" in repr(generator)
+
+
+def test_generate_to_disk_resumes_and_refuses_other_settings(generator, tmp_path):
+    out = tmp_path / "gen"
+    first = generate_to_disk(out, generator, 3, steps=2, seed=4, batch_size=2,
+                             progress=False, gif=True)
+    assert len(first["written"]) == 3 and first["gif"].is_file()
+    reference = fits.getdata(out / "lens_00001.fits").copy()
+    (out / "lens_00001.fits").unlink()
+    again = generate_to_disk(out, generator, 4, steps=2, batch_size=2, progress=False)
+    assert [p.name for p in again["written"]] == ["lens_00001.fits", "lens_00003.fits"]
+    assert again["seed"] == 4 and again["skipped"] == 2
+    np.testing.assert_allclose(fits.getdata(out / "lens_00001.fits"), reference, rtol=1e-4,
+                               atol=1e-6)
+    from astropy.table import Table
+
+    catalog = Table.read(out / "catalog.ecsv")
+    assert len(catalog) == 4 and list(catalog["substructure"][:2]) == ["no_sub", "cdm"]
+    with pytest.raises(ValueError, match="steps: 2 -> 3"):
+        generate_to_disk(out, generator, 4, steps=3, progress=False)
+
+
+def test_generate_command(tiny_run, tmp_path):
+    weights = str(tiny_run[0] / "weights.safetensors")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["-q", "generate", "-n", "2", "--model", weights, "--out",
+                                 str(tmp_path / "g"), "--steps", "2", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "wrote 2 image(s)" in result.output
+    header = fits.getheader(tmp_path / "g" / "lens_00000.fits")
+    assert header["BUNIT"] == "electron / s" and header["CTYPE1"] == "RA---TAN"
+    result = runner.invoke(cli, ["-q", "generate", "-n", "2", "--model", weights, "--out",
+                                 str(tmp_path / "g"), "--steps", "3"])
+    assert result.exit_code != 0 and "another generate run" in result.output
+    assert "Traceback" not in result.output
+    (tmp_path / "file").write_text("x")
+    result = runner.invoke(cli, ["-q", "generate", "--model", weights, "--out",
+                                 str(tmp_path / "file")])
+    assert result.exit_code != 0 and "not a folder" in result.output
+    result = runner.invoke(cli, ["-q", "generate", "--model", "no-such-model", "--out",
+                                 str(tmp_path / "h")])
+    assert result.exit_code != 0 and "no pretrained model" in result.output
