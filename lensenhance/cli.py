@@ -150,19 +150,46 @@ def enhance_command(ctx, files, model, scale, out_dir, self_ensemble, hdu, overw
 
 
 @click.command("models")
-def models_command():
-    """List the pretrained models shipped with the package."""
-    from .models import list_pretrained, model_card
+@click.option("--task", type=click.Choice(["sr", "denoise", "generate", "classify", "features"]),
+              default=None, help="Only the models of this task.")
+def models_command(task):
+    """List the pretrained models shipped with the package, one section per task."""
+    from .models import TASKS, list_pretrained, model_card
 
-    names = list_pretrained()
+    def figure(metrics, key, label, fmt, unit=""):
+        value = metrics.get(key)
+        if not isinstance(value, (int, float)):
+            return None
+        floor = metrics.get(f"{key}_floor")  # generators: the real-vs-real distance
+        return f"{label} {value:{fmt}}{unit}" + (f" (floor {floor:{fmt}})"
+                                                  if isinstance(floor, (int, float)) else "")
+
+    # each task's own figures: (metrics key, label, format[, unit])
+    shown = {"sr": [("psnr", "PSNR", ".2f", " dB"), ("ssim", "SSIM", ".4f")],
+             "denoise": [("psnr", "PSNR", ".2f", " dB"), ("ssim", "SSIM", ".4f"),
+                         ("coverage_68", "68% coverage", ".3f")],
+             "generate": [("fd", "FD", ".4g"), ("kid", "KID", ".3g")],
+             "classify": [("accuracy", "accuracy", ".3f")],
+             "features": [("theta_e_mae_arcsec", "theta_E MAE", ".4f", '"')]}
+    names = list_pretrained(task=task)
     if not names:
-        click.echo("no pretrained models installed")
-    for name in names:
-        card = model_card(name)
-        psnr = card.get("metrics", {}).get("psnr")
-        click.echo(f"{name:<24}{card.get('task', '?'):<10}x{card.get('scale', 1):<4}"
-                   f"{card.get('preset', ''):<12}"
-                   + (f"PSNR {psnr:.2f} dB" if psnr is not None else ""))
+        click.echo(f"no pretrained {task + ' ' if task else ''}models installed")
+    cards = {name: model_card(name) for name in names}
+    for section in TASKS if task is None else (task,):
+        members = [name for name, card in cards.items() if card.get("task") == section]
+        if not members:
+            continue
+        click.echo(f"[{section}]")
+        for name in members:
+            card = cards[name]
+            metrics = card.get("metrics") or {}
+            figures = [f for f in (figure(metrics, *spec) for spec in shown[section]) if f]
+            if "n" in metrics:
+                figures.append(f"n={metrics['n']}")
+            where = f"x{card.get('scale', 1)}" if section in ("sr", "denoise") else \
+                card.get("architecture", "")
+            click.echo(f"  {name:<22}{where:<13}{card.get('preset', ''):<10}"
+                       + ", ".join(figures))
 
 
 # -- generate -----------------------------------------------------------------------------
@@ -249,6 +276,48 @@ def benchmark_sr_command(ctx, n_images, scale, models, no_self_ensemble, no_regr
                  workers=workers, json_path=json_path, progress=ctx.obj["progress"])
 
 
+@click.command("generate")
+@click.option("-n", "n_images", type=click.IntRange(4), default=1000, show_default=True,
+              help="Images per row and per simulated comparison set.")
+@click.option("--n-ddpm", type=click.IntRange(4), default=None,
+              help="Images for rows of more than 100 steps (default -n).")
+@click.option("--model", default="ddpm-lens64", show_default=True,
+              help="A shipped generator or a weights file.")
+@click.option("--classifier", default="lens-classifier", show_default=True,
+              help="A shipped classifier or a weights file (its features measure images).")
+@click.option("--samplers", default="ddpm:1000,ddim:50,dpm:20", show_default=True,
+              help="Rows as sampler:steps pairs.")
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--no-memorisation", is_flag=True, help="Skip the memorisation check.")
+@click.option("--tstr-epochs", type=click.IntRange(0), default=15, show_default=True,
+              help="Epochs of the train-on-generated classifiers (0: skip).")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.pass_context
+def benchmark_generate_command(ctx, n_images, n_ddpm, model, classifier, samplers,
+                               batch_size, no_memorisation, tstr_epochs, seed, workers,
+                               json_path):
+    """FD/KID vs the real-vs-real floor, TSTR accuracy, memorisation, time per image."""
+    from .benchmark.generate import benchmark_generate, format_generate_table
+
+    try:
+        rows = [(name, int(steps)) for name, steps in
+                (item.split(":") for item in samplers.split(","))]
+    except ValueError:
+        raise click.BadParameter(f"{samplers!r}: expected sampler:steps pairs, e.g. "
+                                 "ddim:50,dpm:20", param_hint="--samplers") from None
+    try:
+        result = benchmark_generate(generator=model, classifier=classifier, n=n_images,
+                                    n_ddpm=n_ddpm, samplers=rows, batch_size=batch_size,
+                                    memorisation=not no_memorisation,
+                                    tstr_epochs=tstr_epochs, seed=seed, json_path=json_path,
+                                    workers=workers, progress=ctx.obj["progress"])
+    except (OSError, ValueError) as error:
+        _fail(str(error))
+    click.echo(format_generate_table(result))
+
+
 @click.command("evaluate")
 @click.option("--pred", type=click.Path(path_type=Path, exists=True), required=True,
               help="Folder of predicted FITS images.")
@@ -319,6 +388,11 @@ def _parse_loss(text):
                    "with lr_path/hr_path columns (real pairs for fine-tuning).")
 @click.option("--n-train", type=click.IntRange(1), default=4000, show_default=True,
               help="Pairs to simulate for --data simulate.")
+@click.option("--lr-on-preset-grid", is_flag=True,
+              help="--data simulate: LR images on the preset's own grid, HR scale times "
+                   "finer (a model for images made on that grid, e.g. a generator's).")
+@click.option("--noise-free-lr", is_flag=True,
+              help="--data simulate: LR = HR binned, without noise (for noise-free inputs).")
 @click.option("--n-val", type=click.IntRange(1), default=64, show_default=True)
 @click.option("--data-seed", type=int, default=1, show_default=True)
 @click.option("--steps", type=click.IntRange(1), required=True)
@@ -343,7 +417,8 @@ def _parse_loss(text):
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out.")
 @click.option("--overwrite", is_flag=True, help="Start afresh, deleting checkpoints in --out.")
 @click.pass_context
-def train_sr_command(ctx, model, scale, size, preset, data, n_train, n_val, data_seed, steps,
+def train_sr_command(ctx, model, scale, size, preset, data, n_train, lr_on_preset_grid,
+                     noise_free_lr, n_val, data_seed, steps,
                      batch_size, patch_size, learning_rate, loss, ema_decay, grad_clip,
                      val_every, checkpoint_every, seed, workers, device, feature_net, out_dir,
                      resume, overwrite):
@@ -360,7 +435,9 @@ def train_sr_command(ctx, model, scale, size, preset, data, n_train, n_val, data
         _fail(str(error))
     source, val = training_pairs(data, scale=scale, patch_size=patch_size, n=n_train,
                                  n_val=n_val, preset=preset, seed=data_seed, workers=workers,
-                                 progress=ctx.obj["progress"])
+                                 progress=ctx.obj["progress"],
+                                 lr_on_preset_grid=lr_on_preset_grid,
+                                 noise_free_lr=noise_free_lr)
     try:
         history = train_sr(
             model=model, scale=scale, preset=size, data=source, val_data=val, steps=steps,
@@ -404,6 +481,44 @@ def train_features_command(ctx, n_train, n_val, epochs, preset, seed, data_seed,
     except FileExistsError as error:
         _fail(f"{error} (use --overwrite)")
     click.echo(f"theta_E MAE on {n_val} held-out images: {result['val_mae']:.4f} arcsec, "
+               f"{result['wall_time_s']:.0f} s: {result['weights']}")
+
+
+@click.command("classifier")
+@click.option("-n", "n_train", type=click.IntRange(3), default=6000, show_default=True,
+              help="Simulated noise-free images to train on (classes in equal parts).")
+@click.option("--n-val", type=click.IntRange(1), default=600, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--lr", "learning_rate", type=float, default=2e-3, show_default=True)
+@click.option("--width", type=click.IntRange(1), default=16, show_default=True,
+              help="Channels of the network's first stage.")
+@click.option("--preset", default="model_ii", show_default=True,
+              type=click.Choice(["model_i", "model_ii", "model_iii"]),
+              help="Simulation preset of the images (the generator's).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--data-seed", type=int, default=11, show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Simulation workers.")
+@click.option("--device", default=None, help="Default: CUDA when available, else CPU.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--overwrite", is_flag=True)
+@click.pass_context
+def train_classifier_command(ctx, n_train, n_val, epochs, batch_size, learning_rate, width,
+                             preset, seed, data_seed, workers, device, out_dir, overwrite):
+    """Train the lensing classifier (no_sub/cdm/axion) whose features measure generators."""
+    from .training.classifier import train_classifier
+
+    try:
+        result = train_classifier(out_dir, n=n_train, n_val=n_val, epochs=epochs,
+                                  batch_size=batch_size, lr=learning_rate, width=width,
+                                  preset=preset, seed=seed, data_seed=data_seed,
+                                  workers=workers, device=device, overwrite=overwrite,
+                                  progress=ctx.obj["progress"],
+                                  metadata={"command": _command_line(ctx)})
+    except FileExistsError as error:
+        _fail(f"{error} (use --overwrite)")
+    click.echo(f"accuracy on {n_val} held-out images: {result['val_accuracy']:.3f}, "
                f"{result['wall_time_s']:.0f} s: {result['weights']}")
 
 
@@ -462,10 +577,11 @@ def _register_commands():
     for command in (info_command, demo_command, simulate_command, enhance_command,
                     generate_command, models_command, evaluate_command):
         cli.add_command(command)
-    for command in (benchmark_speed_command, benchmark_sr_command):
+    for command in (benchmark_speed_command, benchmark_sr_command, benchmark_generate_command):
         benchmark_group.add_command(command)
     cli.add_command(benchmark_group)
-    for command in (train_sr_command, train_features_command, train_ddpm_command):
+    for command in (train_sr_command, train_features_command, train_classifier_command,
+                    train_ddpm_command):
         train_group.add_command(command)
     cli.add_command(train_group)
 

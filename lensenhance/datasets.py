@@ -50,8 +50,13 @@ def normalize_pairs(lr, hr, *, scale, method="sigma_clip"):
 
 
 def simulated_pairs(n, *, preset="model_i", scale=2, substructure="all", seed=0, workers=1,
-                    progress=True):
+                    progress=True, lr_on_preset_grid=False):
     """Simulate ``n`` raw (unnormalised) LR/HR pairs, the classes in equal parts.
+
+    With ``lr_on_preset_grid`` the HR grid is ``scale`` times finer than the preset's
+    (``num_pix * scale`` pixels of ``pixel_scale / scale``), so that the LR images lie on
+    the preset's own grid: pairs for a super-resolution model that takes images made on
+    that grid (a generator's output, say) to a finer one.
 
     Returns
     -------
@@ -71,7 +76,15 @@ def simulated_pairs(n, *, preset="model_i", scale=2, substructure="all", seed=0,
             continue
         # One independent stream per class, derived from the run seed.
         class_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
-        sim = LensSimulator.from_preset(preset, substructure=name, seed=class_seed)
+        overrides = {}
+        if lr_on_preset_grid:
+            from .simulate import PRESETS
+
+            native = PRESETS[preset]
+            overrides = {"num_pix": native.num_pix * scale,
+                         "pixel_scale": native.pixel_scale / scale}
+        sim = LensSimulator.from_preset(preset, substructure=name, seed=class_seed,
+                                        **overrides)
         parts.append(sim.simulate_pairs(count, scale=scale, workers=workers,
                                         progress=progress))
     return xr.concat(parts, dim="image", combine_attrs="override") if len(parts) > 1 \
@@ -125,7 +138,7 @@ def catalog_pairs(path, *, lr_column="lr_path", hr_column="hr_path", hdu=None):
 
 
 def load_pairs(spec, *, scale=2, n=4000, preset="model_i", seed=0, workers=1,
-               progress=True):
+               progress=True, lr_on_preset_grid=False, noise_free_lr=False):
     """Raw ``(lr, hr)`` stacks from a spec: ``"simulate"``, a dataset, an .npz or a catalogue.
 
     Parameters
@@ -135,10 +148,19 @@ def load_pairs(spec, *, scale=2, n=4000, preset="model_i", seed=0, workers=1,
         streams derived from ``seed``); a ``.nc``/``.zarr`` path is a dataset written by
         ``lensenhance simulate``; an ``.npz`` holds arrays ``lr`` and ``hr``; an
         ``.ecsv``/``.fits`` path is a catalogue with ``lr_path`` and ``hr_path`` columns.
+    lr_on_preset_grid : bool, optional
+        For ``"simulate"``: see `simulated_pairs`.
+    noise_free_lr : bool, optional
+        For ``"simulate"``: the LR image is the HR image summed over ``scale`` x ``scale``
+        blocks without noise (for models that take noise-free images, e.g. a generator's).
     """
     if str(spec) == "simulate":
         ds = simulated_pairs(n, preset=preset, scale=scale, seed=seed, workers=workers,
-                             progress=progress)
+                             progress=progress, lr_on_preset_grid=lr_on_preset_grid)
+        if noise_free_lr:
+            from .simulate.render import bin_image
+
+            return bin_image(ds["hr"].values, scale).astype(np.float32), ds["hr"].values
         return ds["lr"].values, ds["hr"].values
     path = Path(spec)
     if not path.exists():
@@ -155,7 +177,8 @@ def load_pairs(spec, *, scale=2, n=4000, preset="model_i", seed=0, workers=1,
 
 
 def training_pairs(spec="simulate", *, scale=2, patch_size=48, n=4000, n_val=64,
-                   preset="model_i", seed=1, workers=1, progress=True):
+                   preset="model_i", seed=1, workers=1, progress=True,
+                   lr_on_preset_grid=False, noise_free_lr=False):
     """Normalised training source and validation pairs for `lensenhance.training.train_sr`.
 
     For ``"simulate"`` the validation images are a separate simulation (its own stream of
@@ -168,11 +191,13 @@ def training_pairs(spec="simulate", *, scale=2, patch_size=48, n=4000, n_val=64,
     val : tuple of numpy.ndarray
         Whole normalised ``(lr, hr)`` validation images.
     """
+    options = {"lr_on_preset_grid": lr_on_preset_grid, "noise_free_lr": noise_free_lr}
     lr, hr = load_pairs(spec, scale=scale, n=n, preset=preset, seed=seed, workers=workers,
-                        progress=progress)
+                        progress=progress, **options)
     if str(spec) == "simulate":
         val_lr, val_hr = load_pairs(spec, scale=scale, n=n_val, preset=preset,
-                                    seed=seed + 10_000, workers=workers, progress=False)
+                                    seed=seed + 10_000, workers=workers, progress=False,
+                                    **options)
     else:
         if len(lr) <= n_val:
             raise ValueError(f"{spec}: {len(lr)} pairs; need more than n_val={n_val}")

@@ -1,10 +1,15 @@
 """Turn a finished training run into shipped weights with a model card.
 
 ``python -m lensenhance.publish training_runs/rcan-x2 rcan-x2`` copies the run's EMA
-weights into ``lensenhance/models/weights/``, evaluates them on the held-out ``sr``
-benchmark set and writes the model card: task, architecture, scale, data preset,
-degradation, the exact training command, steps, wall time, benchmark figures and the
-SHA-256 of the weights file.
+weights into ``lensenhance/models/weights/`` (format v2), evaluates them on the held-out
+``sr`` benchmark set and writes the model card in the schema of its task
+(`lensenhance.models.validate_card`): task, architecture, data preset, the exact
+training command, steps, wall time, machine, figures with their n and the command that
+measured them, and the SHA-256 of the weights file.
+
+`publish_sr_weights` and `publish_feature_network` fill in the figures themselves;
+`publish_weights` is the generic path for any task (generate, classify, denoise), with the
+figures passed in ``card_extra``.
 """
 
 import json
@@ -13,10 +18,13 @@ import sys
 from pathlib import Path
 
 from ._atomic import atomic_write_bytes
-from .models import WEIGHTS_DIR, file_sha256
-from .nn.weights import load_sr_weights, read_weights_metadata
+from .models import TASKS, WEIGHTS_DIR, file_sha256, validate_card
+from .nn.weights import load_weights, migrate_weights, read_weights_metadata
 
-__all__ = ["publish_sr_weights", "publish_feature_network"]
+__all__ = ["publish_sr_weights", "publish_feature_network", "publish_weights"]
+
+MACHINE = "2 CPU cores (no GPU)"
+LICENSE = "BSD-3-Clause"
 
 DEGRADATION = {
     "model_i": ("the HR image is the sky convolved with a Gaussian PSF (FWHM 0.087\") on "
@@ -25,42 +33,150 @@ DEGRADATION = {
 }
 
 
-def _install(run_dir, name, *, overwrite):
-    """Copy a run's weights into the package; return (target, history, metadata)."""
+def _json_value(value):
+    # Metadata outside lensenhance.nn.weights.JSON_METADATA_KEYS is still a JSON string.
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _stage(run_dir, name, *, overwrite):
+    """Copy a run's weights next to their place in the package, as format v2.
+
+    Returns ``(staged, target, history, metadata)``; the caller moves ``staged`` onto
+    ``target`` once the card is good (or removes it).
+    """
     run_dir = Path(run_dir)
     source = run_dir / "weights.safetensors"
     if not source.is_file():
         raise FileNotFoundError(f"{source}: the run has no exported weights yet")
+    history_path = run_dir / "history.json"
+    if not history_path.is_file():
+        raise FileNotFoundError(f"{history_path}: the run has no history")
     target = WEIGHTS_DIR / f"{name}.safetensors"
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists (use overwrite=True)")
-    history = json.loads((run_dir / "history.json").read_text())
-    metadata = read_weights_metadata(source)
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, tmp)
-    tmp.replace(target)
+    history = json.loads(history_path.read_text())
+    staged = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(source, staged)
+    try:
+        migrate_weights(staged)  # runs from before format v2; a no-op for v2 files
+        metadata = read_weights_metadata(staged)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    return staged, target, history, metadata
+
+
+def _install(run_dir, name, *, overwrite):
+    """Copy a run's weights into the package as format v2; return (target, history, meta)."""
+    staged, target, history, metadata = _stage(run_dir, name, overwrite=overwrite)
+    staged.replace(target)
     return target, history, metadata
 
 
-def _card(name, target, history, metadata, **fields):
-    config = history["config"]
-    return {
+def _card(name, target, history, metadata, *, task, **fields):
+    """The common keys of a card (`lensenhance.models.COMMON_CARD_KEYS`) plus ``fields``.
+
+    ``target`` is the weights file (or its staged copy: the same bytes).
+    """
+    config = metadata["config"]
+    steps = history.get("step", metadata.get("step"))
+    card = {
         "name": name,
+        "task": task,
         "architecture": config["architecture"],
-        "parameters": sum(p.numel() for p in load_sr_weights(target).parameters()),
+        "parameters": sum(p.numel() for p in load_weights(target).parameters()),
         "preset": metadata.get("data_preset", "model_i"),
         "command": metadata.get("command"),
-        **fields,
+        "steps": int(_json_value(steps)) if steps is not None else None,
         "wall_time_s": round(float(history["wall_time_s"]), 1),
-        "machine": "2 CPU cores (no GPU)",
+        "machine": MACHINE,
         "sha256": file_sha256(target),
-        "license": "BSD-3-Clause",
+        "license": LICENSE,
     }
-
-
-def _write_card(name, card):
-    atomic_write_bytes(WEIGHTS_DIR / f"{name}.json", json.dumps(card, indent=2).encode())
+    card.update(fields)
     return card
+
+
+def _write_card(name, card, *, validate=True):
+    if validate:
+        validate_card(card)
+    atomic_write_bytes(WEIGHTS_DIR / f"{name}.json",
+                       (json.dumps(card, indent=2) + "\n").encode())
+    return card
+
+
+def _task_fields(task, metadata):
+    """The task's own card keys that the weights metadata already knows."""
+    if task in ("sr", "denoise"):
+        preset = metadata.get("data_preset", "model_i")
+        scale = metadata.get("scale", metadata["config"].get("scale", 1))
+        return {"scale": int(_json_value(scale)),
+                "degradation": DEGRADATION.get(preset, f"simulated {preset} pairs")}
+    if task == "generate":
+        fields = {key: _json_value(metadata[key])
+                  for key in ("image_size", "pixel_scale", "unit", "classes", "schedule")
+                  if key in metadata}
+        if "scaling" in metadata:
+            fields["scaling"] = metadata["scaling"]
+        return fields
+    if task == "classify" and "classes" in metadata:
+        return {"classes": _json_value(metadata["classes"])}
+    return {}
+
+
+def publish_weights(run_dir, name, *, task, card_extra=None, overwrite=False):
+    """Copy any run's weights into the package and write its model card.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        A training run folder (``weights.safetensors``, ``history.json``).
+    name : str
+        The registry name, e.g. ``"ddpm-lens64"``.
+    task : {'sr', 'denoise', 'generate', 'classify', 'features'}
+        The model's task; it must match the weights file's.
+    card_extra : dict, optional
+        Card keys to add or replace, at least ``metrics`` (a dict with ``n`` and the
+        ``command`` that measured the figures) and whatever the task's schema needs and
+        the weights metadata does not hold (`lensenhance.models.CARD_KEYS`).
+    overwrite : bool, optional
+        Replace an already published model of this name.
+
+    Returns
+    -------
+    dict
+        The model card (validated against its task's schema before anything is written
+        to the package's card).
+
+    Raises
+    ------
+    ValueError
+        If the card breaks its task's schema or the task does not match the weights;
+        nothing in the package changes then.
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    card_path = WEIGHTS_DIR / f"{name}.json"
+    if card_path.exists() and not overwrite:
+        raise FileExistsError(f"{card_path} exists (use overwrite=True)")
+    staged, target, history, metadata = _stage(run_dir, name, overwrite=overwrite)
+    try:
+        if metadata.get("task") != task:
+            raise ValueError(f"{run_dir}: the weights are for task {metadata.get('task')!r}, "
+                             f"not {task!r}")
+        fields = {**_task_fields(task, metadata), **(card_extra or {}), "task": task}
+        card = _card(name, staged, history, metadata, **fields)
+        validate_card(card)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    staged.replace(target)
+    return _write_card(name, card)
 
 
 def publish_sr_weights(run_dir, name, *, n_eval=300, overwrite=False, progress=False):
@@ -84,15 +200,14 @@ def publish_sr_weights(run_dir, name, *, n_eval=300, overwrite=False, progress=F
     from .benchmark.sr import BENCHMARK_SEED, benchmark_sr
 
     target, history, metadata = _install(run_dir, name, overwrite=overwrite)
-    config = history["config"]
     preset = metadata.get("data_preset", "model_i")
-    card = _card(name, target, history, metadata, task="sr", scale=int(config["scale"]),
-                 size=json.loads(metadata.get("train_args", "{}")).get("preset", "small"),
-                 degradation=DEGRADATION.get(preset, f"simulated {preset} pairs"),
-                 steps=int(history["step"]),
+    train_args = metadata.get("train_args") or {}
+    card = _card(name, target, history, metadata, task="sr",
+                 **_task_fields("sr", metadata), size=train_args.get("preset", "small"),
                  val_psnr_normalised=history["val"][-1]["psnr"] if history.get("val")
                  else None)
-    _write_card(name, card)  # the benchmark finds the model through its card
+    # The benchmark finds the model through its card, so a card without figures goes first.
+    _write_card(name, card, validate=False)
 
     result = benchmark_sr(n=n_eval, scale=card["scale"], preset=preset, models=[name],
                           self_ensemble=False, regression=False, progress=progress)
@@ -112,6 +227,7 @@ def publish_sr_weights(run_dir, name, *, n_eval=300, overwrite=False, progress=F
 def publish_feature_network(run_dir, name, *, overwrite=False):
     """Copy a ``lensenhance train features`` run into the package with its model card."""
     target, history, metadata = _install(run_dir, name, overwrite=overwrite)
+    command = metadata.get("command")
     card = _card(name, target, history, metadata, task="features", scale=1,
                  degradation="none: trained on noise-free simulated HR images, normalised as "
                              "the SR training targets",
@@ -119,7 +235,10 @@ def publish_feature_network(run_dir, name, *, overwrite=False):
                  # train_regressor's default batch of 32 images
                  steps=int(history["epochs"]) * -(-int(history["n_train"]) // 32),
                  metrics={"theta_e_mae_arcsec": history["val_mae"], "n": history["n_val"],
-                          "note": "held-out simulated HR images (last n of the run's set)"})
+                          # the training run measures it on its held-out images at the end
+                          "command": command,
+                          "note": "held-out simulated HR images (last n of the run's set), "
+                                  "measured by the training command"})
     return _write_card(name, card)
 
 
@@ -129,8 +248,11 @@ if __name__ == "__main__":  # pragma: no cover - maintainer tool
     task = read_weights_metadata(Path(sys.argv[1]) / "weights.safetensors").get("task")
     if task == "features":
         card = publish_feature_network(sys.argv[1], sys.argv[2], overwrite=True)
-    else:
+    elif task in (None, "sr"):
         card = publish_sr_weights(sys.argv[1], sys.argv[2],
                                   n_eval=int(sys.argv[3]) if len(sys.argv) == 4 else 300,
                                   overwrite=True, progress=True)
+    else:
+        sys.exit(f"{task!r} models are published with lensenhance.publish.publish_weights "
+                 "(their figures come from their own benchmark)")
     print(json.dumps(card, indent=2))

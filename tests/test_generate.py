@@ -7,6 +7,7 @@ import pytest
 import torch
 from astropy.io import fits
 from click.testing import CliRunner
+from conftest import TINY_UNET
 
 from lensenhance.cli import cli
 from lensenhance.generate import Generator, generate_to_disk, to_ccddata
@@ -14,18 +15,10 @@ from lensenhance.training.diffusion import train_ddpm
 
 torch.set_num_threads(1)
 
-TINY_UNET = {"channels": [8, 16], "attention_levels": [1], "norm_groups": 4,
-             "attention_head_dim": 8}
 
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A DDPM trained for a few steps on a handful of simulated Model II images."""
-    out = tmp_path_factory.mktemp("ddpm")
-    history = train_ddpm(out_dir=out, n_train=6, n_val=3, steps=3, batch_size=2,
-                         checkpoint_every=2, val_every=2, unet=TINY_UNET, progress=False,
-                         metadata={"command": "test"})
-    return out, history
+@pytest.fixture()
+def tiny_run(tiny_ddpm):
+    return tiny_ddpm
 
 
 @pytest.fixture()
@@ -143,3 +136,26 @@ def test_generate_command(tiny_run, tmp_path):
     result = runner.invoke(cli, ["-q", "generate", "--model", "no-such-model", "--out",
                                  str(tmp_path / "h")])
     assert result.exit_code != 0 and "no pretrained model" in result.output
+
+
+def test_benchmark_generate_reports_rows_floors_and_targets(tiny_run, tiny_classifier,
+                                                            tmp_path):
+    from lensenhance.benchmark.generate import benchmark_generate, format_generate_table
+
+    result = benchmark_generate(
+        generator=str(tiny_run[0] / "weights.safetensors"), classifier=tiny_classifier,
+        n=6, n_ddpm=3, samplers=[("ddpm", 120), ("ddim", 50)], tstr_epochs=1,
+        json_path=tmp_path / "gen.json", progress=False)
+    rows = {(r["sampler"], r["steps"]): r for r in result["rows"]}
+    assert rows[("ddpm", 120)]["n"] == 3 and rows[("ddim", 50)]["n"] == 6
+    assert set(result["floors"]) == {3, 6}
+    for row in rows.values():
+        assert row["fd"] > 0 and row["fd_floor"] > 0 and 0 <= row["tstr_accuracy"] <= 1
+        assert row["fd_ratio"] == pytest.approx(row["fd"] / row["fd_floor"])
+        assert np.isfinite(row["memorisation"]["median_psnr"])
+    assert "fd_at_n_ddpm" in rows[("ddim", 50)]
+    assert result["ddim50_vs_ddpm"]["n"] == 3
+    assert json.loads((tmp_path / "gen.json").read_text())["n"] == 6
+    table = format_generate_table(result)
+    assert "FD <= 2x floor" in table and "DDIM-50 FD vs DDPM-120" in table
+    assert "memorisation" in table

@@ -236,3 +236,267 @@ def test_equivariant_fsrcnn_is_equivariant():
     rebuilt.load_state_dict(model.train().state_dict())
     with torch.no_grad():
         np.testing.assert_allclose(rebuilt.eval()(x).numpy(), out.numpy(), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- registry
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """The registry's tables as copies, so that a test's registrations do not leak."""
+    from lensenhance.nn import registry
+
+    monkeypatch.setattr(registry, "_ARCHITECTURES", dict(registry._ARCHITECTURES))
+    monkeypatch.setattr(registry, "_LAZY", dict(registry._LAZY))
+    return registry
+
+
+def test_registry_lists_every_architecture():
+    from lensenhance.nn import list_architectures
+
+    names = list_architectures()
+    for name in SR_ARCHITECTURES + BASELINES + ("efsrcnn", "smallresnet", "unet"):
+        assert name in names
+    assert names == sorted(names)
+
+
+def test_register_architecture_decorator(fresh_registry):
+    from lensenhance.nn import build_model, get_architecture, register_architecture
+
+    @register_architecture("tinytest")
+    class TinyNet(torch.nn.Module):
+        def __init__(self, *, in_channels=2, width=3):
+            super().__init__()
+            self.config = {"architecture": "tinytest", "in_channels": in_channels,
+                           "width": width}
+            self.conv = torch.nn.Conv2d(in_channels, width, 1)
+
+    assert TinyNet.architecture == "tinytest" and get_architecture("tinytest") is TinyNet
+    net = build_model("tinytest", width=4)
+    assert net.conv.out_channels == 4
+    assert type(model_from_config(net.config)) is TinyNet
+    with pytest.raises(TypeError, match="tinytest"):
+        build_model("tinytest", no_such_option=1)
+    # registering the same class again is harmless; another class needs overwrite=True
+    register_architecture("tinytest")(TinyNet)
+    with pytest.raises(ValueError, match="already registered"):
+        register_architecture("tinytest")(torch.nn.Identity)
+    register_architecture("tinytest", overwrite=True)(torch.nn.Identity)
+    assert get_architecture("tinytest") is torch.nn.Identity
+    with pytest.raises(ValueError, match="being registered as 'other'"):
+        register_architecture("other")(type(build_sr_model("edsr", n_blocks=1, channels=4)))
+
+
+def test_lazy_entry_is_imported_on_first_use(fresh_registry, tmp_path, monkeypatch):
+    module = tmp_path / "lensenhance_lazy_test_module.py"
+    module.write_text("import torch\n\n"
+                      "class LazyNet(torch.nn.Module):\n"
+                      "    def __init__(self, *, k=1):\n"
+                      "        super().__init__()\n"
+                      "        self.config = {'architecture': 'lazytest', 'k': k}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import sys
+
+    fresh_registry.register_lazy_architecture("lazytest",
+                                              "lensenhance_lazy_test_module:LazyNet")
+    assert "lazytest" in fresh_registry.list_architectures()
+    assert "lensenhance_lazy_test_module" not in sys.modules
+    net = fresh_registry.build_model("lazytest", k=3)
+    assert "lensenhance_lazy_test_module" in sys.modules
+    assert type(net).__name__ == "LazyNet" and net.config["k"] == 3
+    monkeypatch.delitem(sys.modules, "lensenhance_lazy_test_module")
+    with pytest.raises(ValueError, match="module:Class"):
+        fresh_registry.register_lazy_architecture("badlazy", "no_colon_here")
+    fresh_registry.register_lazy_architecture("missinglazy", "lensenhance_no_such_module:X")
+    with pytest.raises(ImportError):
+        fresh_registry.build_model("missinglazy")
+
+
+def test_unknown_architecture_lists_the_choices():
+    from lensenhance.nn import build_model
+
+    with pytest.raises(ValueError, match=r"unknown architecture 'vdsr'; choose from .*edsr.*unet"):
+        build_model("vdsr")
+    with pytest.raises(ValueError, match="architecture"):
+        model_from_config({"architecture": 3})
+    # build_sr_model keeps to SR networks and names the generic builder for the rest
+    with pytest.raises(ValueError, match="unknown SR architecture 'unet'.*build_model"):
+        build_sr_model("unet")
+
+
+def test_importing_nn_pulls_in_no_optional_dependency():
+    import subprocess
+    import sys
+
+    code = ("import sys, lensenhance.nn as n; n.list_architectures(); "
+            "print(sorted(m for m in ('escnn', 'diffusers', 'lensenhance.nn.equivariant', "
+            "'lensenhance.nn.unet') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_sr_and_equivariant_do_not_import_each_other():
+    import ast
+    from pathlib import Path
+
+    import lensenhance.nn
+
+    def imported(name):
+        tree = ast.parse((Path(lensenhance.nn.__file__).parent / f"{name}.py").read_text())
+        return {node.module for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.module}
+
+    assert not {"sr", "lensenhance.nn.sr"} & imported("equivariant")
+    assert not {"equivariant", "lensenhance.nn.equivariant"} & imported("sr")
+
+
+# ----------------------------------------------------------------------------- weights v2
+
+TINY_UNET = {"sample_size": 16, "channels": [8, 16], "attention_levels": [1], "n_classes": 3,
+             "norm_groups": 4, "attention_head_dim": 8}
+
+
+def test_weights_v2_round_trip_sr(tmp_path):
+    from lensenhance.nn import export_weights, load_weights, read_weights_metadata
+
+    torch.manual_seed(7)
+    model = build_sr_model("edsr", scale=2, n_blocks=1, channels=8).eval()
+    path = export_weights(model, tmp_path / "sr.safetensors",
+                          metadata={"command": "lensenhance train sr", "train_args": {"a": 1},
+                                    "val": {"psnr": 30.0}, "psnr": 31.5})
+    meta = read_weights_metadata(path)
+    assert meta["format"] == "lensenhance-weights" and meta["format_version"] == 2
+    assert meta["task"] == "sr"
+    assert meta["normalization"] == {"kind": "per_image", "method": "sigma_clip"}
+    assert meta["config"] == model.config
+    assert meta["train_args"] == {"a": 1} and meta["val"] == {"psnr": 30.0}
+    assert meta["psnr"] == "31.5"  # keys outside JSON_METADATA_KEYS stay strings
+    loaded = load_weights(path)
+    assert type(loaded) is type(model) and not loaded.training
+    x = torch.randn(1, 1, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+
+
+def test_weights_v2_round_trip_diffusion_unet(tmp_path):
+    pytest.importorskip("diffusers")
+    from lensenhance.nn import build_model, export_weights, load_weights, read_weights_metadata
+
+    torch.manual_seed(8)
+    unet = build_model("unet", **TINY_UNET).eval()
+    schedule = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2",
+                "beta_start": 1e-4, "beta_end": 0.02, "parameterization": "v"}
+    scaling = {"kind": "asinh", "softening": 0.01, "maximum": 20.0}
+    # what the training loop passes for the generator
+    path = export_weights(unet, tmp_path / "ddpm.safetensors", overwrite=True, metadata={
+        "task": "generate", "schedule": schedule, "n_classes": 3, "scaling": scaling,
+        "classes": ["no_sub", "cdm", "axion"], "data_preset": "model_ii",
+        "pixel_scale": 0.101, "unit": "electron/s", "image_size": 16, "step": 2,
+        "train_args": {"steps": 2}, "val": {"val_loss": 0.5}, "wall_time_s": 1.0,
+        "command": "lensenhance train ddpm"})
+    meta = read_weights_metadata(path)
+    assert meta["task"] == "generate" and meta["format_version"] == 2
+    assert meta["schedule"] == schedule and meta["parameterization"] == "v"
+    assert meta["scaling"] == scaling and meta["normalization"] == scaling
+    assert json.loads(meta["classes"]) == ["no_sub", "cdm", "axion"]
+    assert json.loads(meta["n_classes"]) == 3 and json.loads(meta["pixel_scale"]) == 0.101
+    assert meta["unit"] == "electron/s"
+    loaded = load_weights(path)
+    assert loaded.config == unet.config
+    # several channels in, scale 1, called with (x, t, labels): nothing assumes an SR net
+    x = torch.randn(2, 1, 16, 16)
+    t = torch.tensor([3, 500])
+    labels = torch.tensor([0, 2])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, t, class_labels=labels),
+                                   unet(x, t, class_labels=labels))
+
+
+def test_export_weights_checks_task_and_reserved_keys(tmp_path):
+    from lensenhance.nn import export_weights
+
+    model = build_sr_model("edsr", n_blocks=1, channels=4)
+    with pytest.raises(ValueError, match="task must be one of"):
+        export_weights(model, tmp_path / "a.safetensors", task="painting")
+    with pytest.raises(ValueError, match="reserved"):
+        export_weights(model, tmp_path / "a.safetensors", metadata={"format_version": "9"})
+    with pytest.raises(ValueError, match="metadata says"):
+        export_weights(model, tmp_path / "a.safetensors", task="sr",
+                       metadata={"task": "denoise"})
+    resnet = model_from_config({"architecture": "smallresnet", "n_outputs": 1, "width": 4,
+                                "blocks": [1]})
+    with pytest.raises(ValueError, match="no default task"):
+        export_weights(resnet, tmp_path / "b.safetensors")
+    path = export_weights(resnet, tmp_path / "b.safetensors", task="classify",
+                          normalization={"kind": "per_image", "method": "fixed"})
+    from lensenhance.nn import read_weights_metadata
+
+    assert read_weights_metadata(path)["normalization"]["method"] == "fixed"
+
+
+def _write_v1(path, model, **extra):
+    """A format v1 file, as lensenhance wrote them before format v2."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={"format": "lensenhance-sr-weights", "config": json.dumps(model.config),
+                        "n_parameters": str(count_parameters(model)), **extra})
+    return path
+
+
+def test_v1_file_migrates_with_identical_tensors(tmp_path):
+    from lensenhance.nn import load_sr_weights, load_weights, migrate_weights, read_weights_metadata
+    from lensenhance.nn.weights import _split_safetensors
+
+    torch.manual_seed(9)
+    model = build_sr_model("fsrcnn", scale=2, preset="paper").eval()
+    path = _write_v1(tmp_path / "old.safetensors", model, command="lensenhance train sr",
+                     train_args=json.dumps({"steps": 3}))
+    assert read_weights_metadata(path)["format_version"] == 1
+    x = torch.randn(1, 1, 7, 7)
+    with torch.no_grad():
+        before_out = load_sr_weights(path)(x)  # v1 files keep loading
+    header_before, body_before = _split_safetensors(path)
+    assert migrate_weights(path) == path
+    header_after, body_after = _split_safetensors(path)
+    assert body_after == body_before  # the tensor bytes, untouched
+    assert {k: v for k, v in header_after.items() if k != "__metadata__"} == \
+        {k: v for k, v in header_before.items() if k != "__metadata__"}
+    meta = read_weights_metadata(path)
+    assert meta["format_version"] == 2 and meta["task"] == "sr"
+    assert meta["normalization"] == {"kind": "per_image", "method": "sigma_clip"}
+    assert meta["command"] == "lensenhance train sr" and meta["train_args"] == {"steps": 3}
+    loaded = load_weights(path)
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), before_out, rtol=0, atol=0)
+    # a second migration changes nothing
+    data = path.read_bytes()
+    migrate_weights(path)
+    assert path.read_bytes() == data
+
+
+def test_migration_of_other_tasks_and_errors(tmp_path):
+    from lensenhance.nn import migrate_weights, read_weights_metadata
+
+    resnet = model_from_config({"architecture": "smallresnet", "n_outputs": 1, "width": 4,
+                                "blocks": [1]})
+    old = _write_v1(tmp_path / "features.safetensors", resnet)
+    with pytest.raises(ValueError, match="task="):
+        migrate_weights(old)
+    out = migrate_weights(old, task="features", out=tmp_path / "new.safetensors")
+    assert read_weights_metadata(out)["task"] == "features"
+    assert read_weights_metadata(old)["format_version"] == 1  # out= leaves the input alone
+    with pytest.raises(FileExistsError):
+        migrate_weights(old, task="features", out=out)
+    tagged = _write_v1(tmp_path / "tagged.safetensors", resnet, task="features")
+    with pytest.raises(ValueError, match="metadata says"):
+        migrate_weights(tagged, task="sr")
+    newer = tmp_path / "newer.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(newer), metadata={
+        "format": "lensenhance-weights", "format_version": "3", "config": "{}"})
+    with pytest.raises(ValueError, match="newer"):
+        read_weights_metadata(newer)

@@ -1,13 +1,26 @@
-"""Pure-torch networks: tensors ``(batch, 1, y, x)`` in, tensors out (no astropy).
+"""Pure-torch networks: tensors in, tensors out (no astropy).
 
-`build_sr_model` builds the residual super-resolution networks (RCAN, RDN, SRResNet,
-EDSR, FSRCNN) and the interpolation baselines by name; `SelfEnsemble` averages any of
-them over the 8 rotations/flips; `lensenhance.nn.equivariant` holds an escnn-based
-equivariant FSRCNN (optional dependency); `export_weights`/`load_sr_weights` store
-and rebuild a network from a safetensors file.
+`lensenhance.nn.registry` names every architecture: `build_model` builds one by name and
+`model_from_config` rebuilds one from its ``config`` dict; `register_architecture`
+adds one. `build_sr_model` builds the residual super-resolution networks (RCAN, RDN,
+SRResNet, EDSR, FSRCNN) and the interpolation baselines with their presets;
+`SelfEnsemble` averages any of them over the 8 rotations/flips;
+`lensenhance.nn.equivariant` holds an escnn-based equivariant FSRCNN and
+`lensenhance.nn.unet` the diffusion UNet (optional dependencies, imported on first use).
+`export_weights`/`load_weights` store and rebuild any registered network from a
+safetensors file (format v2: task, config, normalisation, schedule in the metadata).
 """
 
+from .base import ConfiguredModule
 from .ensemble import D4, SelfEnsemble, d4_inverse, d4_self_ensemble, d4_transform
+from .registry import (
+    build_model,
+    get_architecture,
+    list_architectures,
+    model_from_config,
+    register_architecture,
+    register_lazy_architecture,
+)
 from .sr import (
     BASELINES,
     EDSR,
@@ -22,9 +35,15 @@ from .sr import (
     SRResNet,
     build_sr_model,
     count_parameters,
-    model_from_config,
 )
-from .weights import export_weights, load_sr_weights, read_weights_metadata
+from .weights import (
+    TASKS,
+    export_weights,
+    load_sr_weights,
+    load_weights,
+    migrate_weights,
+    read_weights_metadata,
+)
 
 __all__ = [
     "BASELINES",
@@ -36,17 +55,26 @@ __all__ = [
     "RCAN",
     "RDN",
     "SR_ARCHITECTURES",
+    "TASKS",
+    "ConfiguredModule",
     "Interpolation",
     "SRNetwork",
     "SRResNet",
     "SelfEnsemble",
+    "build_model",
     "build_sr_model",
     "count_parameters",
     "d4_inverse",
     "d4_self_ensemble",
     "d4_transform",
     "export_weights",
+    "get_architecture",
+    "list_architectures",
     "load_sr_weights",
+    "load_weights",
+    "migrate_weights",
     "model_from_config",
     "read_weights_metadata",
+    "register_architecture",
+    "register_lazy_architecture",
 ]

@@ -20,8 +20,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# The SR skeleton comes from base, not sr: sr finds this module through the registry's
+# lazy entry, so neither imports the other.
+from .base import SRNetwork, check_image_batch
 from .blocks import upsample
-from .sr import SRNetwork, check_image_batch
+from .registry import register_architecture
 
 __all__ = ["EquivariantFSRCNN", "import_escnn"]
 
@@ -41,6 +44,7 @@ def import_escnn():
     return gspaces, enn
 
 
+@register_architecture("efsrcnn")
 class EquivariantFSRCNN(SRNetwork):
     """FSRCNN whose convolutions are steerable under D4 (escnn).
 

@@ -31,6 +31,9 @@ fsrcnn      d=128, s=64, m=6 (widened)           d=56, s=12, m=4 (Dong+ 2016)
 The small presets hold 0.2-1.5 million parameters (see `count_parameters`); FSRCNN's
 published size (about 12 thousand) is far below that, so its CPU preset is a widened
 FSRCNN and its ``"paper"`` preset is the smaller of the two.
+
+The five classes register themselves in `lensenhance.nn.registry` (with the two
+interpolation baselines), so `model_from_config` rebuilds them from a weights file.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import registry
+from .base import ConfiguredModule, SRNetwork, check_image_batch, count_parameters
 from .blocks import (
     INTERPOLATION_MODES,
     Residual,
@@ -51,6 +56,9 @@ from .blocks import (
     upsample,
     upsampling_stages,
 )
+
+# Kept for code that imported the old private name.
+_ConfiguredModule = ConfiguredModule
 
 __all__ = [
     "SRNetwork",
@@ -76,81 +84,7 @@ PRESETS = ("small", "paper")
 BASELINES = INTERPOLATION_MODES
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Return the number of trainable parameters of ``model`` (works on the meta device)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def check_image_batch(x: torch.Tensor) -> None:
-    """Raise if ``x`` is not a ``(B, 1, H, W)`` floating-point tensor."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 4 or x.shape[1] != 1:
-        raise ValueError(f"expected a (batch, 1, y, x) tensor, got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"expected a floating-point tensor, got {x.dtype}")
-
-
-class _ConfiguredModule(nn.Module):
-    """A module that keeps its constructor arguments in ``config`` (JSON-ready)."""
-
-    architecture = ""
-
-    def _set_config(self, **kwargs) -> None:
-        self.config = {"architecture": self.architecture, **kwargs}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items() if k != "architecture")
-        n_params = count_parameters(self)
-        size = f", parameters={n_params / 1e6:.3g}M" if n_params else ""
-        return f"{type(self).__name__}({args}{size})"
-
-
-class SRNetwork(_ConfiguredModule):
-    """Base of the residual SR networks: ``tail(upsampler(body(head(x)))) + interp(x)``.
-
-    Subclasses build ``head``, ``body``, ``upsampler`` and ``tail`` and call
-    `_set_config` with their constructor arguments, so that
-    ``model_from_config(model.config)`` rebuilds the same network.
-
-    Parameters
-    ----------
-    scale : int
-        Upsampling factor (2, 3 or 4).
-    global_residual : {'bicubic', 'bilinear', None}
-        Interpolation added to the network's output (see the module docstring).
-    """
-
-    #: Keyword arguments of the ``"small"`` and ``"paper"`` presets.
-    PRESETS: dict[str, dict] = {}
-
-    def __init__(self, *, scale: int, global_residual: str | None):
-        super().__init__()
-        upsampling_stages(scale)  # validates the scale
-        if global_residual is not None and global_residual not in INTERPOLATION_MODES:
-            raise ValueError(
-                f"global_residual must be one of {INTERPOLATION_MODES} or None, "
-                f"got {global_residual!r}"
-            )
-        self.scale = scale
-        self.global_residual = global_residual
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x)
-        out = self.tail(self.upsampler(self.body(self.head(x))))
-        if self.global_residual is not None:
-            out = out + upsample(x, self.scale, self.global_residual)
-        return out
-
-    @staticmethod
-    def _damp(layer: nn.Module, factor: float = 0.1) -> None:
-        """Shrink the initial weights of the output layer (start near the baseline)."""
-        with torch.no_grad():
-            layer.weight.mul_(factor)
-            if layer.bias is not None:
-                layer.bias.zero_()
-
-
+@registry.register_architecture("edsr")
 class EDSR(SRNetwork):
     """EDSR (Lim et al. 2017): residual blocks without batch normalisation.
 
@@ -187,6 +121,7 @@ class EDSR(SRNetwork):
         self._damp(self.tail)
 
 
+@registry.register_architecture("srresnet")
 class SRResNet(SRNetwork):
     """SRResNet (Ledig et al. 2017): residual blocks with batch norm and PReLU.
 
@@ -224,6 +159,7 @@ class SRResNet(SRNetwork):
         self._damp(self.tail)
 
 
+@registry.register_architecture("rcan")
 class RCAN(SRNetwork):
     """RCAN (Zhang et al. 2018): residual groups of residual channel-attention blocks.
 
@@ -285,6 +221,7 @@ class _DenseFeatureFusion(nn.Module):
         return self.fusion(torch.cat(outputs, dim=1))
 
 
+@registry.register_architecture("rdn")
 class RDN(SRNetwork):
     """RDN (Zhang et al. 2018): residual dense blocks and global feature fusion.
 
@@ -325,6 +262,7 @@ class RDN(SRNetwork):
         self._damp(self.tail)
 
 
+@registry.register_architecture("fsrcnn")
 class FSRCNN(SRNetwork):
     """FSRCNN (Dong et al. 2016): extract, shrink, map, expand, then deconvolve.
 
@@ -372,7 +310,7 @@ class FSRCNN(SRNetwork):
         self._damp(self.upsampler)
 
 
-class Interpolation(_ConfiguredModule):
+class Interpolation(ConfiguredModule):
     """Parameter-free interpolation baseline with the interface of the SR networks.
 
     Parameters
@@ -382,6 +320,8 @@ class Interpolation(_ConfiguredModule):
     scale : int
         Upsampling factor.
     """
+
+    task = "sr"
 
     def __init__(self, mode: str = "bicubic", scale: int = 2):
         super().__init__()
@@ -399,34 +339,29 @@ class Interpolation(_ConfiguredModule):
         return upsample(x, self.scale, self.mode)
 
 
-_ARCHITECTURES: dict[str, type[SRNetwork]] = {
-    cls.architecture: cls for cls in (RCAN, RDN, SRResNet, EDSR, FSRCNN)
-}
+def _baseline_builder(mode: str):
+    """A registry entry for one interpolation mode (the mode is the architecture name)."""
+
+    def build(*, scale: int = 2) -> Interpolation:
+        return Interpolation(mode, scale=scale)
+
+    build.__qualname__ = build.__name__ = f"Interpolation_{mode}"
+    build.__doc__ = f"The parameter-free {mode} interpolation baseline."
+    return build
+
+
+for _mode in INTERPOLATION_MODES:
+    registry.register_architecture(_mode)(_baseline_builder(_mode))
+del _mode
 
 #: Names of the residual SR architectures, as accepted by `build_sr_model`.
-SR_ARCHITECTURES = tuple(_ARCHITECTURES)
+SR_ARCHITECTURES = tuple(cls.architecture for cls in (RCAN, RDN, SRResNet, EDSR, FSRCNN))
 
-#: Optional architectures with an extra dependency, imported on first use.
+#: Optional SR architectures with an extra dependency, imported on first use.
 OPTIONAL_ARCHITECTURES = ("efsrcnn",)
 
-
-def _architecture_class(name: str) -> type[SRNetwork]:
-    if name in _ARCHITECTURES:
-        return _ARCHITECTURES[name]
-    if name == "efsrcnn":
-        from .equivariant import EquivariantFSRCNN
-
-        return EquivariantFSRCNN
-    if name == "smallresnet":  # not an SR network, but rebuilt from weights the same way
-        from .resnet import SmallResNet
-
-        return SmallResNet
-    if name == "unet":
-        from .unet import DiffusionUNet
-
-        return DiffusionUNet
-    known = SR_ARCHITECTURES + OPTIONAL_ARCHITECTURES + BASELINES
-    raise ValueError(f"unknown SR architecture {name!r}; choose from {', '.join(known)}")
+#: Every name `build_sr_model` accepts.
+_SR_NAMES = SR_ARCHITECTURES + OPTIONAL_ARCHITECTURES + BASELINES
 
 
 def build_sr_model(name: str, *, scale: int = 2, preset: str = "small",
@@ -459,7 +394,10 @@ def build_sr_model(name: str, *, scale: int = 2, preset: str = "small",
         if overrides:
             raise ValueError(f"the {name!r} baseline takes no options, got {sorted(overrides)}")
         return Interpolation(name, scale=scale)
-    cls = _architecture_class(name)
+    if name not in _SR_NAMES:
+        raise ValueError(f"unknown SR architecture {name!r}; choose from "
+                         f"{', '.join(_SR_NAMES)} (other networks: lensenhance.nn.build_model)")
+    cls = registry.get_architecture(name)
     if preset not in cls.PRESETS:
         raise ValueError(f"unknown preset {preset!r} for {name!r}; choose from "
                          f"{', '.join(cls.PRESETS)}")
@@ -469,16 +407,12 @@ def build_sr_model(name: str, *, scale: int = 2, preset: str = "small",
 def model_from_config(config: dict) -> nn.Module:
     """Rebuild a network from its ``config`` dict (as stored by every model).
 
+    The same function as `lensenhance.nn.registry.model_from_config`: any registered
+    architecture, not only the SR networks.
+
     Parameters
     ----------
     config : dict
         ``{"architecture": name, **constructor_arguments}``.
     """
-    if not isinstance(config, dict) or "architecture" not in config:
-        raise ValueError(f"a model config must be a dict with an 'architecture' key, "
-                         f"got {config!r}")
-    kwargs = dict(config)
-    name = kwargs.pop("architecture")
-    if name in BASELINES:
-        return Interpolation(name, **kwargs)
-    return _architecture_class(name)(**kwargs)
+    return registry.model_from_config(config)

@@ -11,12 +11,20 @@ classifiers. Entry point for several GPUs or machines::
 from ..datasets import ArrayPairSource, PairSource
 from ..nn.weights import export_weights, load_sr_weights, read_weights_metadata
 from .checkpoints import latest_checkpoint
+from .classifier import classifier_features, classifier_predict, train_classifier
+from .diffusion import DiffusionTask, train_ddpm
 from .loop import ExponentialMovingAverage, Task, train
-from .regression import predict_regressor, train_feature_network, train_regressor
+from .regression import fit_network, predict_regressor, train_feature_network, train_regressor
 from .sr import LOSS_TERMS, SRLoss, SRTask, ssim, train_sr, validation_psnr
 
 __all__ = [
     "ArrayPairSource",
+    "DiffusionTask",
+    "classifier_features",
+    "classifier_predict",
+    "fit_network",
+    "train_classifier",
+    "train_ddpm",
     "ExponentialMovingAverage",
     "LOSS_TERMS",
     "PairSource",

@@ -16,10 +16,13 @@ refuses a mismatch, naming what changed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Protocol
@@ -289,10 +292,34 @@ def train(net: nn.Module, task: Task, *, steps: int, out_dir, batch_size: int = 
                            grad_clip=grad_clip, seed=seed, ctx=ctx, args=args)
         if resume and latest_checkpoint(out_dir) is not None:
             trainer.restore(latest_checkpoint(out_dir))
-        return trainer.run(stop=stop, val_every=val_every, checkpoint_every=checkpoint_every,
-                           log_every=log_every, progress=progress, metadata=metadata)
+        with _terminate_as_interrupt():
+            return trainer.run(stop=stop, val_every=val_every,
+                               checkpoint_every=checkpoint_every, log_every=log_every,
+                               progress=progress, metadata=metadata)
     finally:
         ctx.close()
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """Turn SIGTERM (and SIGINT, which background jobs ignore) into KeyboardInterrupt.
+
+    A training job stopped with ``kill`` then checkpoints its last step before it exits,
+    as it does on Ctrl-C; nothing is lost.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class _Trainer:

@@ -1,7 +1,8 @@
 """Small regressors and classifiers on images: the theta_E network, the feature network.
 
 Used by the ``sr`` benchmark's downstream regression, by the frozen network of the SR
-feature loss and by the lensing classifier whose features measure generated images.
+feature loss and (through `fit_network`) by the lensing classifier whose features measure
+generated images (`lensenhance.training.classifier`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,77 @@ from ..nn.weights import export_weights
 from .checkpoints import json_bytes
 from .loop import HISTORY_FILE, WEIGHTS_FILE
 
-__all__ = ["train_regressor", "predict_regressor", "train_feature_network"]
+__all__ = ["fit_network", "train_regressor", "predict_regressor", "train_feature_network"]
+
+
+def fit_network(net, x, y, loss_fn, *, epochs, batch_size, lr, seed, progress=False,
+                desc="train", validate=None):
+    """The loop of the small regressors and classifiers: AdamW, one-cycle, D4 batches.
+
+    Every epoch visits the images in a new random order; each batch is rotated by a
+    random multiple of 90 degrees and flipped with probability 1/2 (the targets must not
+    depend on orientation). The learning rate follows `torch.optim.lr_scheduler.OneCycleLR`
+    up to ``lr``; AdamW with weight decay 1e-4.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The network, on its device (the batches are moved there).
+    x : torch.Tensor, shape (n, 1, y, x)
+        Inputs (square images).
+    y : torch.Tensor, shape (n, ...)
+        Targets, indexed like ``x``.
+    loss_fn : callable
+        ``loss_fn(net(x_batch), y_batch)`` -> scalar tensor.
+    epochs, batch_size, lr : int, int, float
+        Schedule.
+    seed : int
+        Seeds the batch order and the augmentation (the caller seeds the initial weights).
+    progress : bool, optional
+        Show a tqdm bar over epochs.
+    desc : str, optional
+        Label of the bar.
+    validate : callable, optional
+        ``validate(net)`` -> dict of figures, called in eval mode after every epoch.
+
+    Returns
+    -------
+    list of dict
+        One entry per epoch: ``epoch``, the mean training ``loss``, the last ``lr`` and
+        the figures of ``validate``. The network is left in eval mode.
+    """
+    from tqdm.auto import tqdm
+
+    device = next(net.parameters()).device
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    per_epoch = int(np.ceil(len(x) / batch_size))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr,
+                                                   total_steps=epochs * per_epoch)
+    rng = np.random.default_rng(seed + 1)
+    history = []
+    for epoch in tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress):
+        net.train()
+        order = rng.permutation(len(x))
+        total = 0.0
+        for start in range(0, len(x), batch_size):
+            batch = order[start:start + batch_size]
+            xb = torch.rot90(x[batch].to(device), int(rng.integers(4)), (-2, -1))
+            if rng.random() < 0.5:
+                xb = xb.flip(-1)
+            loss = loss_fn(net(xb), y[batch].to(device))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += float(loss.detach()) * len(batch)
+        entry = {"epoch": epoch + 1, "loss": total / len(x),
+                 "lr": float(schedule.get_last_lr()[0])}
+        net.eval()
+        if validate is not None:
+            entry.update(validate(net))
+        history.append(entry)
+    net.eval()
+    return history
 
 
 def train_regressor(images, targets, *, epochs=20, batch_size=32, lr=2e-3, seed=0,
@@ -28,7 +99,7 @@ def train_regressor(images, targets, *, epochs=20, batch_size=32, lr=2e-3, seed=
     Used by the ``sr`` benchmark's downstream task (the Einstein radius from HR, from
     interpolated LR and from super-resolved LR images) and to build the frozen network of
     the SR feature loss. Random rotations and flips augment the images (the targets must
-    not depend on orientation); AdamW with a one-cycle schedule.
+    not depend on orientation); AdamW with a one-cycle schedule (`fit_network`).
 
     Parameters
     ----------
@@ -58,26 +129,8 @@ def train_regressor(images, targets, *, epochs=20, batch_size=32, lr=2e-3, seed=
 
     torch.manual_seed(seed)
     net = SmallResNet(1, width=width).to(device)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    per_epoch = int(np.ceil(len(x) / batch_size))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr,
-                                                   total_steps=epochs * per_epoch)
-    rng = np.random.default_rng(seed + 1)
-    net.train()
-    from tqdm.auto import tqdm
-
-    for _ in tqdm(range(epochs), desc="regressor", unit="epoch", disable=not progress):
-        order = rng.permutation(len(x))
-        for start in range(0, len(x), batch_size):
-            batch = order[start:start + batch_size]
-            xb = torch.rot90(x[batch].to(device), int(rng.integers(4)), (-2, -1))
-            if rng.random() < 0.5:
-                xb = xb.flip(-1)
-            loss = F.mse_loss(net(xb), y[batch].to(device))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+    fit_network(net, x, y, F.mse_loss, epochs=epochs, batch_size=batch_size, lr=lr,
+                seed=seed, progress=progress, desc="regressor")
     return net.eval(), stats
 
 
@@ -89,7 +142,6 @@ def predict_regressor(net, images, stats, *, batch_size=256):
         out = torch.cat([net(x[i:i + batch_size].to(device)).cpu()
                          for i in range(0, len(x), batch_size)]).numpy()[:, 0]
     return out * stats["target_std"] + stats["target_mean"]
-
 
 
 def train_feature_network(out_dir, *, n=2000, n_val=200, epochs=15, preset="model_i",

@@ -1,0 +1,36 @@
+"""Fixtures shared by several test modules: tiny trained generator and classifier."""
+
+import numpy as np
+import pytest
+
+TINY_UNET = {"channels": [8, 16], "attention_levels": [1], "norm_groups": 4,
+             "attention_head_dim": 8}
+
+
+@pytest.fixture(scope="session")
+def tiny_ddpm(tmp_path_factory):
+    """A DDPM trained for a few steps on a handful of simulated Model II images."""
+    import torch
+
+    from lensenhance.training.diffusion import train_ddpm
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("ddpm")
+    history = train_ddpm(out_dir=out, n_train=6, n_val=3, steps=3, batch_size=2,
+                         checkpoint_every=2, val_every=2, unet=TINY_UNET, progress=False,
+                         metadata={"command": "test"})
+    return out, history
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory):
+    """A lensing classifier trained for one epoch on 12 random images."""
+    from lensenhance.training.classifier import train_classifier
+
+    rng = np.random.default_rng(0)
+    images = rng.gamma(1.0, 0.05, size=(12, 64, 64)).astype(np.float32)
+    labels = np.arange(12) % 3
+    out = tmp_path_factory.mktemp("classifier")
+    train_classifier(out, n=9, n_val=3, epochs=1, width=4, images=(images, labels),
+                     progress=False)
+    return out / "weights.safetensors"
