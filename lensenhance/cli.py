@@ -120,25 +120,41 @@ def simulate_command(ctx, preset, substructure, n_images, scale, out_dir, fmt, s
 @click.command("enhance")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", default="bicubic", show_default=True,
-              help="A pretrained model name (see `lensenhance models`), or bilinear/bicubic.")
+              help="A pretrained model name (see `lensenhance models`), bilinear/bicubic, or "
+                   "a weights file written by lensenhance.nn.export_weights.")
 @click.option("--scale", type=int, default=2, show_default=True,
               help="Scale of the bilinear/bicubic baselines.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--self-ensemble", is_flag=True, help="Average over the 8 rotations/flips.")
+@click.option("--tile-size", type=click.IntRange(1), default=None,
+              help="Tile side incl. halo [default: 512 on a CPU, 1024 on a GPU].")
+@click.option("--whole", is_flag=True, help="No tiles: each image in one pass.")
+@click.option("--overlap", type=click.IntRange(0), default=None,
+              help="Blending band between tiles [default: 0 when tiling is exact].")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Threads running tiles in parallel (dask).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--hdu", default=None, help="HDU index or name of the inputs.")
 @click.option("--overwrite", is_flag=True)
 @click.pass_context
-def enhance_command(ctx, files, model, scale, out_dir, self_ensemble, hdu, overwrite):
-    """Enhance FITS images; outputs keep the unit and carry the upsampled WCS."""
+def enhance_command(ctx, files, model, scale, out_dir, self_ensemble, tile_size, whole, overlap,
+                    workers, device, seed, hdu, overwrite):
+    """Enhance FITS images; outputs keep the unit, every WCS, mask and uncertainty."""
     from .enhance import Enhancer, enhance_files
 
-    if model in ("bilinear", "bicubic"):
-        enhancer = Enhancer.interpolation(model, scale=scale, self_ensemble=self_ensemble)
-    else:
-        try:
-            enhancer = Enhancer.from_pretrained(model, self_ensemble=self_ensemble)
-        except ValueError as error:
-            _fail(str(error))
+    options = {"self_ensemble": self_ensemble, "device": device, "overlap": overlap,
+               "tile_size": None if whole else (tile_size or "auto"), "seed": seed,
+               "parallel": workers if workers > 1 else False}
+    try:
+        if model in ("bilinear", "bicubic"):
+            enhancer = Enhancer.interpolation(model, scale=scale, **options)
+        elif Path(model).is_file():
+            enhancer = Enhancer(model, **options)
+        else:
+            enhancer = Enhancer.from_pretrained(model, **options)
+    except (ValueError, TypeError) as error:
+        _fail(str(error))
     result = enhance_files(files, out_dir, enhancer=enhancer, overwrite=overwrite, hdu=_hdu(hdu),
                            progress=ctx.obj["progress"])
     for path in result["written"]:
@@ -245,11 +261,27 @@ def benchmark_group():
 
 
 @click.command("speed")
-@click.option("--part", type=click.Choice(["simulate"]), default="simulate", show_default=True)
-@click.option("-n", "n_images", type=click.IntRange(1), default=2000, show_default=True)
+@click.option("--part", type=click.Choice(["simulate", "enhance"]), default="simulate",
+              show_default=True)
+@click.option("-n", "n_images", type=click.IntRange(1), default=2000, show_default=True,
+              help="Images per simulation run (--part simulate).")
+@click.option("--size", type=click.IntRange(64), default=1024, show_default=True,
+              help="Image side for whole vs tiled and dask (--part enhance).")
+@click.option("--memory-size", type=click.IntRange(0), default=4096, show_default=True,
+              help="FITS side for the command line's peak memory (0: skip).")
+@click.option("--model", default="edsr-x2", show_default=True, help="--part enhance model.")
+@click.option("--repeats", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--note", default=None, help="Recorded in the JSON (e.g. other load).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
-def benchmark_speed_command(part, n_images, json_path):
-    """Speed: simulation images per second for 1 and 2 workers."""
+def benchmark_speed_command(part, n_images, size, memory_size, model, repeats, note,
+                            json_path):
+    """Speed: simulation images/s, or the enhancement engine (tiles, dask, memory)."""
+    if part == "enhance":
+        from .benchmark.speed import benchmark_enhance
+
+        benchmark_enhance(size=size, model=model, repeats=repeats,
+                          memory_size=memory_size or None, json_path=json_path, note=note)
+        return
     from .benchmark.speed import benchmark_simulate
 
     benchmark_simulate(n=n_images, json_path=json_path)
@@ -263,15 +295,21 @@ def benchmark_speed_command(part, n_images, json_path):
               help="Pretrained model(s) to include (default: all of this scale).")
 @click.option("--no-self-ensemble", is_flag=True, help="Skip the D4 self-ensemble rows.")
 @click.option("--no-regression", is_flag=True, help="Skip the downstream theta_E regression.")
+@click.option("--preset", default="model_i", show_default=True,
+              type=click.Choice(["model_i", "model_ii", "model_iii"]))
+@click.option("--lr-on-preset-grid", is_flag=True,
+              help="LR images on the preset's own grid, HR scale times finer.")
+@click.option("--noise-free-lr", is_flag=True, help="LR = HR binned, without noise.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
 @click.pass_context
 def benchmark_sr_command(ctx, n_images, scale, models, no_self_ensemble, no_regression,
-                         workers, json_path):
+                         preset, lr_on_preset_grid, noise_free_lr, workers, json_path):
     """Super-resolution: MSE/PSNR/SSIM of every model and baseline, and theta_E regression."""
     from .benchmark.sr import benchmark_sr
 
-    benchmark_sr(n=n_images, scale=int(scale), models=list(models) or None,
+    benchmark_sr(n=n_images, scale=int(scale), models=list(models) or None, preset=preset,
+                 lr_on_preset_grid=lr_on_preset_grid, noise_free_lr=noise_free_lr,
                  self_ensemble=not no_self_ensemble, regression=not no_regression,
                  workers=workers, json_path=json_path, progress=ctx.obj["progress"])
 
@@ -396,6 +434,8 @@ def _parse_loss(text):
 @click.option("--n-val", type=click.IntRange(1), default=64, show_default=True)
 @click.option("--data-seed", type=int, default=1, show_default=True)
 @click.option("--steps", type=click.IntRange(1), required=True)
+@click.option("--max-steps", type=click.IntRange(1), default=None,
+              help="Stop (checkpointed) after this step; --resume later to go on.")
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--patch-size", type=click.IntRange(4), default=48, show_default=True,
               help="HR patch side.")
@@ -418,7 +458,7 @@ def _parse_loss(text):
 @click.option("--overwrite", is_flag=True, help="Start afresh, deleting checkpoints in --out.")
 @click.pass_context
 def train_sr_command(ctx, model, scale, size, preset, data, n_train, lr_on_preset_grid,
-                     noise_free_lr, n_val, data_seed, steps,
+                     noise_free_lr, n_val, data_seed, steps, max_steps,
                      batch_size, patch_size, learning_rate, loss, ema_decay, grad_clip,
                      val_every, checkpoint_every, seed, workers, device, feature_net, out_dir,
                      resume, overwrite):
@@ -445,10 +485,13 @@ def train_sr_command(ctx, model, scale, size, preset, data, n_train, lr_on_prese
             loss_weights=loss_weights, ema_decay=ema_decay, grad_clip=grad_clip or None,
             val_every=val_every, checkpoint_every=checkpoint_every, resume=resume,
             overwrite=overwrite, seed=seed, device=device, progress=ctx.obj["progress"],
-            feature_net=frozen, metadata={"command": _command_line(ctx), "data_preset": preset,
-                      "data": str(data)})
+            feature_net=frozen, max_steps=max_steps,
+            metadata={"command": _command_line(ctx), "data_preset": preset, "data": str(data),
+                      "lr_on_preset_grid": lr_on_preset_grid, "noise_free_lr": noise_free_lr})
     except FileExistsError as error:
         _fail(f"{error} (use --resume or --overwrite)")
+    except ValueError as error:
+        _fail(str(error))
     if history.get("rank", 0) == 0 and history.get("weights"):
         val_psnr = history["val"][-1]["psnr"] if history.get("val") else float("nan")
         click.echo(f"step {history['step']}, world size {history['world_size']}, "
@@ -518,6 +561,9 @@ def train_classifier_command(ctx, n_train, n_val, epochs, batch_size, learning_r
                                   metadata={"command": _command_line(ctx)})
     except FileExistsError as error:
         _fail(f"{error} (use --overwrite)")
+    if result.get("val_mae"):
+        click.echo("mean absolute error on the held-out images: " + ", ".join(
+            f"{name} {value:.3g}" for name, value in result["val_mae"].items()))
     click.echo(f"accuracy on {n_val} held-out images: {result['val_accuracy']:.3f}, "
                f"{result['wall_time_s']:.0f} s: {result['weights']}")
 

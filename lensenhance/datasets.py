@@ -14,7 +14,8 @@ import numpy as np
 
 from .normalization import fit_normalization
 
-__all__ = ["PairSource", "ArrayPairSource", "ArrayImageSource", "CLASSES", "as_image_stack",
+__all__ = ["PairSource", "ArrayPairSource", "ArrayImageSource", "CLASSES", "INVARIANT_TRUTH",
+           "as_image_stack",
            "generation_images", "normalize_pairs",
            "simulated_pairs", "dataset_pairs", "catalog_pairs", "load_pairs", "training_pairs"]
 
@@ -374,9 +375,26 @@ class ArrayImageSource:
 #: The classes of the DeepLense presets, in label order.
 CLASSES = ("no_sub", "cdm", "axion")
 
+#: Truth parameters of a lensing image that do not change when it is rotated or flipped
+#: (the targets a D4-augmented network can learn), from the simulator's coordinates.
+INVARIANT_TRUTH = ("theta_E", "ellipticity", "shear", "lens_light_mag", "lens_light_radius",
+                   "source_mag", "source_radius", "source_offset")
+
+
+def _invariant_truth(ds):
+    """`INVARIANT_TRUTH` from a simulated dataset, float32 arrays along ``image``."""
+    c = {k: np.asarray(ds[k].values, dtype=np.float64) for k in ds.coords
+         if ds[k].dims == ("image",) and ds[k].dtype.kind == "f"}
+    derived = {"ellipticity": np.hypot(c["e1"], c["e2"]),
+               "shear": np.hypot(c["gamma1"], c["gamma2"]),
+               "source_offset": np.hypot(c["source_x"] - c["lens_x"],
+                                         c["source_y"] - c["lens_y"])}
+    return {name: derived.get(name, c.get(name)).astype(np.float32)
+            for name in INVARIANT_TRUTH}
+
 
 def generation_images(n, *, preset="model_ii", seed=0, workers=1, progress=True,
-                      cache=None):
+                      cache=None, truth=True):
     """Noise-free lensing images of the three classes and their labels, for generators.
 
     The simulator's noise-free ``hr`` images at the preset's own pixel scale (its native
@@ -392,6 +410,9 @@ def generation_images(n, *, preset="model_ii", seed=0, workers=1, progress=True,
     cache : path-like, optional
         An ``.npz`` file: read when it exists and was made with the same arguments,
         written otherwise (simulating takes minutes; resumed trainings reuse it).
+    truth : bool, optional
+        Return the truth parameters in ``attrs["truth"]`` (a cache without them is then
+        simulated again).
 
     Returns
     -------
@@ -400,22 +421,30 @@ def generation_images(n, *, preset="model_ii", seed=0, workers=1, progress=True,
     labels : numpy.ndarray of int, shape (n,)
         Index into `CLASSES`.
     attrs : dict
-        ``preset``, ``pixel_scale``, ``unit``.
+        ``preset``, ``pixel_scale``, ``unit``, and ``truth``: the `INVARIANT_TRUTH`
+        parameters of every image (arrays of length n).
     """
     import json
 
     key = json.dumps({"n": int(n), "preset": preset, "seed": int(seed)}, sort_keys=True)
     if cache is not None and Path(cache).is_file():
         with np.load(cache, allow_pickle=False) as stored:
-            if str(stored["key"]) == key:
-                return (stored["images"], stored["labels"],
-                        json.loads(str(stored["attrs"])))
+            stored_truth = {name: stored[f"truth_{name}"] for name in INVARIANT_TRUTH
+                            if f"truth_{name}" in stored.files}
+            # Caches written before the truth was kept are simulated again if it is needed.
+            complete = len(stored_truth) == len(INVARIANT_TRUTH) or not truth
+            if str(stored["key"]) == key and complete:
+                attrs = json.loads(str(stored["attrs"]))
+                if stored_truth:
+                    attrs["truth"] = stored_truth
+                return stored["images"], stored["labels"], attrs
     ds = simulated_pairs(n, preset=preset, scale=2, seed=seed, workers=workers,
                          progress=progress)
     images = ds["hr"].values.astype(np.float32)
     labels = np.array([CLASSES.index(str(s)) for s in ds["substructure"].values])
     attrs = {"preset": preset, "pixel_scale": float(ds.attrs["hr_pixel_scale"]),
              "unit": str(ds.attrs["unit"])}
+    truth_values = _invariant_truth(ds)
     if cache is not None:
         import io
 
@@ -423,6 +452,7 @@ def generation_images(n, *, preset="model_ii", seed=0, workers=1, progress=True,
 
         buffer = io.BytesIO()
         np.savez(buffer, images=images, labels=labels, key=np.array(key),
-                 attrs=np.array(json.dumps(attrs)))
+                 attrs=np.array(json.dumps(attrs)),
+                 **{f"truth_{name}": values for name, values in truth_values.items()})
         atomic_write_bytes(Path(cache), buffer.getvalue())
-    return images, labels, attrs
+    return images, labels, {**attrs, "truth": truth_values}

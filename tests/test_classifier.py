@@ -146,3 +146,25 @@ def test_cli_trains_on_simulated_images(tmp_path):
     assert float(meta["pixel_scale"]) > 0
     again = CliRunner().invoke(cli, args)
     assert again.exit_code != 0 and "--overwrite" in again.output
+
+
+def test_truth_parameters_are_regressed_beside_the_class(tmp_path):
+    from lensenhance.nn.weights import load_sr_weights
+    from lensenhance.training.classifier import classifier_predict, train_classifier
+
+    rng = np.random.default_rng(1)
+    images = rng.gamma(1.0, 0.05, size=(12, 64, 64)).astype(np.float32)
+    theta = rng.uniform(0.5, 2.0, 12)
+    result = train_classifier(tmp_path, n=9, n_val=3, epochs=1, width=4,
+                              images=(images, np.arange(12) % 3),
+                              truth={"theta_E": theta}, progress=False)
+    assert result["targets"] == ["theta_E"] and np.isfinite(result["val_mae"]["theta_E"])
+    net = load_sr_weights(tmp_path / "weights.safetensors")
+    assert net.config["n_outputs"] == 4
+    probabilities = classifier_predict(net, images[:2])
+    assert probabilities.shape == (2, 3)
+    np.testing.assert_allclose(probabilities.sum(1), 1, rtol=1e-5)
+    with pytest.raises(ValueError, match="12 values"):
+        train_classifier(tmp_path / "b", n=9, n_val=3, epochs=1, width=4,
+                         images=(images, np.arange(12) % 3), truth={"theta_E": theta[:5]},
+                         progress=False)

@@ -385,3 +385,37 @@ def test_distributed_training_on_two_gloo_processes(pairs, tmp_path):
         "checkpoint-00000004.json", "checkpoint-00000004.safetensors", "history.json",
         "weights.safetensors"]
     assert load_sr_weights(out / "weights.safetensors").config["architecture"] == "fsrcnn"
+
+
+def test_sigterm_checkpoints_and_resume_continues(tmp_path):
+    """A training killed with SIGTERM keeps its last step; --resume goes on from it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rng = np.random.default_rng(0)
+    hr = rng.random((8, 16, 16)).astype(np.float32)
+    lr = hr.reshape(8, 8, 2, 8, 2).sum(axis=(2, 4))
+    np.savez(tmp_path / "pairs.npz", lr=lr, hr=hr)
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "lensenhance", "-q", "train", "sr", "--model", "fsrcnn",
+               "--size", "paper", "--data", str(tmp_path / "pairs.npz"), "--n-val", "2",
+               "--patch-size", "8", "--batch-size", "2", "--steps", "100000",
+               "--checkpoint-every", "100000", "--val-every", "100000", "--out", str(out)]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    time.sleep(12)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    assert process.returncode != 0
+    checkpoints = sorted(out.glob("checkpoint-*.json"))
+    assert len(checkpoints) == 1
+    step = json.loads(checkpoints[0].read_text())["step"]
+    assert step > 0
+    assert not list(out.glob(".*tmp*"))
+    resumed = subprocess.run(command + ["--resume", "--max-steps", str(step + 2)], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((out / "history.json").read_text())["step"] == step + 2

@@ -87,7 +87,8 @@ def format_sr_table(rows, classes):
 
 def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensemble=True,
                  regression=True, regression_epochs=20, seed=BENCHMARK_SEED, workers=1,
-                 json_path=None, progress=True, device=None):
+                 json_path=None, progress=True, device=None, lr_on_preset_grid=False,
+                 noise_free_lr=False):
     """Run the ``sr`` benchmark and return (and print) its table.
 
     Parameters
@@ -102,6 +103,10 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
         Run the downstream theta_E regression (HR vs bicubic LR vs the best model's SR).
     json_path : path-like, optional
         Where to write the full results as JSON.
+    lr_on_preset_grid, noise_free_lr : bool, optional
+        The pairs of `lensenhance.datasets.load_pairs` with these options (the set-up of
+        a model for a generator's noise-free images); the default models are then those
+        whose card was trained so.
 
     Returns
     -------
@@ -114,14 +119,18 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
     from ..models import list_pretrained, model_card
 
     ds = simulated_pairs(n, preset=preset, scale=scale, seed=seed, workers=workers,
-                         progress=progress)
-    lr = ds["lr"].values.astype(np.float32)
+                         progress=progress, lr_on_preset_grid=lr_on_preset_grid)
     hr = ds["hr"].values.astype(np.float32)
+    lr = bin_image(hr, scale) if noise_free_lr else ds["lr"].values.astype(np.float32)
     classes = np.asarray(ds["substructure"].values).astype(str)
     class_names = [c for c in ("no_sub", "cdm", "axion") if c in set(classes)]
 
     if models is None:
-        models = [m for m in list_pretrained(task="sr") if model_card(m)["scale"] == scale]
+        setup = {"preset": preset, "lr_on_preset_grid": lr_on_preset_grid,
+                 "noise_free_lr": noise_free_lr}
+        models = [m for m in list_pretrained(task="sr") if model_card(m)["scale"] == scale
+                  and all(model_card(m).get(k, False if k != "preset" else "model_i") == v
+                          for k, v in setup.items())]
     methods = {mode: Enhancer.interpolation(mode, scale=scale, device=device)
                for mode in ("bilinear", "bicubic")}
     for name in models:
@@ -141,6 +150,7 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
         rows[method] = {"metrics": _summaries(out, hr, classes), "seconds_per_image": seconds}
 
     result = {"preset": preset, "scale": scale, "n": n, "seed": seed,
+              "lr_on_preset_grid": lr_on_preset_grid, "noise_free_lr": noise_free_lr,
               "data_range": "per image: max(HR) - min(HR)", "rows": rows}
     table = format_sr_table(rows, class_names)
     print(f"sr benchmark: {preset} x{scale}, {n} held-out images (seed {seed}); metrics "

@@ -174,11 +174,12 @@ def train_ddpm(*, out_dir, preset: str = "model_ii", n_train: int = 9000, n_val:
     scaling = AsinhScaling(softening=softening, maximum=maximum)
     images, labels, attrs = generation_images(n_train, preset=preset, seed=data_seed,
                                               workers=workers, progress=progress,
-                                              cache=out_dir / "train_images.npz")
+                                              cache=out_dir / "train_images.npz", truth=False)
     val_images, val_labels, _ = generation_images(n_val, preset=preset,
                                                   seed=data_seed + 10_000, workers=workers,
                                                   progress=False,
-                                                  cache=out_dir / "val_images.npz")
+                                                  cache=out_dir / "val_images.npz",
+                                                  truth=False)
     schedule = NoiseSchedule(parameterization=parameterization, beta_schedule=beta_schedule)
     torch.manual_seed(seed)
     size = images.shape[-1]
