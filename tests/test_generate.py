@@ -159,3 +159,20 @@ def test_benchmark_generate_reports_rows_floors_and_targets(tiny_run, tiny_class
     table = format_generate_table(result)
     assert "FD <= 2x floor" in table and "DDIM-50 FD vs DDPM-120" in table
     assert "memorisation" in table
+
+
+def test_chained_enhancer_gives_the_finer_pixel_scale(generator):
+    from lensenhance.enhance import Enhancer
+
+    plain = generator.generate(2, steps=2, seed=3, progress=False)
+    fine = generator.generate(2, steps=2, seed=3, progress=False,
+                              enhancer=Enhancer.interpolation("bicubic", scale=2))
+    assert fine.shape == (2, 128, 128)
+    assert fine.attrs["pixel_scale"] == pytest.approx(plain.attrs["pixel_scale"] / 2)
+    assert fine.attrs["generated_pixel_scale"] == pytest.approx(0.101)
+    # Flux per pixel is split over the new pixels: the total is kept.
+    np.testing.assert_allclose(fine.values.sum(axis=(1, 2)), plain.values.sum(axis=(1, 2)),
+                               rtol=0.02)
+    ccd = to_ccddata(fine)[0]
+    assert abs(ccd.wcs.wcs.cdelt[1] * 3600 - 0.0505) < 1e-9 or \
+        abs(abs(ccd.wcs.pixel_scale_matrix[1, 1]) * 3600 - 0.0505) < 1e-9
