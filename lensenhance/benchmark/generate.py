@@ -8,7 +8,7 @@ simulated images of the training preset (a seed no training run uses):
   features of the shipped lensing classifier, next to the *real-vs-real floor*: the same
   distances between two independent simulated sets of the same size (both distances are
   biased upwards at small n, so a row is only judged against the floor at its own n);
-* the Jensen-Shannon distance of the pixel histograms and the mean |log10| difference of
+* the Jensen-Shannon distance of the pixel histograms and the mean absolute log10 difference of
   the radial power spectra (both in the generator's asinh stretch);
 * train-on-generated / test-on-real: a fresh classifier trained on the generated images
   (their conditioning classes as labels) and tested on a third simulated set, next to the
