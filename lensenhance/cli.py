@@ -350,7 +350,8 @@ def benchmark_generate_command(ctx, n_images, n_ddpm, model, classifier, sampler
                                     n_ddpm=n_ddpm, samplers=rows, batch_size=batch_size,
                                     memorisation=not no_memorisation,
                                     tstr_epochs=tstr_epochs, seed=seed, json_path=json_path,
-                                    workers=workers, progress=ctx.obj["progress"])
+                                    workers=workers, progress=ctx.obj["progress"],
+                                    command=_command_line(ctx))
     except (OSError, ValueError) as error:
         _fail(str(error))
     click.echo(format_generate_table(result))

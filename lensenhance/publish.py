@@ -21,7 +21,8 @@ from ._atomic import atomic_write_bytes
 from .models import TASKS, WEIGHTS_DIR, file_sha256, validate_card
 from .nn.weights import load_weights, migrate_weights, read_weights_metadata
 
-__all__ = ["publish_sr_weights", "publish_feature_network", "publish_weights"]
+__all__ = ["publish_sr_weights", "publish_feature_network", "publish_weights",
+           "publish_classifier", "publish_generator"]
 
 MACHINE = "2 CPU cores (no GPU)"
 LICENSE = "BSD-3-Clause"
@@ -202,20 +203,31 @@ def publish_sr_weights(run_dir, name, *, n_eval=300, overwrite=False, progress=F
     target, history, metadata = _install(run_dir, name, overwrite=overwrite)
     preset = metadata.get("data_preset", "model_i")
     train_args = metadata.get("train_args") or {}
-    card = _card(name, target, history, metadata, task="sr",
-                 **_task_fields("sr", metadata), size=train_args.get("preset", "small"),
+    # Models for images on a preset's own grid without noise (a generator's output).
+    setup = {key: bool(_json_value(metadata.get(key, False)))
+             for key in ("lr_on_preset_grid", "noise_free_lr")}
+    fields = _task_fields("sr", metadata)
+    if setup["noise_free_lr"]:
+        fields["degradation"] = (
+            f"noise-free: the HR image is the {preset} sky convolved with its PSF on a grid "
+            + ("s times finer than the preset's" if setup["lr_on_preset_grid"] else
+               "at the preset's pixel scale") + "; LR = HR summed over s x s blocks")
+    card = _card(name, target, history, metadata, task="sr", **fields, **setup,
+                 size=train_args.get("preset", "small"),
                  val_psnr_normalised=history["val"][-1]["psnr"] if history.get("val")
                  else None)
     # The benchmark finds the model through its card, so a card without figures goes first.
     _write_card(name, card, validate=False)
 
     result = benchmark_sr(n=n_eval, scale=card["scale"], preset=preset, models=[name],
-                          self_ensemble=False, regression=False, progress=progress)
+                          self_ensemble=False, regression=False, progress=progress, **setup)
+    flags = "".join(f" --{key.replace('_', '-')}" for key, value in setup.items() if value)
+    flags += f" --preset {preset}" if preset != "model_i" else ""
     row, bicubic = result["rows"][name], result["rows"]["bicubic"]
     card["metrics"] = {
         "n": n_eval, "seed": BENCHMARK_SEED,
         "command": f"lensenhance benchmark sr -n {n_eval} --scale {card['scale']} --model "
-                   f"{name} --no-self-ensemble --no-regression",
+                   f"{name} --no-self-ensemble --no-regression{flags}",
         **{key: row["metrics"]["all"][key] for key in ("mse", "psnr", "ssim")},
         "bicubic_psnr": bicubic["metrics"]["all"]["psnr"],
         "per_class_psnr": {k: v["psnr"] for k, v in row["metrics"].items() if k != "all"},
@@ -242,9 +254,67 @@ def publish_feature_network(run_dir, name, *, overwrite=False):
     return _write_card(name, card)
 
 
+def publish_classifier(run_dir, name, *, overwrite=False):
+    """Copy a ``lensenhance train classifier`` run into the package with its model card.
+
+    The figures are those the training command measured on its held-out images.
+    """
+    target, history, metadata = _install(run_dir, name, overwrite=overwrite)
+    command = metadata.get("command")
+    batches = -(-int(history["n_train"]) // int(history["batch_size"]))
+    card = _card(name, target, history, metadata, task="classify",
+                 **_task_fields("classify", metadata),
+                 epochs=len(history["epochs"]), steps=len(history["epochs"]) * batches,
+                 targets=history.get("targets", []),
+                 metrics={"n": history["n_val"], "accuracy": history["val_accuracy"],
+                          "confusion": history["val_confusion"],
+                          "mae": history.get("val_mae", {}), "command": command,
+                          "note": "held-out simulated images of the run's own set (classes "
+                                  "in equal parts), measured by the training command"})
+    return _write_card(name, card)
+
+
+def publish_generator(run_dir, name, *, benchmark_json=None, overwrite=False):
+    """Copy a ``lensenhance train ddpm`` run into the package with its model card.
+
+    Without ``benchmark_json`` the card is written without figures (not validated), so
+    that ``lensenhance benchmark generate --model NAME`` can find the model; run it with
+    ``--json`` and publish again with that file to write the figures.
+    """
+    target, history, metadata = _install(run_dir, name, overwrite=True if benchmark_json
+                                         else overwrite)
+    train_args = _json_value(metadata.get("train_args")) or {}
+    card = _card(name, target, history, metadata, task="generate",
+                 **_task_fields("generate", metadata),
+                 planned_steps=train_args.get("steps"),
+                 finished=bool(history.get("finished")),
+                 training_images=train_args.get("n_train"),
+                 degradation="none: noise-free simulated images")
+    if benchmark_json is None:
+        return _write_card(name, card, validate=False)
+    result = json.loads(Path(benchmark_json).read_text())
+    if result.get("weights_sha256") not in (None, card["sha256"]):
+        raise ValueError(f"{benchmark_json} measured other weights than {target}")
+    rows = {f"{r['sampler']}-{r['steps']}": {k: v for k, v in r.items()
+                                             if k not in ("sampler", "steps")}
+            for r in result["rows"]}
+    headline = rows.get("ddim-50") or next(iter(rows.values()))
+    card["metrics"] = {
+        "n": headline["n"], "command": result.get("command"),
+        "sampler": "ddim-50" if "ddim-50" in rows else next(iter(rows)),
+        **{key: headline[key] for key in ("fd", "fd_floor", "fd_ratio", "kid", "kid_se",
+                                          "kid_floor", "seconds_per_image")},
+        "rows": rows, "train_on_real": result.get("train_on_real"),
+        "memorisation_real": result.get("memorisation_real"),
+        "ddim50_vs_ddpm": result.get("ddim50_vs_ddpm"),
+        "classifier": result.get("classifier"),
+    }
+    return _write_card(name, card)
+
+
 if __name__ == "__main__":  # pragma: no cover - maintainer tool
     if len(sys.argv) not in (3, 4):
-        sys.exit("usage: python -m lensenhance.publish RUN_DIR NAME [N_EVAL]")
+        sys.exit("usage: python -m lensenhance.publish RUN_DIR NAME [N_EVAL | BENCHMARK_JSON]")
     task = read_weights_metadata(Path(sys.argv[1]) / "weights.safetensors").get("task")
     if task == "features":
         card = publish_feature_network(sys.argv[1], sys.argv[2], overwrite=True)
@@ -252,6 +322,11 @@ if __name__ == "__main__":  # pragma: no cover - maintainer tool
         card = publish_sr_weights(sys.argv[1], sys.argv[2],
                                   n_eval=int(sys.argv[3]) if len(sys.argv) == 4 else 300,
                                   overwrite=True, progress=True)
+    elif task == "classify":
+        card = publish_classifier(sys.argv[1], sys.argv[2], overwrite=True)
+    elif task == "generate":
+        card = publish_generator(sys.argv[1], sys.argv[2], overwrite=True,
+                                 benchmark_json=sys.argv[3] if len(sys.argv) == 4 else None)
     else:
         sys.exit(f"{task!r} models are published with lensenhance.publish.publish_weights "
                  "(their figures come from their own benchmark)")

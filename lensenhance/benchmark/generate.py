@@ -98,7 +98,7 @@ def _nearest_psnr(classifier, images, train_images, train_features):
 def benchmark_generate(*, generator="ddpm-lens64", classifier="lens-classifier", n=1000,
                        samplers=DEFAULT_SAMPLERS, n_ddpm=None, batch_size=64,
                        memorisation=True, tstr_epochs=15, seed=0, json_path=None,
-                       progress=True, workers=1):
+                       progress=True, workers=1, command=None):
     """Run the ``generate`` benchmark and return its results.
 
     Parameters
@@ -126,6 +126,8 @@ def benchmark_generate(*, generator="ddpm-lens64", classifier="lens-classifier",
         Write the results as JSON.
     workers : int
         Simulation workers.
+    command : str, optional
+        The command line that ran the benchmark, recorded in the results.
 
     Returns
     -------
@@ -176,7 +178,8 @@ def benchmark_generate(*, generator="ddpm-lens64", classifier="lens-classifier",
                                                    progress=progress)
             train_set = (train_images, _features(classifier_net, train_images))
 
-    result = {"generator": generator.name, "weights_sha256": generator.weights_sha256,
+    result = {"command": command, "generator": generator.name,
+              "weights_sha256": generator.weights_sha256,
               "classifier": str(classifier), "preset": preset, "n": n, "n_ddpm": n_ddpm,
               "seed": seed, "reference_seed": GENERATE_SEED, "floors": floors, "rows": [],
               "targets": {"fd_ratio_max": 2.0, "ddim50_vs_ddpm_max": 0.10}}
