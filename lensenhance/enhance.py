@@ -1,100 +1,282 @@
-"""The astropy-facing enhancer: images in, enhanced images out, units and WCS kept.
+"""The astropy-facing enhancer: images in, enhanced images out, every pixel accounted for.
 
-`Enhancer` owns the bridge between astronomical images and the pure-torch networks of
-`lensenhance.nn`: it reads any image form, records a robust normalisation and undoes it,
-conserves flux when pixels are split, upsamples the WCS and the mask, fills masked pixels
-before the network sees them and masks them again afterwards, and picks the device.
+`Enhancer` is the bridge between astronomical images and the predictors of
+`lensenhance.predictors`. One path for every model:
+
+1. **prepare** (once per image): read any image form (lazily for a FITS file), flag bad
+   pixels, fit one robust normalisation for the whole image
+   (`lensenhance.normalization.fit_normalization`), normalise, and fill bad pixels from
+   their neighbourhood for the network;
+2. **predict**: the predictor runs tile by tile (`lensenhance.tiling`), serially, in
+   batches on a GPU or with dask;
+3. **finish**: undo the normalisation for the mean and the standard deviation, split flux
+   over the new pixels for flux-per-pixel units, resample every WCS, mask the bad pixels
+   (NaN in the science array), carry the uncertainty and record the provenance.
+
+Bad pixels are non-finite or masked pixels (a CCDData mask, a ``numpy.ma`` mask),
+pixels whose uncertainty is not finite or negative, and *outliers*: pixels whose
+normalised value ``|(x - offset) / scale|`` exceeds ``outlier_threshold`` (default 50:
+fifty times the normalisation scale, the 99.5th percentile of the sky-subtracted
+image, where the bright parts of a lens sit near 1). Hot pixels and cosmic rays are far
+outside the range the networks were trained on; the cores of stars this bright are
+masked too (raise the threshold, or pass None, to keep them). Bad pixels are filled by
+`astropy.convolution.interpolate_replace_nans` (Gaussian kernel, 1 pixel) for the
+network, and masked in the output.
 """
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from astropy import units as u
 from astropy.io import fits
-from astropy.nddata import CCDData, NDData
+from astropy.nddata import CCDData, NDData, StdDevUncertainty
+from astropy.utils.exceptions import AstropyUserWarning
 
 from . import io
+from ._version import __version__
 from .normalization import fit_normalization
 
-__all__ = ["Enhancer"]
+__all__ = ["Enhancer", "enhance_files", "flux_split_factor", "OUTLIER_THRESHOLD"]
+
+#: Default outlier rule: ``|normalised value|`` above this is a bad pixel.
+OUTLIER_THRESHOLD = 50.0
+# The normalisation is fitted on at most this many pixels (a regular sub-grid).
+_FIT_PIXELS = 1 << 22
+# Rows handled at once when normalising and finishing, to bound memory.
+_ROWS = 512
+_UNSET = object()
 
 
-def _is_surface_brightness(unit):
-    """True for units per solid angle (Jy/arcsec2, MJy/sr), whose values don't split."""
-    unit = u.Unit(unit)
-    for base, power in zip(unit.bases, unit.powers):
-        if power < 0 and (base.physical_type in ("angle", "solid angle")):
-            return True
-    return False
+def flux_split_factor(unit, scale, *, name="image"):
+    """The factor applied to values when each pixel is split into ``scale**2`` pixels.
 
-
-def _default_device(device):
-    import torch
-
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-class Enhancer:
-    """Super-resolve or denoise images with a network, keeping units, WCS and masks.
+    Flux per pixel (counts, electrons, ADU, Jy, electron/s, dimensionless) is shared out:
+    ``1 / scale**2``. Surface brightness (per steradian, per square arcsecond, per beam)
+    and temperatures do not depend on the pixel size: 1. Magnitudes are refused: they
+    are logarithmic, and a network trained on linear fluxes cannot enhance them.
 
     Parameters
     ----------
-    model : torch.nn.Module
-        Maps normalised images ``(batch, 1, y, x)`` to ``(batch, 1, s*y, s*x)``.
+    unit : astropy unit or None
     scale : int
-        The upsampling factor of ``model`` (1 for a denoiser).
     name : str, optional
-        A label for the history cards and ``repr``.
+        Names the image in messages.
+
+    Raises
+    ------
+    ValueError
+        For magnitudes.
+
+    Warns
+    -----
+    AstropyUserWarning
+        For a unit astropy does not know: it is taken as flux per pixel.
+    """
+    if unit is None:
+        return 1.0 / scale**2
+    if isinstance(unit, u.UnrecognizedUnit):
+        warnings.warn(f"{name}: the unit {unit.name!r} is not one astropy knows; taking the "
+                      "values as flux per pixel, divided among the new pixels",
+                      AstropyUserWarning, stacklevel=3)
+        return 1.0 / scale**2
+    if isinstance(unit, u.FunctionUnitBase) or u.mag in getattr(unit, "bases", []):
+        raise ValueError(f"{name}: values in magnitudes ({unit}) are logarithmic; convert "
+                         "them to flux before enhancing")
+    unit = u.Unit(unit)
+    if unit.physical_type == "temperature":
+        return 1.0
+    for base, power in zip(unit.bases, unit.powers):
+        if power < 0 and (base == u.beam or base.physical_type in ("angle", "solid angle")):
+            return 1.0
+    return 1.0 / scale**2
+
+
+def _resolve_device(device):
+    import torch
+
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or "
+                         f"'cuda:N' ({error})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} asked for, but CUDA is not available")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {str(device)!r}: use 'auto', 'cpu' or 'cuda'")
+    return device
+
+
+def _load_weights_file(path):
+    """A network and its scale from a weights file of `lensenhance.nn.export_weights`."""
+    from . import nn as lnn
+    from .models import file_sha256
+
+    loader = getattr(lnn, "load_weights", None) or lnn.load_sr_weights
+    try:
+        module = loader(path)
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"{path}: cannot load the network ({error})") from None
+    config = getattr(module, "config", {}) or {}
+    return module, config.get("scale", getattr(module, "scale", None)), file_sha256(path)
+
+
+@dataclass
+class _Prepared:
+    """One image, ready for the predictor."""
+
+    ccd: CCDData
+    name: str
+    image: np.ndarray  # normalised, filled, float32
+    sigma: np.ndarray | None  # normalised standard deviation, 0 at bad pixels
+    bad: np.ndarray  # bool
+    norm: object
+    n_outliers: int
+
+
+class Enhancer:
+    """Super-resolve or denoise images of any size, keeping units, WCS, masks and errors.
+
+    Parameters
+    ----------
+    model : torch.nn.Module, path or Predictor
+        A network mapping normalised ``(batch, 1, y, x)`` to ``(batch, 1, s*y, s*x)``; or
+        the path of a weights file written by `lensenhance.nn.export_weights`; or a
+        `lensenhance.predictors.Predictor`.
+    scale : int, optional
+        Upsampling factor (1 for a denoiser); default: the network's ``scale``.
+    name : str, optional
+        A label for headers and ``repr``.
     self_ensemble : bool, optional
-        Average the network over the 8 rotations and flips of the image (D4
-        self-ensemble): exactly equivariant, about 8 times slower.
+        Average over the 8 rotations and flips (D4 self-ensemble), about 8x slower.
     device : str or torch.device, optional
-        Default: CUDA when available, else the CPU.
+        ``"auto"`` (default): CUDA when available, else the CPU.
+    tile_size : int or None, optional
+        Side of the tiles given to the network, halo included (default 512 on a CPU,
+        1024 on a GPU); None: each image in one pass (memory grows with the image).
+    overlap : int, optional
+        Width of the band where neighbouring tiles are blended; default 0 (cores
+        butted, exact) for networks without global operations, else half the halo.
+    halo : int, optional
+        Margin around each tile's used part; default: the network's receptive field
+        (`lensenhance.predictors.count_receptive_field`).
     batch_size : int, optional
-        Images per forward pass when enhancing a stack.
-    normalization : str, optional
-        The `lensenhance.normalization.fit_normalization` method.
+        Tiles (or images of a stack) per forward pass; on a CPU a batch also holds at
+        most ``tile_size**2`` pixels.
+    n_draws : int, optional
+        Monte-Carlo draws propagating an input uncertainty (0: no output uncertainty).
+    normalization : {"sigma_clip", "background2d"}, optional
+        How the normalisation is fitted (`lensenhance.normalization.fit_normalization`).
+    outlier_threshold : float or None, optional
+        Pixels with ``|normalised value|`` above it are bad (see the module docstring).
+    parallel : bool, int or "current-scheduler", optional
+        Run tiles with dask (`lensenhance.tiling`).
+    seed : int, optional
+        Seed of the randomness (Monte-Carlo draws, samples).
+    progress : bool, optional
+        Show a progress bar over tiles.
 
     Examples
     --------
+    >>> import numpy as np
     >>> import lensenhance as le
     >>> enh = le.Enhancer.interpolation("bicubic", scale=2)
     >>> enh.enhance(np.ones((8, 8))).shape
     (16, 16)
     """
 
-    def __init__(self, model, *, scale, name=None, self_ensemble=False, device=None,
-                 batch_size=16, normalization="sigma_clip"):
+    def __init__(self, model, *, scale=None, name=None, self_ensemble=False, device="auto",
+                 tile_size="auto", overlap=None, halo=None, batch_size=8, n_draws=8,
+                 normalization="sigma_clip", outlier_threshold=OUTLIER_THRESHOLD,
+                 parallel=False, seed=0, progress=False):
         import torch
 
-        if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if int(scale) != scale or scale < 1:
-            raise ValueError(f"scale must be a positive integer, got {scale!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-        self.device = _default_device(device)
-        self.model = model.to(self.device).eval()
-        self.scale = int(scale)
-        self.name = name or type(model).__name__
-        self.self_ensemble = bool(self_ensemble)
+        from .predictors import NetworkPredictor, Predictor
+        from .tiling import DEFAULT_TILE_SIZE, _parallel_setup, check_tiling
+
+        self.device = _resolve_device(device)
+        if isinstance(model, Predictor):
+            if scale is not None and scale != model.scale:
+                raise ValueError(f"scale={scale} differs from the predictor's {model.scale}")
+            predictor = model
+        else:
+            sha = None
+            if isinstance(model, (str, os.PathLike)):
+                path = model
+                model, file_scale, sha = _load_weights_file(path)
+                scale = file_scale if scale is None else scale
+                name = name or os.path.basename(str(path)).removesuffix(".safetensors")
+            elif not isinstance(model, torch.nn.Module):
+                raise TypeError(f"model must be a torch.nn.Module, a weights file or a "
+                                f"Predictor, got {type(model).__name__}")
+            scale = getattr(model, "scale", None) if scale is None else scale
+            if scale is None:
+                raise ValueError(f"{type(model).__name__} has no scale attribute; pass scale=")
+            predictor = NetworkPredictor(model, scale=scale, name=name,
+                                         self_ensemble=self_ensemble, n_draws=n_draws,
+                                         halo=halo, weights_sha256=sha)
+        self.predictor = predictor.to(self.device)
+        self.name = name or predictor.name
+        if tile_size == "auto":
+            tile_size = DEFAULT_TILE_SIZE.get(self.device.type, 512)
+        self.halo = predictor.halo if halo is None else int(halo)
+        if overlap is None:
+            overlap = 0 if predictor.exact_tiling else max(2, self.halo // 2)
+        check_tiling(tile_size, self.halo, overlap)
+        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if outlier_threshold is not None and not outlier_threshold > 0:
+            raise ValueError(f"outlier_threshold must be > 0 or None, got {outlier_threshold!r}")
+        _parallel_setup(parallel)  # validates
+        self.tile_size = None if tile_size is None else int(tile_size)
+        self.overlap = int(overlap)
         self.batch_size = int(batch_size)
         self.normalization = normalization
+        self.outlier_threshold = outlier_threshold
+        self.parallel = parallel
+        self.seed = int(seed)
+        self.progress = bool(progress)
 
     @classmethod
-    def from_pretrained(cls, name, **kwargs):
+    def from_pretrained(cls, name, *, device="auto", n_samples=None, **kwargs):
         """An Enhancer around one of the shipped models (see `lensenhance.list_pretrained`).
 
-        Keyword arguments go to `Enhancer`.
+        Parameters
+        ----------
+        name : str
+            A pretrained model of task ``"sr"``.
+        device : str, optional
+            As for `Enhancer`.
+        n_samples : int, optional
+            Samples per pixel for probabilistic (diffusion) models; the residual networks
+            give none and refuse it.
+        **kwargs
+            Other `Enhancer` options: ``tile_size``, ``overlap``, ``self_ensemble``,
+            ``n_draws``, ``batch_size``, ``parallel`` ...
         """
-        from .models import load_pretrained, model_card
+        from .models import file_sha256, load_pretrained, model_card, weights_path
+        from .predictors import NetworkPredictor
 
         card = model_card(name)
+        if n_samples is not None:
+            raise ValueError(f"{name!r} is a deterministic network and draws no samples; "
+                             "n_samples applies to the diffusion models")
         if card.get("task") != "sr":
             raise ValueError(f"{name!r} is a {card.get('task')!r} model, not an enhancer")
-        device = _default_device(kwargs.pop("device", None))
-        model = load_pretrained(name, device=device)
-        return cls(model, scale=card["scale"], name=name, device=device, **kwargs)
+        torch_device = _resolve_device(device)
+        module = load_pretrained(name, device=torch_device)
+        sha = card.get("sha256") or file_sha256(weights_path(name))
+        predictor = NetworkPredictor(module, scale=card["scale"], name=name,
+                                     self_ensemble=kwargs.pop("self_ensemble", False),
+                                     n_draws=kwargs.pop("n_draws", 8),
+                                     halo=kwargs.get("halo"), weights_sha256=sha)
+        return cls(predictor, name=name, device=torch_device, **kwargs)
 
     @classmethod
     def interpolation(cls, mode="bicubic", *, scale=2, **kwargs):
@@ -103,133 +285,416 @@ class Enhancer:
 
         return cls(Interpolation(mode=mode, scale=scale), scale=scale, name=mode, **kwargs)
 
+    # -- attributes -------------------------------------------------------------------------
+
+    @property
+    def scale(self):
+        return self.predictor.scale
+
+    @property
+    def model(self):
+        """The network of a network predictor (None for other predictors)."""
+        return getattr(self.predictor, "module", None)
+
+    @property
+    def self_ensemble(self):
+        return getattr(self.predictor, "self_ensemble", False)
+
     def __repr__(self):
-        return (f"<{type(self).__name__}({self.name!r}, scale={self.scale}, "
-                f"self_ensemble={self.self_ensemble}, device='{self.device}')>")
+        tiles = "whole" if self.tile_size is None else self.tile_size
+        extra = ", self_ensemble" if self.self_ensemble else ""
+        return (f"<Enhancer {self.name!r} scale={self.scale} device={self.device} "
+                f"tile_size={tiles} halo={self.halo} overlap={self.overlap} "
+                f"exact_tiling={self.predictor.exact_tiling}{extra}>")
 
-    # -- core: normalised float32 stacks through the network ---------------------------
+    # -- prepare ----------------------------------------------------------------------------
 
-    def _run(self, stack):
-        """Run the network on a (n, y, x) float32 stack of normalised images."""
-        import torch
+    def _prepare(self, ccd, name):
+        data = ccd.data
+        shape = data.shape
+        bad = np.zeros(shape, bool)
+        if ccd.mask is not None:
+            bad |= np.asarray(ccd.mask, dtype=bool)
+        uncertainty = None
+        if ccd.uncertainty is not None:
+            uncertainty = ccd.uncertainty.represent_as(StdDevUncertainty).array
+        for start in range(0, shape[0], _ROWS):
+            rows = slice(start, start + _ROWS)
+            bad[rows] |= ~np.isfinite(data[rows])
+            if uncertainty is not None:
+                sig = uncertainty[rows]
+                bad[rows] |= ~(np.isfinite(sig) & (sig >= 0))
+        if bad.all():
+            raise ValueError(f"{name}: no finite, unmasked pixel to enhance")
+        # A regular sub-grid is plenty to fit an offset and a percentile.
+        step = max(1, math.ceil(math.sqrt(data.size / _FIT_PIXELS)))
+        sample = np.asarray(data[::step, ::step], dtype=np.float64)
+        sample_bad = bad[::step, ::step].copy()
+        # Fit at a magnitude near 1 (a power of two: exact), so that the squares in the
+        # clipped statistics of values beyond float32 cannot overflow.
+        exponent = math.frexp(float(np.median(np.abs(sample[~sample_bad]))) or 1.0)[1]
+        sample = np.ldexp(sample, -exponent)
+        for _ in range(3):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # inf - inf in the clipping
+                norm = fit_normalization(sample, mask=sample_bad, method=self.normalization)
+            if self.outlier_threshold is None:
+                break
+            # Refit without the outliers: a 1e30 hot pixel would set the scale's floor.
+            with np.errstate(over="ignore", invalid="ignore"):
+                new = ~sample_bad & (np.abs(norm.apply(sample)) > self.outlier_threshold)
+            if not new.any() or (sample_bad | new).all():
+                break
+            sample_bad |= new
+        norm = type(norm)(math.ldexp(norm.offset, exponent), math.ldexp(norm.scale, exponent),
+                          norm.method)
+        image = np.empty(shape, np.float32)
+        n_outliers = 0
+        for start in range(0, shape[0], _ROWS):
+            rows = slice(start, start + _ROWS)
+            with np.errstate(over="ignore", invalid="ignore"):
+                z = norm.apply(np.asarray(data[rows], dtype=np.float64))  # before any cast
+            if self.outlier_threshold is not None:
+                outliers = ~bad[rows] & (np.abs(z) > self.outlier_threshold)
+                n_outliers += int(outliers.sum())
+                bad[rows] |= outliers
+            z[bad[rows]] = np.nan
+            image[rows] = z
+        _fill_bad(image, bad)
+        sigma = None
+        if uncertainty is not None:
+            sigma = np.empty(shape, np.float32)
+            for start in range(0, shape[0], _ROWS):
+                rows = slice(start, start + _ROWS)
+                sigma[rows] = np.where(bad[rows], 0.0,
+                                       np.asarray(uncertainty[rows], np.float64) / norm.scale)
+        return _Prepared(ccd, name, image, sigma, bad, norm, n_outliers)
 
-        from .nn import d4_self_ensemble
+    # -- finish -----------------------------------------------------------------------------
 
-        outputs = []
-        with torch.inference_mode():
-            for start in range(0, len(stack), self.batch_size):
-                batch = torch.from_numpy(stack[start:start + self.batch_size, None]).to(
-                    self.device)
-                if self.self_ensemble:
-                    result = d4_self_ensemble(self.model, batch)
-                else:
-                    result = self.model(batch)
-                outputs.append(result[:, 0].float().cpu().numpy())
-        return np.concatenate(outputs)
-
-    def _enhance_ccds(self, ccds):
-        """Enhance a list of CCDData; same-shaped images share forward passes."""
-        prepared = []
-        for ccd in ccds:
-            data = np.asarray(ccd.data, dtype=np.float32)
-            bad = ~np.isfinite(data)
-            if ccd.mask is not None:
-                bad |= np.asarray(ccd.mask, dtype=bool)
-            norm = fit_normalization(data, mask=bad, method=self.normalization)
-            # Masked pixels become the background level (0 once normalised) so that a
-            # NaN cannot spread through the convolutions; they are masked again below.
-            normalised = np.where(bad, 0.0, norm.apply(data)).astype(np.float32)
-            prepared.append((ccd, normalised, bad, norm))
-
-        results = [None] * len(prepared)
-        shapes = {}
-        for index, (_, normalised, _, _) in enumerate(prepared):
-            shapes.setdefault(normalised.shape, []).append(index)
-        for indices in shapes.values():
-            outputs = self._run(np.stack([prepared[i][1] for i in indices]))
-            for i, output in zip(indices, outputs):
-                results[i] = output
-        return [self._finish(ccd, bad, norm, output)
-                for (ccd, _, bad, norm), output in zip(prepared, results)]
-
-    def _finish(self, ccd, bad, norm, output):
+    def _output_meta(self, prep, *, has_std, options):
         s = self.scale
-        unit = ccd.unit if ccd.unit is not None else u.dimensionless_unscaled
-        # Flux per pixel splits over the s*s new pixels; surface brightness does not.
-        flux_factor = 1.0 if _is_surface_brightness(unit) else 1.0 / s**2
-        data = (norm.invert(output) * flux_factor).astype(np.float32)
-        mask = np.repeat(np.repeat(bad, s, axis=0), s, axis=1) if s > 1 else bad.copy()
-        wcs = io.upsample_wcs(ccd.wcs, s) if (ccd.wcs is not None and s > 1) else ccd.wcs
-        note = (f"lensenhance: enhanced by {self.name} (scale {s}, self_ensemble="
-                f"{self.self_ensemble}); {int(bad.sum())} masked/NaN pixels filled with the "
-                "background and masked in the output")
-        # A copy of the input's meta (header or dict) with the step recorded, ccdproc-style.
-        if isinstance(ccd.meta, fits.Header):
-            meta = ccd.meta.copy()
+        meta = prep.ccd.meta
+        if isinstance(meta, fits.Header):
+            meta = io.resample_header_wcs(meta, s, name=prep.name) if s > 1 else meta.copy()
+        else:
+            meta = dict(meta)
+        sha = self.predictor.weights_hash()
+        cards = {
+            "LEMODEL": (self.name, "lensenhance model"),
+            "LEWSHA": (sha or "none", ""),  # 64 characters leave no room
+            "LEVERS": (__version__, "lensenhance version"),
+            "LESCALE": (s, "upsampling factor"),
+            "LETILE": (options["tile_size"] or 0, "tile side incl. halo (0: whole image)"),
+            "LEHALO": (options["halo"], "tile halo (input pixels)"),
+            "LEOVLAP": (options["overlap"], "tile blending band (input pixels)"),
+            "LESEED": (options["seed"], "seed of the randomness"),
+            "LEOUTLR": (self.outlier_threshold or 0.0,
+                        "bad if |normalised value| > this (0: off)"),
+            "LENBAD": (int(prep.bad.sum()), "input pixels masked (NaN/mask/outlier)"),
+            "LENOUTL": (prep.n_outliers, "of which outliers"),
+            "LEFLUX": (self._flux_factor(prep), "factor on values (flux split)"),
+        }
+        if has_std:
+            cards["UNCTYPE"] = (self.predictor.uncertainty_type, "what UNCERT holds")
+        for key, (value, comment) in cards.items():
+            meta[key] = (value, comment) if isinstance(meta, fits.Header) else value
+        prep.norm.to_meta(meta)
+        note = (f"lensenhance {__version__}: enhanced by {self.name} (x{s}); "
+                f"{int(prep.bad.sum())} bad pixels filled for the network and masked")
+        if isinstance(meta, fits.Header):
             meta.add_history(note)
         else:
-            meta = dict(ccd.meta)
             history = meta.get("HISTORY", [])
             meta["HISTORY"] = [*([history] if isinstance(history, str) else history), note]
-        norm.to_meta(meta)
-        return CCDData(data, unit=unit, wcs=wcs, mask=mask if mask.any() else None, meta=meta)
+        return meta
 
-    # -- public API ----------------------------------------------------------------------
+    def _flux_factor(self, prep):
+        return flux_split_factor(prep.ccd.unit, self.scale, name=prep.name)
 
-    def enhance(self, image, *, hdu=None):
+    def _finish_arrays(self, prep, data, std, samples, mask_out):
+        """Undo the normalisation in place, row block by row block; NaN at bad pixels."""
+        s = self.scale
+        factor = self._flux_factor(prep)
+        norm = prep.norm
+        step = max(1, _ROWS // s)
+        for start in range(0, prep.bad.shape[0], step):
+            rows_in = slice(start, start + step)
+            rows = slice(rows_in.start * s, rows_in.stop * s)
+            bad = prep.bad[rows_in]
+            if s > 1:
+                bad = np.repeat(np.repeat(bad, s, axis=0), s, axis=1)
+            data[rows] = np.where(bad, np.nan, norm.invert(data[rows]) * factor)
+            if std is not None:
+                std[rows] = np.where(bad, np.nan, norm.invert_std(std[rows]) * factor)
+            if samples is not None:
+                samples[:, rows] = np.where(bad, np.nan, norm.invert(samples[:, rows]) * factor)
+            if mask_out is not None:
+                mask_out[rows] = bad
+
+    def _options(self, tile_size, overlap, parallel, seed, progress):
+        from .tiling import _parallel_setup, check_tiling
+
+        options = {
+            "tile_size": self.tile_size if tile_size is _UNSET else tile_size,
+            "overlap": self.overlap if overlap is _UNSET else overlap,
+            "parallel": self.parallel if parallel is _UNSET else parallel,
+            "seed": self.seed if seed is _UNSET else int(seed),
+            "progress": self.progress if progress is _UNSET else progress,
+            "halo": self.halo,
+        }
+        check_tiling(options["tile_size"], options["halo"], options["overlap"])
+        _parallel_setup(options["parallel"])
+        return options
+
+    def _gives_std(self, prep):
+        gives = getattr(self.predictor, "gives_std", None)
+        if gives is not None:
+            return gives(prep.sigma is not None)
+        return prep.sigma is not None and getattr(self.predictor, "n_draws", 0) > 0
+
+    def _predict(self, preps, outputs, options):
+        from .tiling import predict_images
+
+        sigmas = [p.sigma for p in preps]
+        has_sigma = [s is not None for s in sigmas]
+        # One predictor call mixes images only when all have (or all lack) a sigma.
+        groups = {flag: [i for i, h in enumerate(has_sigma) if h == flag] for flag in (0, 1)}
+        for flag, indices in groups.items():
+            if not indices:
+                continue
+            predict_images(self.predictor, [preps[i].image for i in indices],
+                           sigmas=[sigmas[i] for i in indices] if flag else None,
+                           outputs=[outputs[i] for i in indices],
+                           tile_size=options["tile_size"], halo=options["halo"],
+                           overlap=options["overlap"], batch_size=self.batch_size,
+                           max_batch_pixels=_batch_pixels(self.device, options["tile_size"]),
+                           parallel=options["parallel"], seed=options["seed"],
+                           progress=options["progress"])
+
+    def _enhance_ccds(self, ccds, names, options, *, return_samples=False):
+        s = self.scale
+        preps = [self._prepare(ccd, name) for ccd, name in zip(ccds, names)]
+        n_samples = getattr(self.predictor, "n_samples", 0)
+        if return_samples and not n_samples:
+            raise ValueError(f"{self.name} gives no samples (return_samples needs a "
+                             "probabilistic predictor, e.g. a diffusion model)")
+        outputs = []
+        for prep in preps:
+            dtype = np.float64 if prep.ccd.data.dtype.itemsize == 8 else np.float32
+            shape = (prep.image.shape[0] * s, prep.image.shape[1] * s)
+            outputs.append({
+                "mean": np.zeros(shape, dtype),
+                "std": np.zeros(shape, dtype) if self._gives_std(prep) else None,
+                "samples": np.zeros((n_samples, *shape), dtype) if return_samples else None,
+            })
+        self._predict(preps, outputs, options)
+        results = []
+        for prep, out in zip(preps, outputs):
+            mask = np.zeros(out["mean"].shape, bool)
+            self._finish_arrays(prep, out["mean"], out["std"], out["samples"], mask)
+            ccd = prep.ccd
+            wcs = io.upsample_wcs(ccd.wcs, s) if (ccd.wcs is not None and s > 1) else ccd.wcs
+            meta = self._output_meta(prep, has_std=out["std"] is not None, options=options)
+            result = CCDData(out["mean"], unit=ccd.unit, wcs=wcs,
+                             mask=mask if mask.any() else None, meta=meta,
+                             uncertainty=None if out["std"] is None
+                             else StdDevUncertainty(out["std"]), copy=False)
+            results.append((result, out["samples"]))
+        return results
+
+    # -- public API -------------------------------------------------------------------------
+
+    def enhance(self, image, *, hdu=None, tile_size=_UNSET, overlap=_UNSET, parallel=_UNSET,
+                seed=_UNSET, progress=_UNSET, return_samples=False):
         """Enhance one image or a stack of images.
 
         Parameters
         ----------
-        image : ndarray, Quantity, NDData/CCDData, HDU, HDUList, str/path, xarray.DataArray
-            or list of these
+        image : ndarray, masked array, Quantity, NDData/CCDData, HDU, HDUList, str/path,
+            xarray.DataArray or list of these
             A 2-D image, a 3-D stack ``(n, y, x)`` (ndarray, Quantity or DataArray with an
             ``image`` dimension), or a list.
         hdu : int or str, optional
             The HDU to read when ``image`` is a FITS file or HDUList.
+        tile_size, overlap, parallel, seed, progress : optional
+            Override the enhancer's settings for this call.
+        return_samples : bool, optional
+            Also return the predictor's samples (probabilistic predictors only), as an
+            `xarray.DataArray` ``(sample, y, x)`` in the output's unit.
 
         Returns
         -------
-        Same kind as the input where that makes sense: an ndarray for an ndarray (masked
-        and NaN pixels NaN), a Quantity for a Quantity, an xarray.DataArray for a
-        DataArray, and a CCDData (unit kept, WCS upsampled, mask carried) for everything
-        FITS-like. A list for a list.
+        Same kind as the input where that makes sense: an ndarray for an ndarray (bad
+        pixels NaN; float64 stays float64), a masked array for a masked array, a Quantity
+        for a Quantity, an xarray.DataArray for a DataArray, and a CCDData (unit kept,
+        every WCS resampled, mask, uncertainty and provenance in ``meta``) for everything
+        FITS-like. A list for a list. With ``return_samples``, ``(result, samples)``.
         """
+        options = self._options(tile_size, overlap, parallel, seed, progress)
         if isinstance(image, list) and not isinstance(image, fits.HDUList):
-            return [self.enhance(item, hdu=hdu) for item in image]
+            ccds = [self._read(item, hdu) for item in image]
+            results = self._enhance_ccds([c for c, _ in ccds], [n for _, n in ccds], options,
+                                         return_samples=return_samples)
+            outs = [self._to_kind(item, ccd) for item, (ccd, _) in zip(image, results)]
+            if return_samples:
+                return outs, [self._samples(ccd, smp) for ccd, smp in results]
+            return outs
         xr = _xarray_or_none()
         if xr is not None and isinstance(image, xr.DataArray):
-            return self._enhance_dataarray(image)
+            if return_samples:
+                raise ValueError("return_samples is not supported for DataArray input")
+            return self._enhance_dataarray(image, options)
         if isinstance(image, (np.ndarray, u.Quantity)) and np.ndim(image) == 3:
-            outputs = self._enhance_ccds([_read_array(plane) for plane in image])
-            return np.stack([self._to_kind(image, out) for out in outputs])
-        if isinstance(image, np.ndarray) or isinstance(image, u.Quantity):
-            return self._to_kind(image, self._enhance_ccds([_read_array(image)])[0])
+            ccds = [_read_array(plane) for plane in image]
+            results = self._enhance_ccds(ccds, [f"image {i}" for i in range(len(ccds))],
+                                         options, return_samples=return_samples)
+            stacked = np.stack([np.asarray(self._to_kind(image, ccd)) for ccd, _ in results])
+            if isinstance(image, u.Quantity):
+                stacked = u.Quantity(stacked, results[0][0].unit, copy=False)
+            if return_samples:
+                return stacked, [self._samples(ccd, smp) for ccd, smp in results]
+            return stacked
+        ccd, name = self._read(image, hdu)
+        ((result, samples),) = self._enhance_ccds([ccd], [name], options,
+                                                  return_samples=return_samples)
+        out = self._to_kind(image, result)
+        return (out, self._samples(result, samples)) if return_samples else out
+
+    def enhance_file(self, source, path, *, hdu=None, overwrite=False, tile_size=_UNSET,
+                     overlap=_UNSET, parallel=_UNSET, seed=_UNSET, progress=_UNSET):
+        """Enhance a FITS image into a FITS file, with memory bounded by a few tiles.
+
+        The input is memory-mapped and the output is written through memory maps inside
+        an atomic write (`lensenhance.io.create_image`): the science image (bad pixels
+        NaN), a MASK extension when there are bad pixels and an UNCERT extension when the
+        input has an uncertainty.
+
+        Parameters
+        ----------
+        source : str or path
+            The input FITS file.
+        path : str or path
+            The output FITS file.
+        hdu : int or str, optional
+            The input HDU.
+        overwrite : bool, optional
+            Replace an existing output.
+
+        Returns
+        -------
+        pathlib.Path
+            The written file.
+        """
+        from pathlib import Path
+
+        options = self._options(tile_size, overlap, parallel, seed, progress)
+        if not isinstance(source, (str, os.PathLike)):
+            raise TypeError(f"enhance_file needs a FITS path, got {type(source).__name__}")
+        if Path(path).exists() and not overwrite:
+            raise FileExistsError(f"{path}: already exists; pass overwrite=True to replace it")
+        ccd = io.read_image(source, hdu=hdu, dtype=None, memmap=True)
+        prep = self._prepare(ccd, str(source))
+        s = self.scale
+        shape = (prep.image.shape[0] * s, prep.image.shape[1] * s)
+        has_std = self._gives_std(prep)
+        meta = self._output_meta(prep, has_std=has_std, options=options)
+        wcs = io.upsample_wcs(ccd.wcs, s) if (ccd.wcs is not None and s > 1) else ccd.wcs
+        dtype = np.float64 if ccd.data.dtype.itemsize == 8 else np.float32
+        with io.create_image(path, shape=shape, dtype=dtype, unit=ccd.unit, wcs=wcs,
+                             meta=meta, mask=bool(prep.bad.any()), uncertainty=has_std,
+                             overwrite=overwrite) as arrays:
+            outputs = [{"mean": arrays.data, "std": arrays.uncertainty, "samples": None}]
+            self._predict([prep], outputs, options)
+            self._finish_arrays(prep, arrays.data, arrays.uncertainty, None, arrays.mask)
+        return Path(path)
+
+    def _read(self, image, hdu):
+        if isinstance(image, np.ndarray) and not isinstance(image, u.Quantity):
+            return _read_array(image), f"array of shape {image.shape}"
+        if isinstance(image, u.Quantity):
+            return _read_array(image), f"Quantity of shape {image.shape}"
         if isinstance(image, (NDData, fits.HDUList, fits.PrimaryHDU, fits.ImageHDU,
-                              fits.CompImageHDU, str)) or hasattr(image, "__fspath__") \
-                or isinstance(image, tuple):
+                              fits.CompImageHDU, str, tuple)) or hasattr(image, "__fspath__"):
             kwargs = {} if isinstance(image, NDData) else {"hdu": hdu}
-            return self._enhance_ccds([io.read_image(image, **kwargs)])[0]
+            name = str(image) if isinstance(image, (str, os.PathLike)) else type(image).__name__
+            return io.read_image(image, dtype=None, **kwargs), name
         raise TypeError(f"cannot enhance an object of type {type(image).__name__}; give an "
                         "ndarray, Quantity, NDData/CCDData, HDU, FITS path or DataArray")
 
     @staticmethod
     def _to_kind(template, ccd):
-        data = np.where(ccd.mask, np.nan, ccd.data) if ccd.mask is not None else ccd.data
+        data = ccd.data  # bad pixels are NaN already
         if isinstance(template, u.Quantity):
             return u.Quantity(data, ccd.unit, copy=False)
-        return data
+        if np.ma.isMaskedArray(template):
+            mask = ccd.mask if ccd.mask is not None else np.zeros(data.shape, bool)
+            return np.ma.MaskedArray(data, mask=mask)
+        if isinstance(template, np.ndarray):
+            return data
+        return ccd
 
-    def _enhance_dataarray(self, da):
+    def _samples(self, ccd, samples):
+        import xarray as xr
+
+        return xr.DataArray(samples, dims=("sample", "y", "x"),
+                            attrs={"unit": ccd.unit.to_string()})
+
+    def _enhance_dataarray(self, da, options):
         if da.ndim == 2:
             ccds = io.from_dataarray(da.expand_dims("image"))
-            return io.to_dataarray(self._enhance_ccds(ccds)).isel(image=0)
-        return io.to_dataarray(self._enhance_ccds(io.from_dataarray(da)))
+        else:
+            ccds = io.from_dataarray(da)
+        results = self._enhance_ccds(ccds, [f"DataArray {da.name!r}[{i}]"
+                                            for i in range(len(ccds))], options)
+        out = io.to_dataarray([ccd for ccd, _ in results])
+        return out.isel(image=0) if da.ndim == 2 else out
+
+
+def _batch_pixels(device, tile_size):
+    """On a CPU a batch holds at most one full tile's pixels: more only costs memory."""
+    if device.type != "cpu":
+        return None
+    return (tile_size or 512) ** 2
 
 
 def _read_array(array):
     # A plain array has no unit to lose: take it as dimensionless without a warning.
-    return io.read_image(array, unit=None if isinstance(array, u.Quantity) else "")
+    return io.read_image(array, unit=None if isinstance(array, u.Quantity) else "",
+                         dtype=None)
+
+
+def _fill_bad(image, bad, *, kernel_sigma=1.0, max_passes=50):
+    """Fill the bad pixels of ``image`` (NaN there) from their neighbourhood, in place.
+
+    Each connected group of bad pixels is filled inside a small window around it by
+    `astropy.convolution.interpolate_replace_nans` with a Gaussian kernel, repeated
+    until the group is filled (a large group fills from its rim inwards); whatever is
+    left (nothing valid nearby) gets the background level, 0 once normalised.
+    """
+    if not bad.any():
+        return
+    from astropy.convolution import Gaussian2DKernel, interpolate_replace_nans
+    from scipy import ndimage
+
+    kernel = Gaussian2DKernel(kernel_sigma)
+    pad = kernel.shape[0]
+    labels, _ = ndimage.label(bad)
+    for box in ndimage.find_objects(labels):
+        window = tuple(slice(max(0, b.start - pad), b.stop + pad) for b in box)
+        sub = image[window].astype(np.float64)
+        for _ in range(max_passes):
+            if not np.isnan(sub).any():
+                break
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", AstropyUserWarning)
+                filled = interpolate_replace_nans(sub, kernel, boundary="extend")
+            if np.isnan(filled).sum() == np.isnan(sub).sum():
+                break
+            sub = filled
+        sub[np.isnan(sub)] = 0.0
+        image[window] = np.where(bad[window], sub, image[window])
+    image[bad & np.isnan(image)] = 0.0
 
 
 def _xarray_or_none():
@@ -244,6 +709,9 @@ def enhance_files(paths, out_dir, *, enhancer, overwrite=False, suffix=None, hdu
                   progress=True):
     """Enhance FITS files one by one into ``out_dir``; a bad file does not stop the batch.
 
+    Each file goes through `Enhancer.enhance_file`, so memory stays bounded whatever
+    the image size.
+
     Parameters
     ----------
     paths : iterable of path-like
@@ -255,6 +723,10 @@ def enhance_files(paths, out_dir, *, enhancer, overwrite=False, suffix=None, hdu
         Replace existing outputs; otherwise an existing output counts as a failure.
     suffix : str, optional
         Default: the enhancer's name.
+    hdu : int or str, optional
+        The HDU of the inputs.
+    progress : bool
+        Show a progress bar over files.
 
     Returns
     -------
@@ -273,9 +745,7 @@ def enhance_files(paths, out_dir, *, enhancer, overwrite=False, suffix=None, hdu
         path = Path(path)
         target = out_dir / f"{path.name.removesuffix('.gz').removesuffix('.fits')}_{suffix}.fits"
         try:
-            if target.exists() and not overwrite:
-                raise FileExistsError(f"{target} exists (use overwrite)")
-            io.write_image(enhancer.enhance(path, hdu=hdu), target, overwrite=overwrite)
+            enhancer.enhance_file(path, target, hdu=hdu, overwrite=overwrite)
         except (OSError, ValueError, TypeError, KeyError) as error:
             failures[str(path)] = str(error)
             continue

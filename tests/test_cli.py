@@ -84,3 +84,28 @@ def test_simulate_command_writes_a_readable_set(runner, tmp_path, fmt):
             assert ds["lr"].shape[0] == 3 and "theta_E" in ds.coords
     again = runner.invoke(cli, args)
     assert again.exit_code != 0 and "--overwrite" in again.output
+
+
+def test_enhance_command_tiles_a_file_with_a_weights_file(runner, tmp_path):
+    import torch
+
+    from lensenhance import io
+    from lensenhance.nn import build_sr_model, export_weights
+
+    torch.manual_seed(0)
+    weights = export_weights(build_sr_model("edsr", scale=2, n_blocks=1, channels=4),
+                             tmp_path / "tiny.safetensors")
+    source = tmp_path / "img.fits"
+    data = np.random.default_rng(0).normal(10, 1, (40, 36)).astype(np.float32)
+    data[5, 5] = np.nan
+    fits.writeto(source, data, fits.Header({"BUNIT": "electron"}))
+    result = runner.invoke(cli, ["-q", "enhance", str(source), "--model", str(weights),
+                                 "--tile-size", "24", "--workers", "2",
+                                 "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    out = io.read_image(tmp_path / "out" / "img_tiny.fits")
+    assert out.shape == (80, 72) and out.mask.sum() == 4
+    assert np.isnan(fits.getdata(tmp_path / "out" / "img_tiny.fits")[10:12, 10:12]).all()
+    bad = runner.invoke(cli, ["enhance", str(source), "--model", str(weights), "--tile-size",
+                              "4", "--out", str(tmp_path / "out2")])
+    assert bad.exit_code != 0 and "too small" in bad.output

@@ -714,3 +714,63 @@ def test_dataset_errors(tmp_path):
         io.open_dataset(tmp_path / "none.nc")
     with pytest.raises(TypeError):
         io.save_dataset({"a": 1}, tmp_path / "x.nc")
+
+
+# --------------------------------------------------------------------------------------
+# The io package: dtype, memory maps, streamed writing, every WCS in a header
+# --------------------------------------------------------------------------------------
+
+
+def test_io_package_reexports_the_old_names():
+    for name in ("read_image", "write_image", "read_catalog", "write_catalog", "to_dataarray",
+                 "from_dataarray", "save_dataset", "open_dataset", "upsample_wcs",
+                 "downsample_wcs", "describe_image", "MissingUnitWarning",
+                 "WCSResampleWarning"):
+        assert hasattr(io, name)
+
+
+def test_read_image_keeps_float64_and_maps_files(tmp_path):
+    data = np.arange(12.0).reshape(3, 4) * 1e40
+    path = tmp_path / "f64.fits"
+    fits.writeto(path, data, fits.Header({"BUNIT": "adu"}))
+    kept = io.read_image(path, dtype=None, memmap=True)
+    assert kept.data.dtype.itemsize == 8 and np.array_equal(kept.data, data)
+    masked = io.read_image(np.ma.MaskedArray(np.ones((3, 3)), mask=np.eye(3, dtype=bool)),
+                           unit="adu")
+    assert masked.mask.sum() == 3
+
+
+def test_create_image_streams_the_write_image_layout(tmp_path):
+    path = tmp_path / "big.fits"
+    wcs = WCS(make_header("cd"))
+    with io.create_image(path, shape=(30, 20), unit="electron", wcs=wcs, mask=True,
+                         uncertainty=True, meta={"OBJECT": "x"}) as arrays:
+        arrays.data[:] = 1.5
+        arrays.mask[2, 3] = 1
+        arrays.uncertainty[:] = 0.5
+        assert not path.exists()  # atomic: only a temporary file so far
+    ccd = io.read_image(path)
+    assert ccd.shape == (30, 20) and ccd.unit == u.electron and ccd.meta["OBJECT"] == "x"
+    assert ccd.mask.sum() == 1 and np.allclose(ccd.uncertainty.array, 0.5)
+    assert_same_sky(ccd.wcs, wcs, shape=(30, 20))
+    with pytest.raises(FileExistsError):
+        with io.create_image(path, shape=(2, 2)):
+            pass
+
+
+def test_resample_header_wcs_handles_alternates_ltv_and_refuses_the_rest():
+    header = fits.Header()
+    header.update(CTYPE1B="RA---TAN", CTYPE2B="DEC--TAN", CRPIX1B=5.0, CRPIX2B=6.0,
+                  CRVAL1B=10.0, CRVAL2B=20.0, CD1_1B=-1e-4, CD2_2B=1e-4, LTV1=-10.0,
+                  CTYPE1C="RA---TAN", CTYPE2C="DEC--TAN", CTYPE3C="FREQ", CRPIX3C=1.0,
+                  DETSEC="[1:10,1:10]")
+    with pytest.warns(io.WCSResampleWarning) as caught:
+        new = io.resample_header_wcs(header, 2, name="img.fits")
+    messages = " ".join(str(w.message) for w in caught)
+    assert "img.fits" in messages and "'C'" in messages and "DETSEC" in messages
+    assert not any(key.endswith("C") and key[:5] in ("CTYPE", "CRPIX") for key in new)
+    assert new["LTV1"] == pytest.approx(-20.5) and new["LTM1_1"] == 2.0
+    x, y = np.array([0.0, 3.0]), np.array([0.0, 7.0])
+    np.testing.assert_allclose(
+        WCS(new, key="B").pixel_to_world_values((x + 0.5) * 2 - 0.5, (y + 0.5) * 2 - 0.5),
+        WCS(header, key="B").pixel_to_world_values(x, y), atol=1e-10)

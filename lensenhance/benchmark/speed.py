@@ -1,4 +1,6 @@
-"""The ``speed`` benchmark, simulation part: images per second for 1 and 2 workers.
+"""The ``speed`` benchmark: simulation images per second, and the enhancement engine.
+
+Simulation part (`benchmark_simulate`): images per second for 1 and 2 workers.
 
 Each timing is one end-to-end `LensSimulator.simulate_pairs` call (seeds, workers,
 concatenation and the xarray Dataset), after a warm-up that starts the worker
@@ -11,6 +13,13 @@ On a shared machine the wall-clock rates understate what the code does, so the C
 time of the run (this process and its worker processes, with psutil) is reported too,
 with ``idle_estimate_images_per_s`` = min(workers, cores) / CPU seconds per image: the
 rate an otherwise idle machine would allow.
+
+Enhancement part (`benchmark_enhance`): whole-image against tiled time, dask workers
+against one process using the same cores, the peak resident memory of the command line
+on a large FITS image (a child process, ``RUSAGE_CHILDREN``), and per model the input
+megapixels per second and the share of this CPU's convolution peak (a large plain
+``conv2d``) it sustains. Every figure carries the number of images and repeats it
+comes from; the best of the repeats counts.
 """
 
 from __future__ import annotations
@@ -19,9 +28,15 @@ import os
 import platform
 import time
 
+import numpy as np
+
 from . import write_json
 
-__all__ = ["benchmark_simulate", "SIMULATE_TARGETS"]
+__all__ = ["benchmark_simulate", "benchmark_enhance", "SIMULATE_TARGETS", "ENHANCE_TARGETS"]
+
+#: Targets of issue 9.
+ENHANCE_TARGETS = {"tiled_over_whole_1024": 1.15, "cli_peak_rss_gb_4096": 1.5,
+                   "share_of_conv_peak": 0.5}
 
 #: Targets of issue 3 on a 2-core machine: images/s with 2 workers, and 2-vs-1 speedup.
 SIMULATE_TARGETS = {
@@ -181,3 +196,212 @@ def format_simulate_table(result):
     return "\n".join(lines)
 
 
+
+
+# -- enhancement ------------------------------------------------------------------------------
+
+
+def _best_time(func, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return min(times), times
+
+
+def _conv_flops(module, shape):
+    """Floating-point operations of one forward pass (2 per multiply-add of each conv)."""
+    import torch
+
+    total = 0
+
+    def hook(layer, inputs, output):
+        nonlocal total
+        kernel = layer.weight.shape  # (out, in/groups, kh, kw) or (in, out/groups, ...)
+        if isinstance(layer, torch.nn.ConvTranspose2d):
+            total += 2 * inputs[0].numel() * kernel[1] * kernel[2] * kernel[3]
+        else:
+            total += 2 * output.numel() * kernel[1] * kernel[2] * kernel[3]
+
+    kinds = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, kinds)]
+    try:
+        with torch.inference_mode():
+            module(torch.zeros(shape))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total
+
+
+def _conv_peak(repeats):
+    """GFLOP/s of a large plain 3x3 conv2d (64 -> 64 channels, 256 x 256)."""
+    import torch
+
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1)
+    x = torch.randn(1, 64, 256, 256)
+    with torch.inference_mode():
+        conv(x)
+        best, _ = _best_time(lambda: conv(x), repeats)
+    return 2 * 64 * 64 * 9 * 256 * 256 / best / 1e9
+
+
+def _lens_field(size, seed=0):
+    """A smooth field with lens-like rings and noise, float32."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size, :size] / 64.0
+    field = 20 * (np.sin(x) * np.cos(1.3 * y)) ** 2 + 5
+    return (field + rng.normal(0, 1, (size, size))).astype(np.float32)
+
+
+def _cli_peak_rss(size, model, tile_size):
+    """Peak RSS (bytes) and wall time of ``lensenhance enhance`` on a size^2 FITS file."""
+    import resource
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from astropy.io import fits
+
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "big.fits"
+        fits.writeto(source, _lens_field(size), fits.Header({"BUNIT": "electron"}))
+        command = [sys.executable, "-m", "lensenhance", "-q", "enhance", str(source),
+                   "--model", model, "--out", str(Path(folder) / "out")]
+        if tile_size:
+            command += ["--tile-size", str(tile_size)]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        seconds = time.perf_counter() - start
+    # ru_maxrss of the largest child so far, in KiB on Linux
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, seconds
+
+
+def benchmark_enhance(*, size=1024, model="edsr-x2", models=None, model_size=256, repeats=2,
+                      memory_size=4096, memory_model=None, json_path=None, verbose=True,
+                      note=None):
+    """Measure the enhancement engine: tiles, dask workers, memory and conv efficiency.
+
+    Parameters
+    ----------
+    size : int, optional
+        Side of the image for whole-vs-tiled and the dask comparison.
+    model : str, optional
+        Pretrained model of those comparisons.
+    models : list of str, optional
+        Models for megapixels/s and the share of the conv peak (default: every ``sr``
+        model).
+    model_size : int, optional
+        Side of the image each of those models enhances.
+    repeats : int, optional
+        Timed runs per figure (the best counts).
+    memory_size : int or None, optional
+        Side of the FITS image for the command line's peak memory (None: skip).
+    memory_model : str, optional
+        Model of the memory run (default: ``model``).
+    json_path : path, optional
+        Write the result there.
+    note : str, optional
+        Recorded in the result (e.g. what else ran on the machine).
+
+    Returns
+    -------
+    dict
+    """
+    import torch
+
+    from ..enhance import Enhancer
+    from ..models import list_pretrained, load_pretrained, model_card
+
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(cores)
+    result = {"benchmark": "speed/enhance", "repeats": repeats, "note": note,
+              "targets": ENHANCE_TARGETS, "torch_threads": cores}
+    peak = _conv_peak(repeats + 1)
+    result["conv_peak_gflops"] = {"value": peak, "n_repeats": repeats + 1,
+                                  "what": "3x3 conv2d 64->64 ch on 256x256, float32"}
+
+    image = _lens_field(size)
+    whole = Enhancer.from_pretrained(model, device="cpu", tile_size=None)
+    tiled = Enhancer.from_pretrained(model, device="cpu")
+    whole.enhance(image[:64, :64])  # warm-up
+    t_whole, all_whole = _best_time(lambda: whole.enhance(image), repeats)
+    t_tiled, all_tiled = _best_time(lambda: tiled.enhance(image), repeats)
+    difference = float(np.nanmax(np.abs(tiled.enhance(image) - whole.enhance(image))))
+    result["whole_vs_tiled"] = {
+        "model": model, "image": [size, size], "n_images": 1, "n_repeats": repeats,
+        "tile_size": tiled.tile_size, "halo": tiled.halo, "overlap": tiled.overlap,
+        "whole_s": t_whole, "tiled_s": t_tiled, "all_whole_s": all_whole,
+        "all_tiled_s": all_tiled, "ratio": t_tiled / t_whole,
+        "max_abs_difference": difference,
+        "passed": bool(t_tiled / t_whole <= ENHANCE_TARGETS["tiled_over_whole_1024"])}
+
+    serial = Enhancer.from_pretrained(model, device="cpu", tile_size=size // 2 + 2 * 24)
+    t_serial, _ = _best_time(lambda: serial.enhance(image), repeats)
+    t_dask, _ = _best_time(lambda: serial.enhance(image, parallel=cores), repeats)
+    result["dask_workers"] = {
+        "model": model, "image": [size, size], "n_images": 1, "n_repeats": repeats,
+        "tile_size": serial.tile_size, "cores": cores,
+        "one_process_s": t_serial, "one_process_torch_threads": cores,
+        "dask_threads_s": t_dask, "dask_workers": cores, "torch_threads_per_worker": 1,
+        "speedup": t_serial / t_dask}
+
+    rows = []
+    for name in models or list_pretrained(task="sr"):
+        net = load_pretrained(name, device="cpu")
+        enh = Enhancer(net, scale=model_card(name)["scale"], name=name, device="cpu",
+                       tile_size=None)
+        small = _lens_field(model_size, seed=1)
+        enh.enhance(small[:32, :32])
+        best, _ = _best_time(lambda enh=enh, small=small: enh.enhance(small), repeats)
+        flops = _conv_flops(net, (1, 1, model_size, model_size))
+        rows.append({"model": name, "image": [model_size, model_size], "n_images": 1,
+                     "n_repeats": repeats, "seconds": best,
+                     "megapixels_per_s": model_size**2 / best / 1e6,
+                     "gflop_per_image": flops / 1e9, "gflops": flops / best / 1e9,
+                     "share_of_conv_peak": flops / best / 1e9 / peak,
+                     "passed": bool(flops / best / 1e9 / peak
+                                    >= ENHANCE_TARGETS["share_of_conv_peak"])})
+    result["models"] = rows
+
+    if memory_size:
+        memory_model = memory_model or model
+        rss, seconds = _cli_peak_rss(memory_size, memory_model, None)
+        result["cli_memory"] = {
+            "command": f"lensenhance enhance <{memory_size}x{memory_size} FITS> --model "
+                       f"{memory_model}", "image": [memory_size, memory_size],
+            "n_images": 1, "n_repeats": 1, "peak_rss_gb": rss / 1e9, "seconds": seconds,
+            "passed": bool(rss / 1e9 <= ENHANCE_TARGETS["cli_peak_rss_gb_4096"])}
+    result["load_average"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    result["machine"] = {"cpu_count": cores, "platform": platform.platform(),
+                         "python": platform.python_version(), "torch": torch.__version__}
+    if verbose:
+        print(format_enhance_table(result))
+    if json_path is not None:
+        write_json(result, json_path)
+    return result
+
+
+def format_enhance_table(result):
+    """The enhancement benchmark as text."""
+    lines = [f"conv peak: {result['conv_peak_gflops']['value']:.1f} GFLOP/s"]
+    w = result["whole_vs_tiled"]
+    lines.append(f"{w['model']} {w['image'][0]}^2: whole {w['whole_s']:.2f} s, tiled "
+                 f"{w['tiled_s']:.2f} s (tile {w['tile_size']}, halo {w['halo']}): "
+                 f"{w['ratio']:.3f}x {'PASS' if w['passed'] else 'MISS'} (<= "
+                 f"{result['targets']['tiled_over_whole_1024']}); max |diff| "
+                 f"{w['max_abs_difference']:.2g}")
+    d = result["dask_workers"]
+    lines.append(f"dask: {d['dask_workers']} workers {d['dask_threads_s']:.2f} s vs one "
+                 f"process {d['one_process_s']:.2f} s: speedup {d['speedup']:.2f}x")
+    for row in result["models"]:
+        lines.append(f"{row['model']:<14}{row['megapixels_per_s']:8.3f} Mpx/s "
+                     f"{row['gflops']:7.1f} GFLOP/s {100 * row['share_of_conv_peak']:5.1f} % "
+                     f"of peak {'PASS' if row['passed'] else 'MISS'}")
+    if "cli_memory" in result:
+        m = result["cli_memory"]
+        lines.append(f"CLI {m['image'][0]}^2: peak RSS {m['peak_rss_gb']:.2f} GB in "
+                     f"{m['seconds']:.0f} s {'PASS' if m['passed'] else 'MISS'}")
+    return "\n".join(lines)

@@ -1,0 +1,153 @@
+"""Tests of lensenhance.tiling and lensenhance.predictors: tiles equal the whole image."""
+
+import numpy as np
+import pytest
+import torch
+
+from lensenhance.nn import build_sr_model
+from lensenhance.predictors import (
+    NetworkPredictor,
+    Prediction,
+    Predictor,
+    count_receptive_field,
+    position_noise,
+)
+from lensenhance.tiling import check_tiling, measure_receptive_field, plan_tiles, predict_images
+
+TINY = {"edsr": {"n_blocks": 2, "channels": 8}, "rdn": {"n_blocks": 2, "n_layers": 2,
+        "growth": 4, "channels": 8}, "srresnet": {"n_blocks": 2, "channels": 8},
+        "fsrcnn": {"channels": 8, "shrink_channels": 4, "n_mapping": 2},
+        "rcan": {"n_groups": 1, "n_blocks": 2, "channels": 8, "reduction": 4}}
+
+
+def tiny(name, scale=2):
+    torch.manual_seed(0)
+    return build_sr_model(name, scale=scale, **TINY[name]).eval()
+
+
+def run(predictor, image, *, tile_size, overlap=0, sigma=None, parallel=False, halo=None):
+    s = predictor.scale
+    shape = (image.shape[0] * s, image.shape[1] * s)
+    out = {"mean": np.zeros(shape, np.float32),
+           "std": None if sigma is None else np.zeros(shape, np.float32)}
+    predict_images(predictor, [image], sigmas=None if sigma is None else [sigma],
+                   outputs=[out], tile_size=tile_size, overlap=overlap, parallel=parallel,
+                   halo=halo, batch_size=3)
+    return out
+
+
+@pytest.fixture(scope="module")
+def image():
+    return np.random.default_rng(1).normal(size=(44, 37)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", ["edsr", "rdn", "srresnet", "fsrcnn"])
+def test_counted_receptive_field_bounds_the_measured_one(name):
+    predictor = NetworkPredictor(tiny(name), scale=2)
+    assert predictor.exact_tiling
+    measured = measure_receptive_field(predictor)
+    assert measured <= predictor.halo <= measured + 4
+
+
+def test_rcan_is_not_exact_and_its_response_fills_the_probe():
+    predictor = NetworkPredictor(tiny("rcan"), scale=2)
+    assert not predictor.exact_tiling
+    assert measure_receptive_field(predictor, size=40) > 18  # the channel attention
+
+
+@pytest.mark.parametrize("name,overlap", [("edsr", 0), ("edsr", 6), ("fsrcnn", 3),
+                                          ("rdn", 0)])
+def test_tiled_equals_whole_for_exact_networks(image, name, overlap):
+    predictor = NetworkPredictor(tiny(name), scale=2)
+    whole = run(predictor, image, tile_size=None)["mean"]
+    tiled = run(predictor, image, tile_size=2 * predictor.halo + overlap + 9,
+                overlap=overlap)["mean"]
+    np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-5 * np.abs(whole).max())
+
+
+def test_too_small_a_halo_is_not_exact(image):
+    predictor = NetworkPredictor(tiny("edsr"), scale=2)
+    whole = run(predictor, image, tile_size=None)["mean"]
+    tiled = run(predictor, image, tile_size=24, halo=1)["mean"]
+    assert np.abs(tiled - whole).max() > 1e-4
+
+
+def test_rcan_seams_are_small(image):
+    predictor = NetworkPredictor(tiny("rcan"), scale=2)
+    whole = run(predictor, image, tile_size=None)["mean"]
+    tiled = run(predictor, image, tile_size=2 * predictor.halo + 30, overlap=8)["mean"]
+    assert np.abs(tiled - whole).max() < 0.05 * np.abs(whole).std()
+
+
+def test_uncertainty_tiled_equals_whole_and_does_not_depend_on_batching(image):
+    predictor = NetworkPredictor(tiny("edsr"), scale=2, n_draws=2)
+    sigma = np.full(image.shape, 0.3, np.float32)
+    whole = run(predictor, image, tile_size=None, sigma=sigma)
+    tiled = run(predictor, image, tile_size=2 * predictor.halo + 14, sigma=sigma)
+    threads = run(predictor, image, tile_size=2 * predictor.halo + 14, sigma=sigma,
+                  parallel=2)
+    np.testing.assert_allclose(tiled["std"], whole["std"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(threads["std"], tiled["std"])
+    assert 0.05 < whole["std"].mean() < 1
+
+
+def test_position_noise_is_keyed_to_pixels():
+    a = position_noise(3, 0, 10, 20, 100, 90, 2)
+    b = position_noise(3, 0, 60, 70, 30, 20, 2)
+    np.testing.assert_array_equal(a[:, 50:80, 50:70], b)
+    assert not np.array_equal(position_noise(4, 0, 10, 20, 5, 5, 1), a[:1, :5, :5])
+
+
+class FakePosterior(Predictor):
+    """A predictor with std and samples, keyed to positions, like a diffusion posterior."""
+
+    scale, halo, exact_tiling, n_samples = 2, 2, True, 3
+    uncertainty_type = "fake posterior spread"
+
+    def gives_std(self, with_sigma):
+        return True
+
+    def predict(self, x, *, sigma=None, seed=0, origins=None):
+        mean = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+        noise = np.stack([position_noise(seed, k, 2 * y0, 2 * x0, *mean.shape[-2:], 3)
+                          for k, y0, x0 in origins], axis=1)
+        samples = mean[None] + torch.from_numpy(noise)[:, :, None]
+        return Prediction(mean, std=torch.ones_like(mean), samples=samples)
+
+
+def test_tiler_blends_std_and_samples(image):
+    predictor = FakePosterior()
+    outs = []
+    for tile_size, overlap in ((None, 0), (20, 4)):
+        out = {"mean": np.zeros((88, 74), np.float32), "std": np.zeros((88, 74)),
+               "samples": np.zeros((3, 88, 74), np.float32)}
+        predict_images(predictor, [image], outputs=[out], tile_size=tile_size,
+                       overlap=overlap)
+        outs.append(out)
+    np.testing.assert_allclose(outs[1]["mean"], outs[0]["mean"], atol=1e-6)
+    np.testing.assert_allclose(outs[1]["std"], 1.0, atol=1e-6)
+    np.testing.assert_allclose(outs[1]["samples"], outs[0]["samples"], atol=1e-5)
+
+
+def test_plan_covers_every_pixel_once_with_weights_summing_to_one():
+    total = np.zeros((2 * 97, 2 * 61))
+    for tile in plan_tiles((97, 61), tile_size=30, halo=5, overlap=6):
+        (uy0, uy1), (ux0, ux1) = tile.used
+        w = tile.weights(2)
+        total[2 * uy0:2 * uy1, 2 * ux0:2 * ux1] += 1 if w is None else w
+        assert tile.shape[0] <= 30 and tile.shape[1] <= 30
+    np.testing.assert_allclose(total, 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("tile_size,halo,overlap,match", [
+    (10, 5, 0, "too small"), (20, 3, 20, "overlap"), (0, 1, 0, "tile_size"),
+    (32, -1, 0, "halo"), (32, 2, 1.5, "overlap")])
+def test_bad_tiling_options(tile_size, halo, overlap, match):
+    with pytest.raises(ValueError, match=match):
+        check_tiling(tile_size, halo, overlap)
+
+
+def test_count_receptive_field_of_a_plain_conv_stack():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 5, padding=2),
+                              torch.nn.Conv2d(2, 1, 3, padding=2, dilation=2))
+    assert count_receptive_field(net) == 4
