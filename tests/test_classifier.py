@@ -168,3 +168,21 @@ def test_truth_parameters_are_regressed_beside_the_class(tmp_path):
         train_classifier(tmp_path / "b", n=9, n_val=3, epochs=1, width=4,
                          images=(images, np.arange(12) % 3), truth={"theta_E": theta[:5]},
                          progress=False)
+
+
+def test_shipped_classifier_against_its_card():
+    """The shipped classifier on a small fixed simulated set, against its card's figures."""
+    from lensenhance.datasets import generation_images
+    from lensenhance.models import load_pretrained, model_card
+    from lensenhance.training.classifier import classifier_features, classifier_truth
+
+    card = model_card("lens-classifier")
+    net = load_pretrained("lens-classifier")
+    images, labels, attrs = generation_images(15, preset="model_ii", seed=424242,
+                                              progress=False)
+    truth = classifier_truth(net, images)
+    mae = np.mean(np.abs(truth["theta_E"] - attrs["truth"]["theta_E"]))
+    # 15 images: allow for the sampling error of a mean absolute error.
+    assert mae < 2.5 * card["metrics"]["mae"]["theta_E"]
+    features = classifier_features(net, images)
+    assert features.shape == (15, 128) and np.all(np.isfinite(features))

@@ -176,3 +176,35 @@ def test_chained_enhancer_gives_the_finer_pixel_scale(generator):
     ccd = to_ccddata(fine)[0]
     assert abs(ccd.wcs.wcs.cdelt[1] * 3600 - 0.0505) < 1e-9 or \
         abs(abs(ccd.wcs.pixel_scale_matrix[1, 1]) * 3600 - 0.0505) < 1e-9
+
+
+# ----------------------------------------------------------------------------- shipped
+
+
+def test_shipped_generator_loads_offline_and_generates_in_a_few_steps():
+    import lensenhance as le
+
+    card = le.model_card("ddpm-lens64")
+    assert card["task"] == "generate" and card["metrics"]["n"] > 0
+    gen = le.Generator.from_pretrained("ddpm-lens64")
+    images = gen.generate(3, steps=4, seed=0, progress=False)
+    assert images.shape == (3, card["image_size"], card["image_size"])
+    assert np.all(np.isfinite(images.values)) and images.attrs["unit"] == card["unit"]
+    assert images.attrs["weights_sha256"] == card["sha256"]
+
+
+def test_shipped_generator_chain_model():
+    import lensenhance as le
+    from lensenhance.datasets import load_pairs
+    from lensenhance.metrics import image_metrics
+
+    card = le.model_card("edsr-lens64-x2")
+    assert card["lr_on_preset_grid"] and card["noise_free_lr"] and card["preset"] == "model_ii"
+    # A small fixed held-out set: the model must beat bicubic as its card says it does.
+    lr, hr = load_pairs("simulate", scale=2, n=3, preset="model_ii", seed=987654,
+                        progress=False, lr_on_preset_grid=True, noise_free_lr=True)
+    sr = le.Enhancer.from_pretrained("edsr-lens64-x2").enhance(lr)
+    bicubic = le.Enhancer.interpolation("bicubic", scale=2).enhance(lr)
+    psnr = np.mean([image_metrics(p, t)["psnr"] for p, t in zip(sr, hr)])
+    psnr_bicubic = np.mean([image_metrics(p, t)["psnr"] for p, t in zip(bicubic, hr)])
+    assert psnr > psnr_bicubic + 0.5 * (card["metrics"]["psnr"] - card["metrics"]["bicubic_psnr"])

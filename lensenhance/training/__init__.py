@@ -11,7 +11,12 @@ classifiers. Entry point for several GPUs or machines::
 from ..datasets import ArrayPairSource, PairSource
 from ..nn.weights import export_weights, load_sr_weights, read_weights_metadata
 from .checkpoints import latest_checkpoint
-from .classifier import classifier_features, classifier_predict, train_classifier
+from .classifier import (
+    classifier_features,
+    classifier_predict,
+    classifier_truth,
+    train_classifier,
+)
 from .diffusion import DiffusionTask, train_ddpm
 from .loop import ExponentialMovingAverage, Task, train
 from .regression import fit_network, predict_regressor, train_feature_network, train_regressor
@@ -22,6 +27,7 @@ __all__ = [
     "DiffusionTask",
     "classifier_features",
     "classifier_predict",
+    "classifier_truth",
     "fit_network",
     "train_classifier",
     "train_ddpm",

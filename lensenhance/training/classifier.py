@@ -29,6 +29,7 @@ from .loop import HISTORY_FILE, WEIGHTS_FILE, check_int
 from .regression import fit_network
 
 __all__ = ["train_classifier", "classifier_features", "classifier_predict",
+           "classifier_truth",
            "DEFAULT_SCALING", "IMAGES_FILE"]
 
 #: Input stretch of the classifier, as ``AsinhScaling.to_dict()``: the generator's
@@ -300,3 +301,28 @@ def classifier_predict(net, images, *, scaling=None, batch_size=256):
     # The outputs after the classes regress truth parameters.
     logits = _batched(net, x, net, check_int(batch_size, "batch_size"))[:, :len(CLASSES)]
     return torch.softmax(logits, dim=1).numpy()
+
+
+def classifier_truth(net, images, *, scaling=None, batch_size=256):
+    """The truth parameters the classifier regresses, for flux images.
+
+    Parameters are those of `classifier_features`; the network must carry its
+    ``targets`` and ``target_stats`` (``net.metadata``, as `load_sr_weights` sets it).
+
+    Returns
+    -------
+    dict of numpy.ndarray
+        Parameter name -> ``(n,)`` values in the parameter's own unit.
+    """
+    from ..datasets import CLASSES
+
+    meta = getattr(net, "metadata", {})
+    names, stats = meta.get("targets", []), meta.get("target_stats", {})
+    names = json.loads(names) if isinstance(names, str) else names
+    stats = json.loads(stats) if isinstance(stats, str) else stats
+    if not names:
+        raise ValueError("this classifier regresses no truth parameters")
+    x = _prepared(net, images, scaling)
+    outputs = _batched(net, x, net, check_int(batch_size, "batch_size")).numpy()
+    return {name: outputs[:, len(CLASSES) + j] * stats[name][1] + stats[name][0]
+            for j, name in enumerate(names)}
