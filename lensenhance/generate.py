@@ -21,10 +21,6 @@ import numpy as np
 __all__ = ["Generator", "to_ccddata"]
 
 
-def _json_value(value):
-    return json.loads(value) if isinstance(value, str) else value
-
-
 def _resolve_device(device):
     import torch
 
@@ -93,37 +89,37 @@ class Generator:
     @classmethod
     def from_weights(cls, path, *, name=None, device="auto"):
         """A Generator from a weights file written by ``lensenhance train ddpm``."""
-        from .diffusion import NoiseSchedule
-        from .nn.weights import load_sr_weights
-        from .normalization import AsinhScaling
+        from .nn.weights import load_weights
 
-        model = load_sr_weights(path)
-        meta = model.metadata
-        if meta.get("task") != "generate":
-            raise ValueError(f"{path} holds a {meta.get('task')!r} model, not a generator")
-        return cls(model, schedule=NoiseSchedule.from_dict(_json_value(meta["schedule"])),
-                   scaling=AsinhScaling.from_dict(_json_value(meta["scaling"])),
-                   classes=_json_value(meta.get("classes", "[]")),
-                   pixel_scale=_json_value(meta.get("pixel_scale")),
-                   unit=meta.get("unit"), image_size=_json_value(meta.get("image_size", 64)),
-                   preset=meta.get("data_preset"), name=name or str(path), device=device)
+        return cls._from_model(load_weights(path), name=name or str(path), device=device)
 
     @classmethod
     def from_pretrained(cls, name, *, device="auto"):
         """A Generator around one of the shipped models (``list_pretrained("generate")``)."""
-        from .models import file_sha256, model_card, weights_path
+        from .models import load_pretrained, model_card
 
         card = model_card(name)
         if card.get("task") != "generate":
             raise ValueError(f"{name!r} is a {card.get('task')!r} model, not a generator")
-        path = weights_path(name)
-        digest = file_sha256(path)
-        if card.get("sha256") not in (None, digest):
-            raise OSError(f"{path}: SHA-256 {digest} does not match the model card's "
-                          f"{card['sha256']}; the file is corrupt or was replaced")
-        generator = cls.from_weights(path, name=name, device=device)
-        generator.weights_sha256 = digest
+        # load_pretrained checks the file against the card's SHA-256.
+        generator = cls._from_model(load_pretrained(name), name=name, device=device)
+        generator.weights_sha256 = card["sha256"]
         return generator
+
+    @classmethod
+    def _from_model(cls, model, *, name, device):
+        """A Generator from a loaded network and the metadata of its weights file."""
+        from .diffusion import NoiseSchedule
+        from .normalization import AsinhScaling
+
+        meta = model.metadata
+        if meta.get("task") != "generate":
+            raise ValueError(f"{name} holds a {meta.get('task')!r} model, not a generator")
+        return cls(model, schedule=NoiseSchedule.from_dict(meta["schedule"]),
+                   scaling=AsinhScaling.from_dict(meta["scaling"]),
+                   classes=meta.get("classes", []), pixel_scale=meta.get("pixel_scale"),
+                   unit=meta.get("unit"), image_size=meta.get("image_size", 64),
+                   preset=meta.get("data_preset"), name=name, device=device)
 
     def __repr__(self):
         return (f"<Generator({self.name!r}, {self.image_size}x{self.image_size} at "
@@ -301,11 +297,11 @@ class Generator:
         outputs = [enhancer.enhance(ccd) for ccd in tqdm(ccds, desc="enhance", unit="img",
                                                         disable=not progress)]
         data = np.stack([np.asarray(out.data, dtype=np.float32) for out in outputs])
-        enhanced = self._to_dataarray(
-            data, images["substructure"].values.tolist(), seed=images.attrs["seed"],
-            sampler=images.attrs["sampler"], steps=images.attrs["steps"],
-            guidance=None if images.attrs["guidance"] == "none" else images.attrs["guidance"],
-            eta=images.attrs["eta"], start=int(images["image"].values[0]))
+        import xarray as xr
+
+        # The same image coordinates and attrs on the finer grid (images have no y/x coords).
+        enhanced = xr.DataArray(data, dims=images.dims, coords=images.coords,
+                                attrs=dict(images.attrs), name=images.name)
         scale = enhancer.scale
         enhanced.attrs.update({"pixel_scale": images.attrs["pixel_scale"] / scale,
                                "enhancer": enhancer.name, "enhancer_scale": scale,

@@ -398,8 +398,8 @@ def test_weights_v2_round_trip_diffusion_unet(tmp_path):
     assert meta["task"] == "generate" and meta["format_version"] == 2
     assert meta["schedule"] == schedule and meta["parameterization"] == "v"
     assert meta["scaling"] == scaling and meta["normalization"] == scaling
-    assert json.loads(meta["classes"]) == ["no_sub", "cdm", "axion"]
-    assert json.loads(meta["n_classes"]) == 3 and json.loads(meta["pixel_scale"]) == 0.101
+    assert meta["classes"] == ["no_sub", "cdm", "axion"]
+    assert meta["n_classes"] == 3 and meta["pixel_scale"] == 0.101
     assert meta["unit"] == "electron/s"
     loaded = load_weights(path)
     assert loaded.config == unet.config

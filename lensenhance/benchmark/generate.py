@@ -137,8 +137,6 @@ def benchmark_generate(*, generator="ddpm-lens64", classifier="lens-classifier",
         run ``tstr_accuracy``, ``memorisation``), ``floors`` (per n), ``train_on_real``,
         ``targets`` and the settings.
     """
-    import json as _json
-
     from ..datasets import CLASSES, generation_images
     from ..generate import Generator
     from ..models import list_pretrained, weights_path
@@ -170,7 +168,6 @@ def benchmark_generate(*, generator="ddpm-lens64", classifier="lens-classifier",
     train_set = None
     if memorisation:
         args = generator.model.metadata.get("train_args", {})
-        args = _json.loads(args) if isinstance(args, str) else args
         extra = {k: args.get(k) for k in ("n_train", "data_seed")}
         if None not in extra.values():
             train_images, _, _ = generation_images(extra["n_train"], preset=preset,

@@ -101,7 +101,7 @@ def sample(denoiser, shape, *, schedule: NoiseSchedule, seed: int, indices=None,
                          "training steps")
     device = torch.device(device)
     generators = image_generators(seed, indices)
-    scheduler = make_scheduler(schedule, sampler, eta=eta)
+    scheduler = make_scheduler(schedule, sampler)
     scheduler.set_timesteps(int(steps), device=device)
     x = _randn(shape, generators, device, dtype) * scheduler.init_noise_sigma
     use_guidance = guidance is not None and class_labels is not None
@@ -123,7 +123,7 @@ def sample(denoiser, shape, *, schedule: NoiseSchedule, seed: int, indices=None,
             output = denoiser(x_in, t_batch, class_labels=class_labels, cond=cond)
         if callback is not None:
             callback(i, int(t), x, schedule.to_x0(output, x, t_batch))
-        kwargs = {"eta": scheduler.lensenhance_eta} if sampler == "ddim" else {}
+        kwargs = {"eta": float(eta)} if sampler == "ddim" else {}
         # A list of generators: diffusers draws each image's step noise from its own one.
         x = scheduler.step(output, t, x, generator=generators, **kwargs).prev_sample
     return x

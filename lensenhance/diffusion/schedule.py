@@ -138,7 +138,7 @@ class NoiseSchedule:
         return self.target(x0, noise, t)
 
 
-def make_scheduler(schedule: NoiseSchedule, sampler: str = "ddim", *, eta: float = 0.0):
+def make_scheduler(schedule: NoiseSchedule, sampler: str = "ddim"):
     """A diffusers scheduler for ``sampler`` on ``schedule``'s betas and parameterisation.
 
     Parameters
@@ -147,8 +147,6 @@ def make_scheduler(schedule: NoiseSchedule, sampler: str = "ddim", *, eta: float
     sampler : {'ddpm', 'ddim', 'dpm'}
         Ancestral DDPM, DDIM (deterministic for ``eta=0``) or DPM-Solver++ (2nd order,
         multistep).
-    eta : float, optional
-        DDIM's stochasticity (0: the probability-flow ODE; 1: DDPM-like).
 
     Returns
     -------
@@ -168,5 +166,4 @@ def make_scheduler(schedule: NoiseSchedule, sampler: str = "ddim", *, eta: float
                                                 final_sigmas_type="zero")
     else:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
-    scheduler.lensenhance_eta = float(eta)
     return scheduler

@@ -71,7 +71,8 @@ TASKS = ("sr", "denoise", "generate", "classify", "features")
 
 #: Metadata keys whose values are JSON documents, decoded by `read_weights_metadata`.
 JSON_METADATA_KEYS = ("config", "schedule", "scaling", "normalization", "train_args", "val",
-                      "metrics")
+                      "metrics", "classes", "n_classes", "pixel_scale", "image_size",
+                      "targets", "target_stats")
 
 #: Keys `export_weights` fills in itself; callers may not pass them in ``metadata``.
 RESERVED_METADATA_KEYS = ("format", "format_version", "config", "n_parameters")

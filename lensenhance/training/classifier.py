@@ -318,8 +318,6 @@ def classifier_truth(net, images, *, scaling=None, batch_size=256):
 
     meta = getattr(net, "metadata", {})
     names, stats = meta.get("targets", []), meta.get("target_stats", {})
-    names = json.loads(names) if isinstance(names, str) else names
-    stats = json.loads(stats) if isinstance(stats, str) else stats
     if not names:
         raise ValueError("this classifier regresses no truth parameters")
     x = _prepared(net, images, scaling)
