@@ -618,6 +618,114 @@ def train_ddpm_command(ctx, preset, n_train, n_val, data_seed, steps, max_steps,
                f"{history['wall_time_s']:.0f} s: {history['weights']}")
 
 
+def _run_options(function):
+    """The options every resumable training run shares (steps, checkpoints, --out)."""
+    for option in reversed([
+        click.option("--steps", type=click.IntRange(1), default=None,
+                     help="Total optimisation steps (default: the model's)."),
+        click.option("--max-steps", type=click.IntRange(1), default=None,
+                     help="Stop (checkpointed) after this step; --resume later to go on."),
+        click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True),
+        click.option("--lr", "learning_rate", type=float, default=None,
+                     help="Peak AdamW learning rate (default: the model's)."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--device", default=None, help="Default: CUDA when available, else CPU."),
+        click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True),
+        click.option("--resume", is_flag=True,
+                     help="Continue from the latest checkpoint in --out."),
+        click.option("--overwrite", is_flag=True,
+                     help="Start afresh, deleting checkpoints in --out."),
+    ]):
+        function = option(function)
+    return function
+
+
+def _given(**values):
+    """Keyword arguments whose value was given (None means: the function's default)."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+@click.command("denoiser")
+@click.option("--n-train", type=click.IntRange(3), default=6000, show_default=True)
+@click.option("--n-val", type=click.IntRange(3), default=200, show_default=True)
+@click.option("--data-seed", type=int, default=5, show_default=True)
+@click.option("--hsc", "hsc_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="Train on the 'train' split of HSC Wide -> Deep pairs in "
+              "this folder instead of simulated pairs.")
+@click.option("--init", "init_weights", default=None,
+              help="Start from these weights (a registry name or file): fine-tuning.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Simulation workers.")
+@_run_options
+@click.pass_context
+def train_denoiser_command(ctx, n_train, n_val, data_seed, hsc_dir, init_weights, workers,
+                          steps, max_steps, batch_size, learning_rate, seed, device, out_dir,
+                          resume, overwrite):
+    """Train the RAUNet denoiser (image + per-pixel sigma -> clean image)."""
+    from .training.posterior import train_denoiser
+
+    try:
+        data = None
+        if hsc_dir is not None:
+            from .training.posterior import hsc_sets
+
+            data = hsc_sets(hsc_dir)
+        history = train_denoiser(
+            out_dir=out_dir, n_train=n_train, n_val=n_val, data_seed=data_seed,
+            workers=workers, data=data, init=init_weights, max_steps=max_steps,
+            batch_size=batch_size, seed=seed, device=device, resume=resume,
+            overwrite=overwrite, progress=ctx.obj["progress"],
+            metadata={"command": _command_line(ctx)},
+            **_given(steps=steps, lr=learning_rate))
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+    val = history["val"][-1] if history.get("val") else {}
+    click.echo(f"step {history['step']}, validation PSNR {val.get('val_psnr', float('nan')):.2f}"
+               f" dB, {history['wall_time_s']:.0f} s: {history['weights']}")
+
+
+@click.command("posterior")
+@click.option("--task", "kind", type=click.Choice(["denoise", "sr"]), required=True,
+              help="What the base model does: denoise (scale 1) or super-resolve (x2).")
+@click.option("--base", required=True,
+              help="The deterministic model giving the mean (registry name or file).")
+@click.option("--n-train", type=click.IntRange(3), default=None,
+              help="Simulated training images (default: 6000 denoise, 3000 sr).")
+@click.option("--n-val", type=click.IntRange(3), default=200, show_default=True)
+@click.option("--data-seed", type=int, default=None,
+              help="Simulation seed (default: the base model's training seed).")
+@click.option("--hsc", "hsc_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="Train on the 'train' split of HSC Wide -> Deep pairs.")
+@click.option("--init", "init_weights", default=None,
+              help="Start from these weights (a registry name or file): fine-tuning.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Simulation workers.")
+@_run_options
+@click.pass_context
+def train_posterior_command(ctx, kind, base, n_train, n_val, data_seed, hsc_dir,
+                            init_weights, workers, steps, max_steps, batch_size,
+                            learning_rate, seed, device, out_dir, resume, overwrite):
+    """Train a residual diffusion model: the posterior around a deterministic model's mean."""
+    from .training.posterior import posterior_sets, train_residual_diffusion
+
+    try:
+        data, scale = posterior_sets(kind, out_dir=out_dir, hsc_dir=hsc_dir,
+                                     progress=ctx.obj["progress"], workers=workers,
+                                     n_val=n_val, **_given(n_train=n_train,
+                                                           data_seed=data_seed))
+        history = train_residual_diffusion(
+            out_dir=out_dir, base=base, data=data, scale=scale, init=init_weights,
+            max_steps=max_steps, batch_size=batch_size, seed=seed, device=device,
+            resume=resume, overwrite=overwrite, progress=ctx.obj["progress"],
+            metadata={"command": _command_line(ctx)},
+            **_given(steps=steps, lr=learning_rate))
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+    val = history["val"][-1]["val_loss"] if history.get("val") else float("nan")
+    click.echo(f"step {history['step']}, validation loss {val:.4g}, "
+               f"{history['wall_time_s']:.0f} s: {history['weights']}")
+
+
 # -- registration: every subcommand in one place -----------------------------------------
 
 def _register_commands():
@@ -628,7 +736,7 @@ def _register_commands():
         benchmark_group.add_command(command)
     cli.add_command(benchmark_group)
     for command in (train_sr_command, train_features_command, train_classifier_command,
-                    train_ddpm_command):
+                    train_ddpm_command, train_denoiser_command, train_posterior_command):
         train_group.add_command(command)
     cli.add_command(train_group)
 

@@ -138,6 +138,8 @@ class _Prepared:
     bad: np.ndarray  # bool
     norm: object
     n_outliers: int
+    sigma_estimate: float | None = None  # data unit, when the sigma was estimated
+    warning: str | None = None
 
 
 class Enhancer:
@@ -264,12 +266,26 @@ class Enhancer:
         from .predictors import NetworkPredictor
 
         card = model_card(name)
+        task = card.get("task")
+        torch_device = _resolve_device(device)
+        if task == "posterior":
+            from .posterior import load_posterior
+
+            options = {key: kwargs.pop(key) for key in ("steps", "sampler", "sample_batch")
+                       if key in kwargs}
+            if n_samples is not None:
+                options["n_samples"] = n_samples
+            predictor = load_posterior(weights_path(name), name=name, device=torch_device,
+                                       **options)
+            for key in ("self_ensemble", "n_draws"):
+                if kwargs.pop(key, None):
+                    raise ValueError(f"{key} does not apply to the diffusion model {name!r}")
+            return cls(predictor, name=name, device=torch_device, **kwargs)
         if n_samples is not None:
             raise ValueError(f"{name!r} is a deterministic network and draws no samples; "
                              "n_samples applies to the diffusion models")
-        if card.get("task") != "sr":
-            raise ValueError(f"{name!r} is a {card.get('task')!r} model, not an enhancer")
-        torch_device = _resolve_device(device)
+        if task not in ("sr", "denoise"):
+            raise ValueError(f"{name!r} is a {task!r} model, not an enhancer")
         module = load_pretrained(name, device=torch_device)
         sha = card.get("sha256") or file_sha256(weights_path(name))
         predictor = NetworkPredictor(module, scale=card["scale"], name=name,
@@ -316,7 +332,9 @@ class Enhancer:
         if ccd.mask is not None:
             bad |= np.asarray(ccd.mask, dtype=bool)
         uncertainty = None
-        if ccd.uncertainty is not None:
+        if isinstance(ccd.uncertainty, StdDevUncertainty):
+            uncertainty = ccd.uncertainty.array  # represent_as would hide a negative sigma
+        elif ccd.uncertainty is not None:
             uncertainty = ccd.uncertainty.represent_as(StdDevUncertainty).array
         for start in range(0, shape[0], _ROWS):
             rows = slice(start, start + _ROWS)
@@ -362,13 +380,35 @@ class Enhancer:
             image[rows] = z
         _fill_bad(image, bad)
         sigma = None
+        estimate = None
         if uncertainty is not None:
             sigma = np.empty(shape, np.float32)
             for start in range(0, shape[0], _ROWS):
                 rows = slice(start, start + _ROWS)
                 sigma[rows] = np.where(bad[rows], 0.0,
                                        np.asarray(uncertainty[rows], np.float64) / norm.scale)
-        return _Prepared(ccd, name, image, sigma, bad, norm, n_outliers)
+            if getattr(self.predictor, "needs_sigma", False) and not (sigma > 0).any():
+                raise ValueError(f"{name}: the uncertainty is zero at every good pixel; give "
+                                 "the image's real noise, or none to have it estimated")
+        elif getattr(self.predictor, "needs_sigma", False):
+            from .posterior import estimate_sigma
+
+            # One sky noise for every pixel, from the normalised image's good pixels.
+            value = estimate_sigma(image[::step, ::step], mask=bad[::step, ::step])
+            if not value > 0:
+                raise ValueError(f"{name}: cannot estimate the noise (the sky is constant); "
+                                 "give the image an uncertainty")
+            sigma = np.full(shape, value, np.float32)
+            estimate = value * norm.scale
+        warning = None
+        check = getattr(self.predictor, "snr_warning", None)
+        if sigma is not None and check is not None:
+            warning = check(sigma[::step, ::step], ~bad[::step, ::step])
+            if warning:
+                warnings.warn(f"{name}: {warning} (1 / median sigma, normalised); the "
+                              "output and its uncertainty may not be calibrated",
+                              AstropyUserWarning, stacklevel=4)
+        return _Prepared(ccd, name, image, sigma, bad, norm, n_outliers, estimate, warning)
 
     # -- finish -----------------------------------------------------------------------------
 
@@ -397,6 +437,10 @@ class Enhancer:
         }
         if has_std:
             cards["UNCTYPE"] = (self.predictor.uncertainty_type, "what UNCERT holds")
+        if prep.sigma_estimate is not None:
+            cards["LESIGEST"] = (prep.sigma_estimate, "input sigma estimated (sky, data unit)")
+        if prep.warning:
+            cards["LEWARN"] = (prep.warning[:68], "")
         for key, (value, comment) in cards.items():
             meta[key] = (value, comment) if isinstance(meta, fits.Header) else value
         prep.norm.to_meta(meta)
@@ -451,7 +495,10 @@ class Enhancer:
         gives = getattr(self.predictor, "gives_std", None)
         if gives is not None:
             return gives(prep.sigma is not None)
-        return prep.sigma is not None and getattr(self.predictor, "n_draws", 0) > 0
+        # An estimated sigma is for the network's input only: an uncertainty propagated
+        # from it would claim more than is known.
+        return (prep.sigma is not None and prep.sigma_estimate is None
+                and getattr(self.predictor, "n_draws", 0) > 0)
 
     def _predict(self, preps, outputs, options):
         from .tiling import predict_images

@@ -82,6 +82,9 @@ class Predictor:
     name: str = "predictor"
     uncertainty_type: str = ""
     n_samples: int = 0
+    #: True for predictors that need the input's sigma (the Enhancer estimates a
+    #: constant one, `lensenhance.posterior.estimate_sigma`, for an image without one).
+    needs_sigma: bool = False
 
     def predict(self, x, *, sigma=None, seed=0, origins=None):  # pragma: no cover
         raise NotImplementedError
@@ -216,8 +219,10 @@ def count_receptive_field(module, *, probe=24):
         parameter = next(module.parameters(), None)
         device = parameter.device if parameter is not None else torch.device("cpu")
         dtype = parameter.dtype if parameter is not None else torch.float32
+        zeros = torch.zeros(1, 1, probe, probe, device=device, dtype=dtype)
         with torch.inference_mode():
-            module(torch.zeros(1, 1, probe, probe, device=device, dtype=dtype))
+            # A denoiser taking sigma (the RAUNet) gets a second image.
+            module(zeros, zeros) if getattr(module, "takes_sigma", False) else module(zeros)
     finally:
         for handle in handles:
             handle.remove()
@@ -286,6 +291,10 @@ class NetworkPredictor(Predictor):
         self.name = name or type(module).__name__
         self.self_ensemble = bool(self_ensemble)
         self.n_draws = int(n_draws)
+        if exact_tiling is None:
+            # A network may declare itself (a U-Net's down-sampling ties its output to
+            # the parity of the tile's position); otherwise global operations decide.
+            exact_tiling = getattr(module, "exact_tiling", None)
         self.exact_tiling = (not has_global_operations(module)) if exact_tiling is None \
             else bool(exact_tiling)
         self.halo = count_receptive_field(module) if halo is None else int(halo)
@@ -294,6 +303,8 @@ class NetworkPredictor(Predictor):
         self._weights_sha256 = weights_sha256
         self.uncertainty_type = (f"MC propagation of input noise ({self.n_draws} draws)"
                                  if self.n_draws else "")
+        # A denoiser that takes the per-pixel sigma beside the image (the RAUNet).
+        self.needs_sigma = bool(getattr(module, "takes_sigma", False))
 
     @property
     def device(self):
@@ -309,7 +320,15 @@ class NetworkPredictor(Predictor):
             self._weights_sha256 = _state_hash(self.module)
         return self._weights_sha256
 
-    def _forward(self, x):
+    def _forward(self, x, sigma=None):
+        if self.needs_sigma:
+            if self.self_ensemble:
+                from .nn import d4_inverse, d4_transform
+
+                out = [d4_inverse(self.module(d4_transform(x, k, f), d4_transform(sigma, k, f)),
+                                  k, f) for k in range(4) for f in (False, True)]
+                return torch.stack(out).mean(dim=0)
+            return self.module(x, sigma)
         if self.self_ensemble:
             from .nn import d4_self_ensemble
 
@@ -317,8 +336,11 @@ class NetworkPredictor(Predictor):
         return self.module(x)
 
     def predict(self, x, *, sigma=None, seed=0, origins=None):
+        if self.needs_sigma and sigma is None:
+            raise ValueError(f"{self.name} needs the input's sigma (the Enhancer estimates "
+                             "one for an image without an uncertainty)")
         with torch.inference_mode():
-            mean = self._forward(x).float()
+            mean = self._forward(x, sigma).float()
             if sigma is None or self.n_draws == 0:
                 return Prediction(mean)
             _, _, ny, nx = x.shape
@@ -327,7 +349,7 @@ class NetworkPredictor(Predictor):
             noise = torch.from_numpy(noise).to(x.device)[:, :, None]
             square = torch.zeros_like(mean)
             for draw in noise:
-                square += (self._forward(x + sigma * draw).float() - mean) ** 2
+                square += (self._forward(x + sigma * draw, sigma).float() - mean) ** 2
             return Prediction(mean, std=torch.sqrt(square / self.n_draws))
 
     def __repr__(self):

@@ -53,7 +53,7 @@ def _randn(shape, generators, device, dtype) -> torch.Tensor:
 def sample(denoiser, shape, *, schedule: NoiseSchedule, seed: int, indices=None,
            sampler: str = "ddim", steps: int = 50, eta: float = 0.0, class_labels=None,
            null_label: int | None = None, guidance: float | None = None, cond=None,
-           device="cpu", dtype=torch.float32, callback=None) -> torch.Tensor:
+           device="cpu", dtype=torch.float32, callback=None, noise=None) -> torch.Tensor:
     """Draw images from the reverse process.
 
     Parameters
@@ -84,6 +84,10 @@ def sample(denoiser, shape, *, schedule: NoiseSchedule, seed: int, indices=None,
         Conditioning image(s) passed through to the denoiser.
     callback : callable, optional
         ``callback(i, t, x_t, x0_estimate)`` after every step (e.g. to draw the process).
+    noise : torch.Tensor, optional
+        The starting noise, ``shape``, instead of the per-image streams (noise keyed to
+        pixel positions, so that tiles of one image agree). The deterministic samplers
+        ('ddim' with ``eta=0``, 'dpm') then draw nothing else.
 
     Returns
     -------
@@ -103,7 +107,11 @@ def sample(denoiser, shape, *, schedule: NoiseSchedule, seed: int, indices=None,
     generators = image_generators(seed, indices)
     scheduler = make_scheduler(schedule, sampler)
     scheduler.set_timesteps(int(steps), device=device)
-    x = _randn(shape, generators, device, dtype) * scheduler.init_noise_sigma
+    if noise is None:
+        noise = _randn(shape, generators, device, dtype)
+    elif tuple(noise.shape) != tuple(shape):
+        raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {tuple(shape)}")
+    x = noise.to(device=device, dtype=dtype) * scheduler.init_noise_sigma
     use_guidance = guidance is not None and class_labels is not None
     if use_guidance and null_label is None:
         raise ValueError("guidance needs the network's null_label")

@@ -235,7 +235,10 @@ def _uncertainty_from_hdu(hdu, name):
             f"{name}: unknown uncertainty type {_UNCERTAINTY_KEY}={kind!r} in HDU "
             f"{hdu.name!r}; expected one of {sorted(kinds)}"
         )
-    return kinds[kind](_hdu_data(hdu, name)).represent_as(StdDevUncertainty).array
+    uncertainty = kinds[kind](_hdu_data(hdu, name))
+    if isinstance(uncertainty, StdDevUncertainty):
+        return uncertainty.array  # a negative sigma stays visible (and is masked)
+    return uncertainty.represent_as(StdDevUncertainty).array
 
 
 def _from_hdu(hdu, *, unit, name, mask=None, uncertainty=None, fobj=None, dtype=np.float32,
@@ -283,7 +286,9 @@ def _from_nddata(nd, *, unit, name, dtype=np.float32):
     uncertainty = None
     if nd.uncertainty is not None:
         try:
-            std = nd.uncertainty.represent_as(StdDevUncertainty)
+            # represent_as goes through the variance and would hide a negative sigma.
+            std = nd.uncertainty if isinstance(nd.uncertainty, StdDevUncertainty) else \
+                nd.uncertainty.represent_as(StdDevUncertainty)
         except (TypeError, ValueError, AttributeError) as exc:
             raise ValueError(
                 f"{name}: cannot express its {type(nd.uncertainty).__name__} as a standard "

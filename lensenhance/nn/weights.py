@@ -67,12 +67,13 @@ WEIGHTS_FORMAT_VERSION = 2
 LEGACY_WEIGHTS_FORMAT = "lensenhance-sr-weights"
 
 #: Tasks a weights file (and a model card) can declare.
-TASKS = ("sr", "denoise", "generate", "classify", "features")
+TASKS = ("sr", "denoise", "generate", "classify", "features", "posterior")
 
 #: Metadata keys whose values are JSON documents, decoded by `read_weights_metadata`.
 JSON_METADATA_KEYS = ("config", "schedule", "scaling", "normalization", "train_args", "val",
                       "metrics", "classes", "n_classes", "pixel_scale", "image_size",
-                      "targets", "target_stats")
+                      "targets", "target_stats", "snr_range", "exposure_log10", "calibration",
+                      "sigma_floor", "scale")
 
 #: Keys `export_weights` fills in itself; callers may not pass them in ``metadata``.
 RESERVED_METADATA_KEYS = ("format", "format_version", "config", "n_parameters")
@@ -103,7 +104,7 @@ def default_normalization(task: str, metadata: dict | None = None) -> dict | Non
         scaling = json.loads(scaling)
     if isinstance(scaling, dict):
         return dict(scaling)
-    if task in ("sr", "denoise", "features"):
+    if task in ("sr", "denoise", "features", "posterior"):
         return dict(_PER_IMAGE)
     return None
 

@@ -1,0 +1,299 @@
+"""Posterior sampling: a deterministic mean plus residual diffusion, as a predictor.
+
+A conditional diffusion model of `lensenhance` (``diffusion-sr-x2``, ``diffusion-denoise``)
+is two networks (the design of NVIDIA's CorrDiff): a deterministic model gives the mean
+(a residual SR network, or the `~lensenhance.nn.raunet.RAUNet` denoiser, which takes the
+per-pixel sigma), and a conditional UNet draws the residual ``truth - mean`` in units of
+the input's sigma, given ``[up(x), up(sigma), mean]`` (`residual_condition`). Many draws
+give the posterior mean, its per-pixel standard deviation and quantiles.
+
+The standard deviation is recalibrated once, on held-out images: ``calibration`` holds a
+factor on the spread of the samples about their mean, fitted so that the central 68 %
+intervals cover 68 % of the truth where there is light (`lensenhance.uncertainty`), and
+stored with the weights.
+
+`PosteriorPredictor` plugs this into the `~lensenhance.Enhancer`; it needs a sigma, and the
+Enhancer estimates a constant one (`estimate_sigma`) for an image without an uncertainty.
+Every random number comes from `~lensenhance.predictors.position_noise`, keyed to the
+output pixel, so the same seed gives the same samples whatever the tiling or batching.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .predictors import Prediction, Predictor, count_receptive_field, position_noise
+
+__all__ = ["PosteriorPredictor", "estimate_sigma", "residual_condition", "SIGMA_FLOOR",
+           "load_posterior"]
+
+#: Smallest sigma (normalised units) by which a residual is scaled.
+SIGMA_FLOOR = 1e-3
+
+# Margin (input pixels) a tile needs around the pixels it is used for: the UNet sees far,
+# but the residual it draws depends on a neighbourhood much smaller than its field.
+_POSTERIOR_HALO = 24
+
+
+def estimate_sigma(image, mask=None) -> float:
+    """The sky noise of an image: the sigma-clipped MAD standard deviation of its pixels.
+
+    What the Enhancer gives every pixel when an image comes without an uncertainty
+    (it misses the source's own Poisson noise, which the models learn to add).
+
+    Parameters
+    ----------
+    image : array-like
+    mask : array-like of bool, optional
+        True for pixels to ignore (non-finite ones are ignored anyway).
+
+    Returns
+    -------
+    float
+    """
+    from astropy.stats import sigma_clipped_stats
+
+    data = np.asarray(image, dtype=np.float64)
+    good = np.isfinite(data)
+    if mask is not None:
+        good &= ~np.asarray(mask, bool)
+    if not good.any():
+        raise ValueError("estimate_sigma: no finite, unmasked pixel")
+    _, _, std = sigma_clipped_stats(data[good], sigma=3.0, maxiters=10, stdfunc="mad_std")
+    return float(std)
+
+
+def residual_condition(x, sigma, mean, scale):
+    """The conditioning stack ``[up(x), up(sigma), mean]`` and the residual unit.
+
+    Parameters
+    ----------
+    x, sigma : torch.Tensor
+        ``(B, 1, y, x)`` normalised input and its standard deviation.
+    mean : torch.Tensor
+        ``(B, 1, s*y, s*x)`` the deterministic model's output.
+    scale : int
+
+    Returns
+    -------
+    cond : torch.Tensor
+        ``(B, 3, s*y, s*x)``; nearest upsampling, so that each output pixel sees its own
+        input pixel's value and noise.
+    unit : torch.Tensor
+        ``(B, 1, s*y, s*x)``: ``up(sigma)`` floored at `SIGMA_FLOOR`; residuals are
+        diffused in this unit.
+    """
+    if scale > 1:
+        x = F.interpolate(x, scale_factor=scale, mode="nearest")
+        sigma = F.interpolate(sigma, scale_factor=scale, mode="nearest")
+    return torch.cat([x, sigma, mean], dim=1), sigma.clamp_min(SIGMA_FLOOR)
+
+
+class PosteriorPredictor(Predictor):
+    """Samples of the posterior from a deterministic mean and a residual diffusion UNet.
+
+    Parameters
+    ----------
+    base : torch.nn.Module
+        The deterministic model: ``base(x)`` or, if it has ``takes_sigma``,
+        ``base(x, sigma)``.
+    unet : lensenhance.nn.unet.DiffusionUNet
+        With ``cond_channels=3``.
+    schedule : lensenhance.diffusion.NoiseSchedule
+    scale : int
+    n_samples : int, optional
+        Draws per pixel (the std of ``n`` draws has a relative error ~ ``1/sqrt(2n)``).
+    steps : int, optional
+        Sampler steps (network evaluations) per draw.
+    sampler : {'dpm', 'ddim'}, optional
+        Deterministic samplers: only the starting noise is random.
+    std_scale : float, optional
+        Calibration factor on the spread of the draws about their mean.
+    snr_range : (float, float), optional
+        The ``1 / median(sigma)`` (normalised) range of the training images.
+    name : str, optional
+    weights_sha256 : str, optional
+    sample_batch : int, optional
+        Draws evaluated together (memory against speed).
+    """
+
+    exact_tiling = False
+    needs_sigma = True
+
+    def __init__(self, base, unet, *, schedule, scale, n_samples=16, steps=10, sampler="dpm",
+                 std_scale=1.0, snr_range=None, name="posterior", weights_sha256=None,
+                 sample_batch=16, halo=None):
+        if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 2:
+            raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
+        if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        if sampler not in ("dpm", "ddim"):
+            raise ValueError(f"sampler must be 'dpm' or 'ddim' (deterministic), got {sampler!r}")
+        if not std_scale > 0:
+            raise ValueError(f"std_scale must be > 0, got {std_scale!r}")
+        self.base = base.eval()
+        self.unet = unet.eval()
+        self.schedule = schedule
+        self.scale = int(scale)
+        self.n_samples = int(n_samples)
+        self.steps = int(steps)
+        self.sampler = sampler
+        self.std_scale = float(std_scale)
+        self.snr_range = None if snr_range is None else tuple(map(float, snr_range))
+        self.name = name
+        self.sample_batch = max(1, int(sample_batch))
+        self._weights_sha256 = weights_sha256
+        self.base_takes_sigma = bool(getattr(base, "takes_sigma", False))
+        if halo is None:
+            base_halo = 0 if self.base_takes_sigma else count_receptive_field(base)
+            halo = max(base_halo, _POSTERIOR_HALO)
+        self.halo = int(halo)
+        self.uncertainty_type = (f"posterior std of {self.n_samples} diffusion samples "
+                                 f"({sampler}, {self.steps} steps) x {self.std_scale:.3g} "
+                                 "(calibration)")
+
+    def gives_std(self, has_sigma):
+        return True
+
+    @property
+    def device(self):
+        return next(self.unet.parameters()).device
+
+    def to(self, device):
+        self.base.to(device)
+        self.unet.to(device)
+        return self
+
+    def weights_hash(self):
+        return self._weights_sha256
+
+    def deterministic_mean(self, x, sigma):
+        """The base model's output (normalised units)."""
+        with torch.inference_mode():
+            return (self.base(x, sigma) if self.base_takes_sigma else self.base(x)).float()
+
+    def predict(self, x, *, sigma=None, seed=0, origins=None):
+        from .diffusion import sample
+
+        if sigma is None:
+            raise ValueError(f"{self.name} needs the input's sigma (the Enhancer estimates "
+                             "one for an image without an uncertainty)")
+        s = self.scale
+        mean0 = self.deterministic_mean(x, sigma)
+        cond, unit = residual_condition(x, sigma.to(x.dtype), mean0, s)
+        batch, _, ny, nx = mean0.shape
+        d = self.unet.divisor
+        pad_y, pad_x = (-ny) % d, (-nx) % d
+        if pad_y or pad_x:
+            mode = "reflect" if min(ny, nx) > max(pad_y, pad_x) else "replicate"
+            cond = F.pad(cond, (0, pad_x, 0, pad_y), mode=mode)
+        py, px = ny + pad_y, nx + pad_x
+        # (n_samples, B, py, px): noise keyed to output pixels (the pad gets its own).
+        noise = np.stack([position_noise(seed, key, y0 * s, x0 * s, py, px, self.n_samples)
+                          for key, y0, x0 in origins], axis=1)
+        noise = torch.from_numpy(noise).to(x.device)[:, :, None]
+        draws = []
+        with torch.inference_mode():
+            for start in range(0, self.n_samples, max(1, self.sample_batch // batch)):
+                part = noise[start:start + max(1, self.sample_batch // batch)]
+                k = len(part)
+                residual = sample(self._denoiser, (k * batch, 1, py, px),
+                                  schedule=self.schedule, seed=seed, sampler=self.sampler,
+                                  steps=self.steps, cond=cond.repeat(k, 1, 1, 1),
+                                  device=x.device, noise=part.reshape(k * batch, 1, py, px))
+                draws.append(residual.reshape(k, batch, 1, py, px)[..., :ny, :nx])
+            residual = torch.cat(draws)
+            samples = mean0 + residual.float() * unit
+            mean = samples.mean(dim=0)
+            deviation = (samples - mean) * self.std_scale
+            std = deviation.pow(2).sum(dim=0).div(self.n_samples - 1).sqrt()
+            return Prediction(mean, std=std, samples=mean + deviation)
+
+    def _denoiser(self, x_t, t, *, class_labels=None, cond=None):
+        return self.unet(x_t, t, cond=cond)
+
+    def snr_warning(self, sigma, good):
+        """A message when an image's noise is outside the trained range, else None.
+
+        The figure is ``1 / median(sigma)`` in normalised units: the noise against the
+        99.5th percentile of the sky-subtracted image, the same for every unit.
+        """
+        if self.snr_range is None:
+            return None
+        values = np.asarray(sigma)[np.asarray(good, bool)]
+        if not values.size:
+            return None
+        snr = 1.0 / max(float(np.median(values)), 1e-12)
+        low, high = self.snr_range
+        if snr < low / 1.5 or snr > high * 1.5:
+            # Short: it goes into a header card as it is.
+            return f"SNR {snr:.3g} outside the trained range {low:.3g}-{high:.3g}"
+        return None
+
+    def __repr__(self):
+        return (f"<PosteriorPredictor {self.name!r} scale={self.scale} "
+                f"n_samples={self.n_samples} steps={self.steps} sampler={self.sampler!r} "
+                f"std_scale={self.std_scale:.3g}>")
+
+
+def load_posterior(path, *, base=None, name=None, device="cpu", **options):
+    """A `PosteriorPredictor` from a residual diffusion weights file.
+
+    Parameters
+    ----------
+    path : path-like
+        Weights of task ``"posterior"`` (their metadata name the base model, its
+        SHA-256, the schedule, the scale, the calibration and the trained SNR range).
+    base : torch.nn.Module, optional
+        The deterministic model; default: the one the metadata names (a shipped model,
+        checked against the recorded SHA-256).
+    name : str, optional
+    device : str or torch.device
+    **options
+        `PosteriorPredictor` options (``n_samples``, ``steps``, ``sampler`` ...).
+    """
+    from pathlib import Path
+
+    from .diffusion import NoiseSchedule
+    from .models import file_sha256
+    from .nn.weights import load_weights, read_weights_metadata
+
+    path = Path(path)
+    meta = read_weights_metadata(path)
+    if meta.get("task") != "posterior":
+        raise ValueError(f"{path}: a {meta.get('task')!r} model, not a posterior model")
+    if base is None:
+        base = _load_base(meta, path)
+    unet = load_weights(path, device=device)
+    calibration = meta.get("calibration") or {}
+    options.setdefault("std_scale", calibration.get("std_scale", 1.0))
+    return PosteriorPredictor(base.to(device), unet,
+                              schedule=NoiseSchedule.from_dict(meta["schedule"]),
+                              scale=int(meta.get("scale", 1)),
+                              snr_range=meta.get("snr_range"),
+                              name=name or path.name.removesuffix(".safetensors"),
+                              weights_sha256=file_sha256(path), **options)
+
+
+def _load_base(meta, path):
+    from pathlib import Path
+
+    from .models import file_sha256, list_pretrained, load_pretrained
+    from .nn.weights import load_weights
+
+    reference = str(meta.get("base_model"))
+    if reference in list_pretrained():
+        base = load_pretrained(reference)
+        return base
+    base_path = Path(reference)
+    if not base_path.is_absolute():
+        base_path = Path(path).parent / base_path
+    if not base_path.is_file():
+        raise FileNotFoundError(f"{path}: its base model {reference!r} is neither a shipped "
+                                "model nor a file")
+    if meta.get("base_sha256") and file_sha256(base_path) != meta["base_sha256"]:
+        raise ValueError(f"{path}: base model {base_path} is not the one it was trained on "
+                         "(SHA-256 differs)")
+    return load_weights(base_path)

@@ -1,0 +1,222 @@
+"""Posterior models through the Enhancer: uncertainty, samples, seeds, sigma handling."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from astropy import units as u
+from astropy.io import fits
+from astropy.nddata import CCDData, StdDevUncertainty
+from astropy.utils.exceptions import AstropyUserWarning
+
+from lensenhance import Enhancer
+from lensenhance.diffusion import NoiseSchedule
+from lensenhance.nn.raunet import RAUNet
+from lensenhance.nn.weights import export_weights, read_weights_metadata
+from lensenhance.posterior import (
+    PosteriorPredictor,
+    estimate_sigma,
+    load_posterior,
+    residual_condition,
+)
+from lensenhance.predictors import NetworkPredictor
+
+pytest.importorskip("diffusers")
+
+TINY_UNET = {"channels": [8, 16], "attention_levels": [], "norm_groups": 4,
+             "attention_head_dim": 8}
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory):
+    """A tiny RAUNet and a tiny residual UNet around it, as weights files."""
+    from lensenhance.nn.unet import DiffusionUNet
+
+    folder = tmp_path_factory.mktemp("posterior")
+    torch.manual_seed(0)
+    base = RAUNet(channels=(4, 8), blocks=1)
+    base_path = export_weights(base, folder / "base.safetensors", task="denoise",
+                               metadata={"snr_range": [5.0, 50.0]})
+    unet = DiffusionUNet(sample_size=16, cond_channels=3, **TINY_UNET)
+    schedule = NoiseSchedule(parameterization="v")
+    from lensenhance.models import file_sha256
+
+    path = export_weights(unet, folder / "post.safetensors", task="posterior", metadata={
+        "schedule": schedule.to_dict(), "scale": 1, "base_model": "base.safetensors",
+        "base_sha256": file_sha256(base_path), "snr_range": [5.0, 50.0],
+        "calibration": {"std_scale": 1.5}})
+    return base_path, path
+
+
+def _image(seed=0, size=24, sigma=0.05):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size, :size]
+    clean = np.exp(-((y - size / 2) ** 2 + (x - size / 2) ** 2) / 20.0) + 0.01
+    noisy = clean + sigma * rng.standard_normal(clean.shape)
+    return noisy.astype(np.float32), np.full(clean.shape, sigma, np.float32)
+
+
+@pytest.fixture(scope="module")
+def enhancer(tiny_files):
+    return Enhancer(load_posterior(tiny_files[1], n_samples=4, steps=2), device="cpu")
+
+
+def test_load_posterior_reads_the_metadata(tiny_files):
+    predictor = load_posterior(tiny_files[1], n_samples=3, steps=2)
+    assert predictor.std_scale == 1.5
+    assert predictor.snr_range == (5.0, 50.0)
+    assert predictor.needs_sigma and not predictor.exact_tiling
+    assert "n_samples=3" in repr(predictor)
+    assert read_weights_metadata(tiny_files[1])["task"] == "posterior"
+
+
+def test_base_model_checked_by_hash(tiny_files, tmp_path):
+    import shutil
+
+    from lensenhance.nn.unet import DiffusionUNet
+
+    shutil.copy(tiny_files[0], tmp_path / "base.safetensors")
+    RAUNet(channels=(4, 8))  # different random weights
+    export_weights(RAUNet(channels=(4, 8)), tmp_path / "base.safetensors", task="denoise",
+                   overwrite=True)
+    unet = DiffusionUNet(sample_size=16, cond_channels=3, **TINY_UNET)
+    path = export_weights(unet, tmp_path / "post.safetensors", task="posterior", metadata={
+        "schedule": NoiseSchedule().to_dict(), "scale": 1, "base_model": "base.safetensors",
+        "base_sha256": "0" * 64})
+    with pytest.raises(ValueError, match="not the one it was trained on"):
+        load_posterior(path)
+
+
+@pytest.mark.parametrize("kind", ["ccddata", "quantity", "fits"])
+def test_uncertainty_type_unit_and_shape(enhancer, kind, tmp_path):
+    noisy, sigma = _image()
+    if kind == "ccddata":
+        image = CCDData(noisy, unit="electron/s", uncertainty=StdDevUncertainty(sigma))
+    elif kind == "quantity":
+        image = CCDData(noisy * u.electron / u.s, uncertainty=StdDevUncertainty(sigma))
+    else:
+        image = tmp_path / "in.fits"
+        CCDData(noisy, unit="electron/s", uncertainty=StdDevUncertainty(sigma)).write(image)
+    out = enhancer.enhance(image) if kind != "fits" else enhancer.enhance(str(image))
+    out = out if isinstance(out, CCDData) else out
+    assert isinstance(out.uncertainty, StdDevUncertainty)
+    assert out.unit == u.electron / u.s
+    assert out.shape == noisy.shape == out.uncertainty.array.shape
+    assert np.all(out.uncertainty.array > 0)
+    assert "diffusion samples" in out.meta["UNCTYPE"]
+
+
+def test_samples_are_a_dataarray_in_the_unit_and_seeded(enhancer):
+    noisy, sigma = _image()
+    ccd = CCDData(noisy, unit="electron/s", uncertainty=StdDevUncertainty(sigma))
+    out, samples = enhancer.enhance(ccd, return_samples=True, seed=3)
+    assert isinstance(samples, xr.DataArray)
+    assert samples.dims == ("sample", "y", "x") and samples.shape == (4, *noisy.shape)
+    assert u.Unit(samples.attrs["unit"]) == u.electron / u.s
+    # The mean and std are those of the samples.
+    np.testing.assert_allclose(samples.mean("sample"), out.data, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(samples.std("sample", ddof=1), out.uncertainty.array,
+                               rtol=1e-3, atol=1e-7)
+    again, samples_again = enhancer.enhance(ccd, return_samples=True, seed=3)
+    np.testing.assert_array_equal(samples, samples_again)
+    _, other = enhancer.enhance(ccd, return_samples=True, seed=4)
+    assert not np.allclose(samples, other)
+
+
+def test_sigma_estimated_and_recorded_when_absent(enhancer):
+    noisy, sigma = _image(sigma=0.05)
+    out = enhancer.enhance(CCDData(noisy, unit="electron/s"))
+    assert out.meta["LESIGEST"] == pytest.approx(0.05, rel=0.3)
+    assert isinstance(out.uncertainty, StdDevUncertainty)
+
+
+def test_estimate_sigma_of_pure_noise():
+    rng = np.random.default_rng(1)
+    image = 3.0 + 0.2 * rng.standard_normal((200, 200))
+    image[90:110, 90:110] += 50  # a source does not inflate it
+    assert estimate_sigma(image) == pytest.approx(0.2, rel=0.05)
+
+
+def test_sigma_of_wrong_shape_is_refused(enhancer, tmp_path):
+    noisy, sigma = _image()
+    path = tmp_path / "bad.fits"
+    fits.HDUList([fits.PrimaryHDU(noisy, header=fits.Header({"BUNIT": "electron/s"})),
+                  fits.ImageHDU(sigma[:10], name="UNCERT")]).writeto(path)
+    with pytest.raises(ValueError, match="bad.fits"):
+        enhancer.enhance(str(path))
+
+
+def test_all_zero_sigma_is_refused(enhancer):
+    noisy, _ = _image()
+    ccd = CCDData(noisy, unit="electron/s", uncertainty=StdDevUncertainty(np.zeros_like(noisy)))
+    with pytest.raises(ValueError, match="zero at every good pixel"):
+        enhancer.enhance(ccd)
+
+
+def test_negative_sigma_pixels_are_masked(enhancer):
+    noisy, sigma = _image()
+    sigma[3, 4] = -1.0
+    out = enhancer.enhance(CCDData(noisy, unit="electron/s",
+                                   uncertainty=StdDevUncertainty(sigma)))
+    assert out.mask[3, 4] and np.isnan(out.data[3, 4])
+    assert out.mask.sum() == 1
+
+
+def test_outside_the_trained_snr_range_warns_and_says_so(enhancer):
+    noisy, sigma = _image(sigma=0.05)
+    ccd = CCDData(noisy, unit="electron/s", uncertainty=StdDevUncertainty(sigma * 1e3))
+    with pytest.warns(AstropyUserWarning, match="outside the trained range"):
+        out = enhancer.enhance(ccd)
+    assert "outside the trained" in out.meta["LEWARN"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AstropyUserWarning)
+        enhancer.enhance(CCDData(noisy, unit="electron/s", uncertainty=StdDevUncertainty(sigma)))
+
+
+def test_samples_do_not_depend_on_batching(tiny_files):
+    base = load_posterior(tiny_files[1], n_samples=4, steps=2, sample_batch=16)
+    one = load_posterior(tiny_files[1], n_samples=4, steps=2, sample_batch=1)
+    x = torch.randn(2, 1, 16, 16)
+    sigma = torch.full_like(x, 0.1)
+    a = base(x, sigma=sigma, seed=5)
+    b = one(x, sigma=sigma, seed=5)
+    torch.testing.assert_close(a.samples, b.samples, rtol=1e-4, atol=1e-5)
+    # Each image's samples are its own: the second alone gives the same.
+    c = base(x[1:], sigma=sigma[1:], seed=5, origins=[(1, 0, 0)])
+    torch.testing.assert_close(a.samples[:, 1:], c.samples, rtol=1e-4, atol=1e-5)
+
+
+def test_residual_condition_upsamples_by_nearest():
+    x = torch.arange(4.0).reshape(1, 1, 2, 2)
+    sigma = torch.zeros_like(x)
+    cond, unit = residual_condition(x, sigma, torch.zeros(1, 1, 4, 4), 2)
+    assert cond.shape == (1, 3, 4, 4)
+    assert cond[0, 0, 1, 1] == x[0, 0, 0, 0] and cond[0, 0, 3, 3] == x[0, 0, 1, 1]
+    assert float(unit.min()) > 0  # floored
+
+
+def test_posterior_predictor_bad_options(tiny_files):
+    base = RAUNet(channels=(4, 8))
+    from lensenhance.nn.unet import DiffusionUNet
+
+    unet = DiffusionUNet(sample_size=16, cond_channels=3, **TINY_UNET)
+    for bad, match in [({"n_samples": 1}, "n_samples"), ({"steps": 0}, "steps"),
+                       ({"sampler": "ddpm"}, "deterministic"), ({"std_scale": 0}, "std_scale")]:
+        with pytest.raises(ValueError, match=match):
+            PosteriorPredictor(base, unet, schedule=NoiseSchedule(), scale=1, **bad)
+
+
+def test_denoiser_takes_sigma_through_the_enhancer(tiny_files):
+    enhancer = Enhancer(str(tiny_files[0]), scale=1, device="cpu")
+    assert isinstance(enhancer.predictor, NetworkPredictor)
+    assert enhancer.predictor.needs_sigma and not enhancer.predictor.exact_tiling
+    noisy, sigma = _image()
+    out = enhancer.enhance(CCDData(noisy, unit="electron/s",
+                                   uncertainty=StdDevUncertainty(sigma)))
+    assert out.uncertainty is not None and out.shape == noisy.shape
+    # Without an uncertainty the sigma is estimated for the network, and no
+    # uncertainty is claimed for the output.
+    out = enhancer.enhance(CCDData(noisy, unit="electron/s"))
+    assert out.uncertainty is None and "LESIGEST" in out.meta
