@@ -357,6 +357,52 @@ def benchmark_generate_command(ctx, n_images, n_ddpm, model, classifier, sampler
     click.echo(format_generate_table(result))
 
 
+@click.command("denoise")
+@click.option("-n", "n_images", type=click.IntRange(2), default=100, show_default=True,
+              help="Held-out images (at most this many HSC 'val' pairs with --real).")
+@click.option("--model", "models", multiple=True,
+              help="A shipped model or weights file (repeat; default: the shipped "
+                   "denoisers for the set).")
+@click.option("--real", "real_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="HSC Wide -> Deep pairs folder: score on its 'val' split.")
+@click.option("--n-samples", type=click.IntRange(2), default=16, show_default=True,
+              help="Posterior samples per image of the diffusion models.")
+@click.option("--steps", type=click.IntRange(1), default=None,
+              help="Sampler steps of the diffusion models (default: the model's).")
+@click.option("--n-tune", type=click.IntRange(2), default=24, show_default=True,
+              help="Images on which the classical denoisers' strengths are tuned.")
+@click.option("--plot", "plot_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="Write PNG panels (input, mean, std, truth, residual, z).")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
+@click.pass_context
+def benchmark_denoise_command(ctx, n_images, models, real_dir, n_samples, steps, n_tune,
+                              plot_dir, workers, json_path, overwrite):
+    """Denoising: posterior mean PSNR/SSIM, calibration and fine-scale power of every denoiser."""
+    from .benchmark import write_json
+    from .benchmark.denoise import benchmark_denoise, format_denoise_table
+    from .models import list_pretrained
+
+    if json_path is not None and json_path.exists() and not overwrite:
+        _fail(f"{json_path} exists (use --overwrite)")
+    if not models:
+        wanted = (("diffusion-denoise-hsc", "raunet-denoise-hsc", "diffusion-denoise")
+                  if real_dir else ("diffusion-denoise", "raunet-denoise"))
+        models = [name for name in wanted if name in list_pretrained()]
+    try:
+        result = benchmark_denoise(n=n_images, models=models, n_samples=n_samples,
+                                   steps=steps, n_tune=n_tune, real=real_dir,
+                                   plot_dir=plot_dir, workers=workers,
+                                   progress=ctx.obj["progress"])
+    except (OSError, ValueError) as error:
+        _fail(str(error))
+    result["command"] = _command_line(ctx)
+    click.echo(format_denoise_table(result))
+    if json_path is not None:
+        write_json(result, json_path)
+
+
 @click.command("evaluate")
 @click.option("--pred", type=click.Path(path_type=Path, exists=True), required=True,
               help="Folder of predicted FITS images.")
@@ -732,7 +778,8 @@ def _register_commands():
     for command in (info_command, demo_command, simulate_command, enhance_command,
                     generate_command, models_command, evaluate_command):
         cli.add_command(command)
-    for command in (benchmark_speed_command, benchmark_sr_command, benchmark_generate_command):
+    for command in (benchmark_speed_command, benchmark_sr_command, benchmark_generate_command,
+                    benchmark_denoise_command):
         benchmark_group.add_command(command)
     cli.add_command(benchmark_group)
     for command in (train_sr_command, train_features_command, train_classifier_command,

@@ -127,6 +127,16 @@ def _load_weights_file(path):
     return module, config.get("scale", getattr(module, "scale", None)), file_sha256(path)
 
 
+def _is_posterior_file(path):
+    """True for a weights file of a residual diffusion (posterior) model."""
+    from .nn.weights import read_weights_metadata
+
+    try:
+        return read_weights_metadata(path).get("task") == "posterior"
+    except (OSError, ValueError, KeyError):
+        return False  # _load_weights_file reports what is wrong with it
+
+
 @dataclass
 class _Prepared:
     """One image, ready for the predictor."""
@@ -203,6 +213,10 @@ class Enhancer:
         from .tiling import DEFAULT_TILE_SIZE, _parallel_setup, check_tiling
 
         self.device = _resolve_device(device)
+        if isinstance(model, (str, os.PathLike)) and _is_posterior_file(model):
+            from .posterior import load_posterior
+
+            model = load_posterior(model, device=self.device, name=name)
         if isinstance(model, Predictor):
             if scale is not None and scale != model.scale:
                 raise ValueError(f"scale={scale} differs from the predictor's {model.scale}")

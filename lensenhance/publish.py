@@ -22,7 +22,7 @@ from .models import TASKS, WEIGHTS_DIR, file_sha256, validate_card
 from .nn.weights import load_weights, migrate_weights, read_weights_metadata
 
 __all__ = ["publish_sr_weights", "publish_feature_network", "publish_weights",
-           "publish_classifier", "publish_generator"]
+           "publish_classifier", "publish_generator", "publish_denoiser", "publish_posterior"]
 
 MACHINE = "2 CPU cores (no GPU)"
 LICENSE = "BSD-3-Clause"
@@ -310,6 +310,106 @@ def publish_generator(run_dir, name, *, benchmark_json=None, overwrite=False):
         "classifier": result.get("classifier"),
     }
     return _write_card(name, card)
+
+
+def _benchmark_metrics(benchmark_json, card, row_names):
+    """The card's figures from a ``benchmark denoise --json`` (or ``sr``) file."""
+    result = json.loads(Path(benchmark_json).read_text())
+    rows = result["rows"]
+    row = next((rows[key] for key in row_names if key in rows), None)
+    if row is None:
+        raise ValueError(f"{benchmark_json} has no row for {card['name']} (rows: "
+                         f"{', '.join(rows)})")
+    others = {key: {"psnr": r["figures"]["psnr"], "ssim": r["figures"]["ssim"]}
+              for key, r in rows.items() if key not in row_names}
+    return {"n": result["n"], "command": result.get("command"), "set": result.get("set"),
+            **row["figures"], "seconds_per_image": row["seconds_per_image"],
+            "n_samples": row.get("n_samples"), "steps": row.get("steps"),
+            "compared": others}
+
+
+DENOISE_DEGRADATION = {
+    "model_ii": ("simulated Model II (Euclid VIS-like) shallow observations, exposure "
+                 "10^U(1.5, 3.5) s per exposure x 4, Poisson + sky + read noise; truth: the "
+                 "noise-free PSF-convolved sky; half the images with their exact sigma map, "
+                 "half with the constant sky noise estimated from the image"),
+    "hsc_wide_dud": ("real HSC-SSP Wide cutouts (input, sigma estimated from the image) "
+                     "against the same galaxies at Deep/UltraDeep depth (a noisy truth); "
+                     "train split of ../shared/data/hsc_wide_dud"),
+}
+
+
+def publish_denoiser(run_dir, name, *, benchmark_json=None, overwrite=False):
+    """Copy a ``lensenhance train denoiser`` run into the package with its card.
+
+    Without ``benchmark_json`` the card has the training run's validation figure only
+    and is not validated; ``lensenhance benchmark denoise --json`` fills in the rest.
+    """
+    target, history, metadata = _install(run_dir, name, overwrite=True if benchmark_json
+                                         else overwrite)
+    preset = metadata.get("data_preset", "model_ii")
+    card = _card(name, target, history, metadata, task="denoise", scale=1,
+                 degradation=DENOISE_DEGRADATION.get(preset, f"{preset} pairs"),
+                 snr_range=_json_value(metadata.get("snr_range")),
+                 val=_json_value(metadata.get("val")))
+    if benchmark_json is None:
+        return _write_card(name, card, validate=False)
+    card["metrics"] = _benchmark_metrics(benchmark_json, card, [name, str(target)])
+    return _write_card(name, card)
+
+
+def publish_posterior(run_dir, name, *, base, calibration=None, benchmark_json=None,
+                      overwrite=False):
+    """Copy a ``lensenhance train posterior`` run into the package with its card.
+
+    Parameters
+    ----------
+    run_dir : path-like
+    name : str
+        Registry name, e.g. ``"diffusion-denoise"``.
+    base : str
+        The shipped name of the deterministic model it was trained around; its
+        weights must be the very file the run used (SHA-256 checked).
+    calibration : dict, optional
+        `lensenhance.benchmark.denoise.fit_calibration`'s result, stored in the
+        weights metadata (``std_scale``) and the card. Without it the standard deviation
+        is the raw spread of the samples (``std_scale`` 1).
+    benchmark_json : path-like, optional
+        The figures (``lensenhance benchmark denoise --json`` or ``sr``).
+    """
+    from .models import model_card
+    from .nn.weights import update_weights_metadata
+
+    base_card = model_card(base)
+    staged, target, history, metadata = _stage(run_dir, name, overwrite=True if
+                                               (benchmark_json or calibration) else overwrite)
+    try:
+        if metadata.get("task") != "posterior":
+            raise ValueError(f"{run_dir}: not a posterior model ({metadata.get('task')!r})")
+        if metadata.get("base_sha256") != base_card["sha256"]:
+            raise ValueError(f"{run_dir} was trained around other weights than {base!r}")
+        update_weights_metadata(staged, {
+            "base_model": base,
+            "calibration": calibration or {"std_scale": 1.0, "note": "not calibrated"}})
+        metadata = read_weights_metadata(staged)
+        preset = metadata.get("data_preset", "model_ii")
+        scale = int(_json_value(metadata.get("scale", 1)))
+        degradation = (DENOISE_DEGRADATION.get(preset, f"{preset} pairs") if scale == 1
+                       else DEGRADATION.get(preset, f"{preset} x{scale} pairs"))
+        card = _card(name, staged, history, metadata, task="posterior", scale=scale,
+                     degradation=degradation, base_model=base,
+                     schedule=_json_value(metadata["schedule"]),
+                     calibration=_json_value(metadata["calibration"]),
+                     snr_range=_json_value(metadata.get("snr_range")),
+                     val=_json_value(metadata.get("val")))
+        if benchmark_json is not None:
+            card["metrics"] = _benchmark_metrics(benchmark_json, card, [name, str(target)])
+            validate_card(card)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    staged.replace(target)
+    return _write_card(name, card, validate=benchmark_json is not None)
 
 
 if __name__ == "__main__":  # pragma: no cover - maintainer tool

@@ -34,3 +34,31 @@ def tiny_classifier(tmp_path_factory):
     train_classifier(out, n=9, n_val=3, epochs=1, width=4, images=(images, labels),
                      progress=False)
     return out / "weights.safetensors"
+
+
+@pytest.fixture(scope="session")
+def tiny_posterior(tmp_path_factory):
+    """A tiny RAUNet denoiser and a tiny residual diffusion UNet around it, as files.
+
+    Untrained: for the plumbing (types, units, seeds, files), not for figures.
+    """
+    pytest.importorskip("diffusers")
+    import torch
+
+    from lensenhance.diffusion import NoiseSchedule
+    from lensenhance.models import file_sha256
+    from lensenhance.nn.raunet import RAUNet
+    from lensenhance.nn.unet import DiffusionUNet
+    from lensenhance.nn.weights import export_weights
+
+    folder = tmp_path_factory.mktemp("posterior")
+    torch.manual_seed(0)
+    base_path = export_weights(RAUNet(channels=(4, 8), blocks=1), folder / "base.safetensors",
+                               task="denoise", metadata={"snr_range": [5.0, 50.0]})
+    unet = DiffusionUNet(sample_size=16, cond_channels=3,
+                         **{**TINY_UNET, "attention_levels": []})
+    path = export_weights(unet, folder / "post.safetensors", task="posterior", metadata={
+        "schedule": NoiseSchedule(parameterization="v").to_dict(), "scale": 1,
+        "base_model": "base.safetensors", "base_sha256": file_sha256(base_path),
+        "snr_range": [5.0, 50.0], "calibration": {"std_scale": 1.5}})
+    return base_path, path

@@ -30,24 +30,8 @@ TINY_UNET = {"channels": [8, 16], "attention_levels": [], "norm_groups": 4,
 
 
 @pytest.fixture(scope="module")
-def tiny_files(tmp_path_factory):
-    """A tiny RAUNet and a tiny residual UNet around it, as weights files."""
-    from lensenhance.nn.unet import DiffusionUNet
-
-    folder = tmp_path_factory.mktemp("posterior")
-    torch.manual_seed(0)
-    base = RAUNet(channels=(4, 8), blocks=1)
-    base_path = export_weights(base, folder / "base.safetensors", task="denoise",
-                               metadata={"snr_range": [5.0, 50.0]})
-    unet = DiffusionUNet(sample_size=16, cond_channels=3, **TINY_UNET)
-    schedule = NoiseSchedule(parameterization="v")
-    from lensenhance.models import file_sha256
-
-    path = export_weights(unet, folder / "post.safetensors", task="posterior", metadata={
-        "schedule": schedule.to_dict(), "scale": 1, "base_model": "base.safetensors",
-        "base_sha256": file_sha256(base_path), "snr_range": [5.0, 50.0],
-        "calibration": {"std_scale": 1.5}})
-    return base_path, path
+def tiny_files(tiny_posterior):
+    return tiny_posterior
 
 
 def _image(seed=0, size=24, sigma=0.05):

@@ -34,7 +34,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 #: Tasks of the shipped models (the same as `lensenhance.nn.weights.TASKS`; repeated here
 #: so that reading cards never imports torch).
-TASKS = ("sr", "denoise", "generate", "classify", "features")
+TASKS = ("sr", "denoise", "generate", "classify", "features", "posterior")
 
 #: Keys every model card has.
 COMMON_CARD_KEYS = ("name", "task", "architecture", "parameters", "preset", "command",
@@ -47,6 +47,7 @@ TASK_CARD_KEYS = {
     "generate": ("image_size", "pixel_scale", "unit", "classes", "schedule"),
     "classify": ("classes",),
     "features": (),
+    "posterior": ("scale", "degradation", "base_model", "schedule", "calibration"),
 }
 
 #: Every key a card of each task must have.
@@ -66,6 +67,7 @@ _TYPES = {
     "degradation": (_STR, "a string"), "image_size": (_INT, "an integer"),
     "pixel_scale": (_NUMBER, "a number"), "unit": (_STR, "a string"),
     "classes": ((list,), "a list"), "schedule": ((dict,), "a dict"),
+    "base_model": (_STR, "a string"), "calibration": ((dict,), "a dict"),
 }
 
 

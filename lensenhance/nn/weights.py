@@ -42,6 +42,7 @@ from .._atomic import atomic_write_bytes
 from .registry import model_from_config
 
 __all__ = [
+    "update_weights_metadata",
     "WEIGHTS_FORMAT",
     "WEIGHTS_FORMAT_VERSION",
     "LEGACY_WEIGHTS_FORMAT",
@@ -417,3 +418,32 @@ def migrate_weights(path, *, task: str | None = None, normalization: dict | None
         return path
     atomic_write_bytes(out, _join_safetensors(header, body))
     return out
+
+
+def update_weights_metadata(path, entries: dict) -> Path:
+    """Set metadata entries of a weights file in place, leaving every tensor byte as it is.
+
+    For figures fitted after training (the calibration of a posterior model's standard
+    deviation). Values that are not strings are stored as JSON.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A format v2 weights file.
+    entries : dict
+        Keys to set; `RESERVED_METADATA_KEYS` are refused.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    path = Path(path)
+    reserved = sorted(set(entries) & set(RESERVED_METADATA_KEYS))
+    if reserved:
+        raise ValueError(f"{path}: cannot set reserved metadata keys {reserved}")
+    header, body = _split_safetensors(path)
+    metadata = header.pop("__metadata__", {})
+    metadata.update({key: _as_string(value) for key, value in entries.items()})
+    header = {"__metadata__": metadata, **header}
+    atomic_write_bytes(path, _join_safetensors(header, body))
+    return path
