@@ -33,7 +33,8 @@ from .loop import check_int, train
 
 __all__ = ["snr_pairs", "normalise_posterior_data", "SigmaDenoiseTask",
            "ResidualDiffusionTask", "train_denoiser", "train_residual_diffusion",
-           "DENOISE_EXPOSURE", "POSTERIOR_UNET", "snr_of", "hsc_sets", "posterior_sets"]
+           "DENOISE_EXPOSURE", "POSTERIOR_UNET", "snr_of", "hsc_pairs", "hsc_sets",
+           "posterior_sets", "HSC_CALIBRATION"]
 
 #: log10 range of the exposure time per exposure (s) of the denoisers' training images
 #: (Euclid VIS-like model_ii: 566 s x 4 nominal, so 0.06-5.6 times nominal depth).
@@ -461,6 +462,7 @@ def train_residual_diffusion(*, out_dir, base, data, scale, steps=6000, batch_si
         "data_preset": attrs.get("preset"), "unit": attrs.get("unit"),
         "pixel_scale": attrs.get("pixel_scale"),
         "exposure_log10": attrs.get("exposure_log10"),
+        "truth_noise_ratio": attrs.get("truth_noise_ratio"),
         "snr_range": [float(np.percentile(snr, 1)), float(np.percentile(snr, 99))]})
     return train(net, task, steps=steps, out_dir=out_dir, batch_size=batch_size, lr=lr,
                  weight_decay=0.0, ema_decay=ema_decay, grad_clip=1.0, val_every=500,
@@ -493,18 +495,28 @@ def _init_record(init):
     return {"weights": str(init), "sha256": file_sha256(_weights_path(init))}
 
 
-def hsc_sets(directory, *, n_val=None):
-    """HSC Wide -> Deep/UltraDeep pairs, normalised, with estimated (constant) sigma.
+#: HSC ``train`` pairs held back from fine-tuning to calibrate the standard deviation
+#: (the last ones in catalog order).
+HSC_CALIBRATION = 96
 
-    The Wide image is the input and its sky noise is estimated (`estimate_sigma`), as the
-    Enhancer does for an image without an uncertainty; the Deep/UltraDeep image is the
-    truth. ``train`` is the catalog's ``train`` split; ``val`` is its ``val`` split, used
-    only for the validation figure (never for a gradient).
+
+def hsc_pairs(directory, part, *, n=None):
+    """HSC Wide and Deep/UltraDeep cutouts of one part of the catalog.
 
     Parameters
     ----------
     directory : path-like
         Holding ``catalog.ecsv`` with ``path``, ``target_path`` and ``split`` columns.
+    part : {'train', 'calibration', 'val'}
+        'train' is the catalog's ``train`` split less its last `HSC_CALIBRATION` rows,
+        which are 'calibration'; 'val' is the catalog's ``val`` split (never trained on).
+    n : int, optional
+        At most this many pairs (the first ones).
+
+    Returns
+    -------
+    wide, deep : numpy.ndarray, float32, ``(n, y, x)``
+    names : list of str
     """
     from astropy.io import fits
     from astropy.table import Table
@@ -517,17 +529,42 @@ def hsc_sets(directory, *, n_val=None):
     for column in ("path", "target_path", "split"):
         if column not in catalog.colnames:
             raise ValueError(f"{catalog_path}: no {column!r} column")
-    sets = {"attrs": {"preset": "hsc_wide_dud", "unit": None, "pixel_scale": 0.168,
-                      "exposure_log10": None}}
-    for part in ("train", "val"):
-        rows = catalog[catalog["split"] == part]
-        if n_val is not None and part == "val":
-            rows = rows[:n_val]
-        wide = np.stack([fits.getdata(directory / r["path"]).astype(np.float32) for r in rows])
-        deep = np.stack([fits.getdata(directory / r["target_path"]).astype(np.float32)
-                         for r in rows])
+    if part not in ("train", "calibration", "val"):
+        raise ValueError(f"part must be 'train', 'calibration' or 'val', got {part!r}")
+    split = catalog[catalog["split"] == ("val" if part == "val" else "train")]
+    if part == "train":
+        split = split[:len(split) - HSC_CALIBRATION]
+    elif part == "calibration":
+        split = split[len(split) - HSC_CALIBRATION:]
+    rows = split if n is None else split[:n]
+    wide = np.stack([fits.getdata(directory / r["path"]).astype(np.float32) for r in rows])
+    deep = np.stack([fits.getdata(directory / r["target_path"]).astype(np.float32)
+                     for r in rows])
+    return wide, deep, [str(r["name"]) if "name" in rows.colnames else str(r["path"])
+                        for r in rows]
+
+
+def hsc_sets(directory, *, n_val=64):
+    """HSC Wide -> Deep/UltraDeep pairs, normalised, with estimated (constant) sigma.
+
+    The Wide image is the input and its sky noise is estimated (`estimate_sigma`), as the
+    Enhancer does for an image without an uncertainty; the Deep/UltraDeep image is the
+    truth. ``train`` is `hsc_pairs` 'train'; ``val`` is the first ``n_val`` 'calibration'
+    pairs, for the validation figure only (the catalog's ``val`` split is never seen).
+    ``attrs["truth_noise_ratio"]``: the median ratio of the deep image's sky noise to the
+    Wide image's over the training pairs, with which a posterior model removes the deep
+    image's own noise from its spread.
+    """
+    sets = {}
+    for part, name in (("train", "train"), ("val", "calibration")):
+        wide, deep, _ = hsc_pairs(directory, name, n=None if part == "train" else n_val)
         sets[part] = normalise_posterior_data(wide, np.zeros_like(wide), deep,
-                                              estimated=np.ones(len(rows), bool))
+                                              estimated=np.ones(len(wide), bool))
+        if part == "train":
+            ratio = np.median([estimate_sigma(d) / estimate_sigma(w)
+                               for w, d in zip(wide, deep)])
+    sets["attrs"] = {"preset": "hsc_wide_dud", "unit": None, "pixel_scale": 0.168,
+                     "exposure_log10": None, "truth_noise_ratio": float(ratio)}
     return sets
 
 

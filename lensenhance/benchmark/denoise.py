@@ -1,0 +1,342 @@
+"""The ``denoise`` benchmark, and the posterior figures shared with ``benchmark sr``.
+
+Simulated: a fixed-seed held-out set of Model II (Euclid VIS-like) shallow observations
+over the denoisers' range of exposure times (`lensenhance.training.posterior.snr_pairs`),
+each with its exact sigma map, against the noise-free sky. Real (``real=DIR``): the
+``val`` split of the HSC Wide -> Deep/UltraDeep pairs, given no sigma (the models estimate
+the Wide noise), against the deep image, whose own sky noise is estimated and added in
+quadrature to the models' standard deviation when the intervals are scored.
+
+Every method runs through `lensenhance.Enhancer`: the diffusion models (posterior mean,
+standard deviation and samples), the deterministic RAUNet, and the classical denoisers of
+`lensenhance.benchmark.classical`, each at the strength that is best on a separate tuning
+set. PSNR and SSIM are per image against the truth with the truth's range, given as mean
+and standard error; the calibration figures pool the pixels "where there is light" (above
+each truth image's median); the fine-scale power compares single samples' power above
+half the Nyquist frequency with the truth's.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..metrics import image_metrics, radial_power_spectrum
+
+__all__ = ["benchmark_denoise", "posterior_figures", "run_enhancer", "fit_calibration",
+           "CALIBRATION_SEED", "TUNING_SEED", "format_denoise_table"]
+
+#: Seed of the held-out calibration set (never used for training or the benchmark).
+CALIBRATION_SEED = 20261123
+#: Seed of the set on which the classical denoisers' strengths are tuned.
+TUNING_SEED = 20261124
+#: Frequencies above this (cycles per pixel: half the Nyquist frequency) are "fine-scale".
+FINE_SCALE = 0.25
+
+
+def run_enhancer(enhancer, images, sigmas=None, *, unit="electron/s", seed=0, samples=False):
+    """Enhance a stack one image at a time, timed; arrays in the data unit.
+
+    Parameters
+    ----------
+    enhancer : lensenhance.Enhancer
+    images : numpy.ndarray ``(n, y, x)``
+    sigmas : numpy.ndarray ``(n, y, x)``, optional
+        Each image's standard deviation (None: the Enhancer estimates it if it needs one).
+    samples : bool
+        Also return the posterior samples.
+
+    Returns
+    -------
+    dict
+        ``mean`` ``(n, sy, sx)``, ``std`` (or None), ``samples`` ``(n, S, sy, sx)`` (or
+        None), ``seconds_per_image``.
+    """
+    from astropy.nddata import CCDData, StdDevUncertainty
+
+    means, stds, draws = [], [], []
+    start = time.perf_counter()
+    for i, image in enumerate(images):
+        ccd = CCDData(np.asarray(image, np.float32), unit=unit,
+                      uncertainty=None if sigmas is None else StdDevUncertainty(sigmas[i]))
+        if samples:
+            out, sample_array = enhancer.enhance(ccd, seed=seed + i, return_samples=True)
+            draws.append(np.asarray(sample_array.values, np.float32))
+        else:
+            out = enhancer.enhance(ccd, seed=seed + i)
+        means.append(np.asarray(out.data, np.float32))
+        if out.uncertainty is not None:
+            stds.append(np.asarray(out.uncertainty.array, np.float32))
+    seconds = (time.perf_counter() - start) / len(images)
+    return {"mean": np.stack(means), "std": np.stack(stds) if stds else None,
+            "samples": np.stack(draws) if draws else None, "seconds_per_image": seconds}
+
+
+def _mean_se(values):
+    values = np.asarray(values, np.float64)
+    se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+    return {"mean": float(values.mean()), "se": se, "n": int(len(values))}
+
+
+def light_mask(truths):
+    """Pixels "where there is light": above the median of their own truth image."""
+    truths = np.asarray(truths)
+    medians = np.median(truths.reshape(len(truths), -1), axis=1)[:, None, None]
+    return truths > medians
+
+
+def fine_scale_power_ratio(images, truths):
+    """Power above half the Nyquist frequency of ``images`` over that of ``truths``."""
+    k, p_images = radial_power_spectrum(images)
+    _, p_truths = radial_power_spectrum(truths)
+    fine = k > FINE_SCALE
+    return float(p_images[fine].sum() / p_truths[fine].sum())
+
+
+def posterior_figures(truths, means, stds=None, samples=None, *, observed=None, sigmas=None,
+                      scale=1, extra_variance=None):
+    """Accuracy and calibration figures of predictions against truths.
+
+    Parameters
+    ----------
+    truths, means : numpy.ndarray ``(n, sy, sx)``
+    stds : numpy.ndarray, optional
+        Per-pixel standard deviations (calibration figures need them).
+    samples : numpy.ndarray ``(n, S, sy, sx)``, optional
+        Posterior samples (sample coverage, CRPS, fine-scale power).
+    observed, sigmas : numpy.ndarray ``(n, y, x)``, optional
+        The input and its sigma, for the data consistency: chi^2/dof of the mean
+        re-degraded (summed over ``scale`` x ``scale`` blocks) against the input.
+    extra_variance : numpy.ndarray ``(n,)`` or broadcastable, optional
+        Variance added to ``stds**2`` (and to the samples' spread) before scoring:
+        the noise of a truth that is itself an observation.
+
+    Returns
+    -------
+    dict
+    """
+    from .. import uncertainty as unc
+
+    truths = np.asarray(truths, np.float64)
+    means = np.asarray(means, np.float64)
+    per_image = [image_metrics(m, t) for m, t in zip(means, truths)]
+    out = {"n": int(len(truths)),
+           "psnr": _mean_se([r["psnr"] for r in per_image]),
+           "ssim": _mean_se([r["ssim"] for r in per_image])}
+    mask = light_mask(truths)
+    if stds is not None:
+        stds = np.asarray(stds, np.float64)
+        if extra_variance is not None:
+            stds = np.sqrt(stds**2 + np.asarray(extra_variance).reshape(-1, 1, 1))
+        n_samples = None if samples is None else np.shape(samples)[1]
+        out["calibration_light"] = unc.calibration_summary(truths, means, stds, mask=mask,
+                                                           n_samples=n_samples)
+        out["calibration_all"] = unc.calibration_summary(truths, means, stds,
+                                                         n_samples=n_samples)
+    if samples is not None:
+        draws = np.asarray(samples, np.float64)
+        if extra_variance is not None:
+            rng = np.random.default_rng(0)
+            draws = draws + rng.standard_normal(draws.shape) * np.sqrt(
+                np.asarray(extra_variance)).reshape(-1, 1, 1, 1)
+        moved = np.moveaxis(draws, 1, 0)  # (S, n, y, x)
+        out["sample_coverage_light"] = {str(k): v for k, v in unc.sample_interval_coverage(
+            truths, moved, axis=0, mask=mask).items()}
+        out["crps_light"] = float(unc.crps_ensemble(truths, moved, axis=0, mask=mask))
+        out["fine_power_ratio_single_sample"] = fine_scale_power_ratio(draws[:, 0], truths)
+    out["fine_power_ratio_mean"] = fine_scale_power_ratio(means, truths)
+    if observed is not None and sigmas is not None:
+        from astropy.nddata import block_reduce
+
+        redegraded = np.stack([block_reduce(m, scale, func=np.sum) if scale > 1 else m
+                               for m in means])
+        out["data_consistency"] = unc.chi2_consistency(np.asarray(observed, np.float64),
+                                                       redegraded, np.asarray(sigmas,
+                                                                              np.float64))
+    return out
+
+
+def fit_calibration(enhancer, images, sigmas, truths, *, level=0.68, seed=0):
+    """The factor on a posterior model's standard deviation that makes its intervals cover.
+
+    Runs ``enhancer`` (whose predictor has ``std_scale`` 1) on a held-out calibration set
+    and fits, on the pixels where there is light, the split-conformal factor
+    `lensenhance.uncertainty.fit_std_scale` at ``level``.
+
+    Returns
+    -------
+    dict
+        ``std_scale``, ``level``, ``n`` (images), ``n_pixels``, ``seed``, and the
+        coverage before (``coverage_before``).
+    """
+    from .. import uncertainty as unc
+
+    if getattr(enhancer.predictor, "std_scale", 1.0) != 1.0:
+        raise ValueError("fit the calibration with std_scale=1")
+    result = run_enhancer(enhancer, images, sigmas, seed=seed)
+    mask = light_mask(truths)
+    factor = unc.fit_std_scale(truths, result["mean"], result["std"], level=level, mask=mask)
+    before = unc.interval_coverage(truths, result["mean"], result["std"], mask=mask)
+    return {"std_scale": float(factor), "level": level, "n": int(len(images)),
+            "n_pixels": int(mask.sum()), "seed": int(seed), "mask": "truth > its median",
+            "coverage_before": {str(k): float(v) for k, v in before.items()}}
+
+
+def _enhancer(spec, *, n_samples=None, steps=None):
+    """An Enhancer from a shipped name or a weights file; diffusion options if it samples."""
+    from ..enhance import Enhancer
+    from ..models import list_pretrained
+
+    options = {"device": "cpu"}
+    if spec in list_pretrained():
+        from ..models import model_card
+
+        if model_card(spec).get("task") == "posterior":
+            options["n_samples"] = n_samples
+            if steps is not None:
+                options["steps"] = steps
+        return Enhancer.from_pretrained(spec, **options)
+    enhancer = Enhancer(spec, scale=None, **options)
+    predictor = enhancer.predictor
+    if hasattr(predictor, "n_samples"):
+        if n_samples is not None and hasattr(predictor, "steps"):
+            predictor.n_samples = int(n_samples)
+        if steps is not None and hasattr(predictor, "steps"):
+            predictor.steps = int(steps)
+    return enhancer
+
+
+def _classical_rows(noisy, sigmas, truths, tune, *, progress=False):
+    from .classical import CLASSICAL_DENOISERS, denoise_classical, tune_classical
+
+    rows = {}
+    for method in CLASSICAL_DENOISERS:
+        tuned = tune_classical(method, *tune)
+        start = time.perf_counter()
+        means = np.stack([denoise_classical(method, image, sigma, strength=tuned["strength"])
+                          for image, sigma in zip(noisy, sigmas)])
+        seconds = (time.perf_counter() - start) / len(noisy)
+        rows[method] = {"figures": posterior_figures(truths, means), "tuning": tuned,
+                        "seconds_per_image": seconds}
+    return rows
+
+
+def benchmark_denoise(*, n=100, models=("diffusion-denoise", "raunet-denoise"), n_samples=16,
+                      steps=None, n_tune=24, real=None, plot_dir=None, n_plots=4, workers=1,
+                      seed=None, progress=False):
+    """Every denoiser on one held-out set: accuracy, calibration, fine-scale power, speed.
+
+    Parameters
+    ----------
+    n : int
+        Test images (simulated), or at most this many HSC ``val`` pairs with ``real``.
+    models : sequence of str
+        Shipped names or weights files.
+    n_samples, steps : int, optional
+        Posterior samples and sampler steps of the diffusion models.
+    n_tune : int
+        Images on which the classical denoisers' strengths are tuned (a set apart:
+        ``TUNING_SEED``, or the HSC ``train`` split).
+    real : path-like, optional
+        The HSC pairs folder (``catalog.ecsv``); scores on its ``val`` split.
+    plot_dir : path-like, optional
+        Write a PNG panel (input, mean, std, truth, residual, z) for the first
+        ``n_plots`` images of each model that gives a std.
+
+    Returns
+    -------
+    dict
+        ``rows`` (method -> figures), the set's description and the command settings.
+    """
+    from ..training.posterior import snr_pairs
+    from .sr import BENCHMARK_SEED
+
+    seed = BENCHMARK_SEED if seed is None else int(seed)
+    if real is None:
+        data = snr_pairs(n, seed=seed, workers=workers, progress=progress)
+        tune_data = snr_pairs(n_tune, seed=TUNING_SEED, workers=workers, progress=False)
+        noisy, sigmas, truths = data["low"], data["low_sigma"], data["clean"]
+        given_sigmas = sigmas
+        tune = (tune_data["low"], tune_data["low_sigma"], tune_data["clean"])
+        extra = None
+        description = (f"{n} simulated model_ii shallow observations, exposure 10^U"
+                       f"{tuple(data['attrs']['exposure_log10'])} s per exposure, seed {seed}"
+                       ", exact sigma given; truth: the noise-free sky")
+    else:
+        noisy, truths, tune = _hsc_arrays(real, n, n_tune)
+        from ..posterior import estimate_sigma
+
+        sigmas = np.stack([np.full(im.shape, estimate_sigma(im), np.float32) for im in noisy])
+        given_sigmas = None
+        # The deep image is an observation too: its sky noise joins the intervals.
+        extra = np.array([estimate_sigma(t) ** 2 for t in truths])
+        description = (f"{len(noisy)} HSC Wide -> Deep/UltraDeep 'val' pairs from {real}, "
+                       "no sigma given (estimated from the Wide image); truth: the deep "
+                       "image, its estimated sky noise added in quadrature to the std")
+    rows = {}
+    for spec in models:
+        enhancer = _enhancer(spec, n_samples=n_samples, steps=steps)
+        gives_samples = getattr(enhancer.predictor, "n_samples", 0) > 0
+        result = run_enhancer(enhancer, noisy, given_sigmas, samples=gives_samples,
+                              seed=seed)
+        figures = posterior_figures(truths, result["mean"], result["std"], result["samples"],
+                                    observed=noisy, sigmas=sigmas, extra_variance=extra)
+        rows[str(spec)] = {"figures": figures, "seconds_per_image": result["seconds_per_image"],
+                           "n_samples": getattr(enhancer.predictor, "n_samples", 0),
+                           "steps": getattr(enhancer.predictor, "steps", None)}
+        if plot_dir is not None and result["std"] is not None:
+            _plots(plot_dir, str(spec), noisy, result, truths, n_plots)
+    rows.update(_classical_rows(noisy, sigmas, truths, tune, progress=progress))
+    rows["input"] = {"figures": posterior_figures(truths, noisy), "seconds_per_image": 0.0}
+    return {"benchmark": "denoise", "n": int(len(noisy)), "set": description, "seed": seed,
+            "n_tune": int(len(tune[0])), "rows": rows}
+
+
+def _hsc_arrays(directory, n, n_tune):
+    from ..posterior import estimate_sigma
+    from ..training.posterior import hsc_pairs
+
+    wide, deep, _ = hsc_pairs(directory, "val", n=n)
+    tune_wide, tune_deep, _ = hsc_pairs(directory, "train", n=n_tune)
+    tune_sigma = np.stack([np.full(im.shape, estimate_sigma(im), np.float32)
+                           for im in tune_wide])
+    return wide, deep, (tune_wide, tune_sigma, tune_deep)
+
+
+def _plots(plot_dir, name, noisy, result, truths, n_plots):
+    from .plots import plot_posterior_panel
+
+    folder = Path(plot_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    label = Path(name).name.removesuffix(".safetensors")
+    for i in range(min(n_plots, len(noisy))):
+        plot_posterior_panel(folder / f"{label}-{i:03d}.png", observed=noisy[i],
+                             mean=result["mean"][i], std=result["std"][i], truth=truths[i],
+                             title=f"{label}, image {i}")
+
+
+def format_denoise_table(result):
+    """The plain-text table that ``lensenhance benchmark denoise`` prints."""
+    header = (f"{'method':<28}{'PSNR':>16}{'SSIM':>16}{'cov68':>7}{'cov95':>7}{'ECE':>7}"
+              f"{'z var':>7}{'fine P':>8}{'s/img':>8}")
+    lines = [f"{result['set']}", header, "-" * len(header)]
+    for method, row in result["rows"].items():
+        f = row["figures"]
+        cal = f.get("calibration_light", {})
+        fine = f.get("fine_power_ratio_single_sample", f.get("fine_power_ratio_mean"))
+
+        def fmt(key, width=7, spec=".3f", cal=cal):
+            value = cal.get(key)
+            return f"{value:>{width}{spec}}" if value is not None else f"{'-':>{width}}"
+
+        lines.append(
+            f"{Path(method).name.removesuffix('.safetensors'):<28}"
+            f"{f['psnr']['mean']:>9.2f} ±{f['psnr']['se']:<5.2f}"
+            f"{f['ssim']['mean']:>9.4f} ±{f['ssim']['se']:<5.3f}"
+            f"{fmt('coverage_68')}{fmt('coverage_95')}{fmt('ece')}{fmt('z_var', spec='.2f')}"
+            f"{fine:>8.2f}{row['seconds_per_image']:>8.2f}")
+    lines.append("cov68/cov95/ECE/z var: pixels above the median of their truth image; "
+                 "fine P: power above half Nyquist, one sample (or the mean) / truth")
+    return "\n".join(lines)
