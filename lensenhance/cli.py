@@ -134,25 +134,42 @@ def simulate_command(ctx, preset, substructure, n_images, scale, out_dir, fmt, s
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Threads running tiles in parallel (dask).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--n-samples", type=click.IntRange(2), default=None,
+              help="Posterior samples per pixel of a diffusion model [default: 16].")
+@click.option("--steps", type=click.IntRange(1), default=None,
+              help="Sampler steps of a diffusion model [default: the model's].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--hdu", default=None, help="HDU index or name of the inputs.")
 @click.option("--overwrite", is_flag=True)
 @click.pass_context
 def enhance_command(ctx, files, model, scale, out_dir, self_ensemble, tile_size, whole, overlap,
-                    workers, device, seed, hdu, overwrite):
-    """Enhance FITS images; outputs keep the unit, every WCS, mask and uncertainty."""
+                    workers, device, n_samples, steps, seed, hdu, overwrite):
+    """Enhance FITS images; outputs keep the unit, every WCS, mask and uncertainty.
+
+    A diffusion model (diffusion-sr-x2, diffusion-denoise ...) writes its posterior mean
+    and, in the UNCERT HDU, the calibrated per-pixel standard deviation of its samples.
+    """
     from .enhance import Enhancer, enhance_files
 
-    options = {"self_ensemble": self_ensemble, "device": device, "overlap": overlap,
+    options = {"device": device, "overlap": overlap,
                "tile_size": None if whole else (tile_size or "auto"), "seed": seed,
                "parallel": workers if workers > 1 else False}
+    if self_ensemble:
+        options["self_ensemble"] = True
     try:
         if model in ("bilinear", "bicubic"):
             enhancer = Enhancer.interpolation(model, scale=scale, **options)
         elif Path(model).is_file():
+            from .enhance import _is_posterior_file
+
+            if _is_posterior_file(model):
+                from .posterior import load_posterior
+
+                model = load_posterior(model, **_given(n_samples=n_samples, steps=steps))
             enhancer = Enhancer(model, **options)
         else:
-            enhancer = Enhancer.from_pretrained(model, **options)
+            enhancer = Enhancer.from_pretrained(model, **options,
+                                                **_given(n_samples=n_samples, steps=steps))
     except (ValueError, TypeError) as error:
         _fail(str(error))
     result = enhance_files(files, out_dir, enhancer=enhancer, overwrite=overwrite, hdu=_hdu(hdu),
@@ -166,7 +183,8 @@ def enhance_command(ctx, files, model, scale, out_dir, self_ensemble, tile_size,
 
 
 @click.command("models")
-@click.option("--task", type=click.Choice(["sr", "denoise", "generate", "classify", "features"]),
+@click.option("--task", type=click.Choice(["sr", "denoise", "posterior", "generate", "classify",
+                                           "features"]),
               default=None, help="Only the models of this task.")
 def models_command(task):
     """List the pretrained models shipped with the package, one section per task."""
@@ -300,18 +318,22 @@ def benchmark_speed_command(part, n_images, size, memory_size, model, repeats, n
 @click.option("--lr-on-preset-grid", is_flag=True,
               help="LR images on the preset's own grid, HR scale times finer.")
 @click.option("--noise-free-lr", is_flag=True, help="LR = HR binned, without noise.")
+@click.option("--n-samples", type=click.IntRange(2), default=16, show_default=True,
+              help="Posterior samples per image of diffusion models (--model diffusion-sr-x2).")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
 @click.pass_context
 def benchmark_sr_command(ctx, n_images, scale, models, no_self_ensemble, no_regression,
-                         preset, lr_on_preset_grid, noise_free_lr, workers, json_path):
+                         preset, lr_on_preset_grid, noise_free_lr, n_samples, workers,
+                         json_path):
     """Super-resolution: MSE/PSNR/SSIM of every model and baseline, and theta_E regression."""
     from .benchmark.sr import benchmark_sr
 
     benchmark_sr(n=n_images, scale=int(scale), models=list(models) or None, preset=preset,
                  lr_on_preset_grid=lr_on_preset_grid, noise_free_lr=noise_free_lr,
                  self_ensemble=not no_self_ensemble, regression=not no_regression,
-                 workers=workers, json_path=json_path, progress=ctx.obj["progress"])
+                 n_samples=n_samples, workers=workers, json_path=json_path,
+                 progress=ctx.obj["progress"])
 
 
 @click.command("generate")

@@ -156,9 +156,12 @@ class PosteriorPredictor(Predictor):
             base_halo = 0 if self.base_takes_sigma else count_receptive_field(base)
             halo = max(base_halo, _POSTERIOR_HALO)
         self.halo = int(halo)
-        self.uncertainty_type = (f"posterior std of {self.n_samples} diffusion samples "
-                                 f"({sampler}, {self.steps} steps) x {self.std_scale:.3g} "
-                                 "(calibration)")
+
+    @property
+    def uncertainty_type(self):
+        """What the standard deviation is (the output header's UNCTYPE)."""
+        return (f"posterior std of {self.n_samples} diffusion samples ({self.sampler}, "
+                f"{self.steps} steps) x {self.std_scale:.3g} (calibration)")
 
     def gives_std(self, has_sigma):
         return True
@@ -280,7 +283,8 @@ def load_posterior(path, *, base=None, name=None, device="cpu", **options):
         base = _load_base(meta, path)
     unet = load_weights(path, device=device)
     calibration = meta.get("calibration") or {}
-    options.setdefault("std_scale", calibration.get("std_scale", 1.0))
+    if options.get("std_scale") is None:
+        options["std_scale"] = calibration.get("std_scale", 1.0)
     return PosteriorPredictor(base.to(device), unet,
                               schedule=NoiseSchedule.from_dict(meta["schedule"]),
                               scale=int(meta.get("scale", 1)),

@@ -22,7 +22,8 @@ from .models import TASKS, WEIGHTS_DIR, file_sha256, validate_card
 from .nn.weights import load_weights, migrate_weights, read_weights_metadata
 
 __all__ = ["publish_sr_weights", "publish_feature_network", "publish_weights",
-           "publish_classifier", "publish_generator", "publish_denoiser", "publish_posterior"]
+           "publish_classifier", "publish_generator", "publish_denoiser", "publish_posterior",
+           "add_benchmark_figures"]
 
 MACHINE = "2 CPU cores (no GPU)"
 LICENSE = "BSD-3-Clause"
@@ -312,22 +313,6 @@ def publish_generator(run_dir, name, *, benchmark_json=None, overwrite=False):
     return _write_card(name, card)
 
 
-def _benchmark_metrics(benchmark_json, card, row_names):
-    """The card's figures from a ``benchmark denoise --json`` (or ``sr``) file."""
-    result = json.loads(Path(benchmark_json).read_text())
-    rows = result["rows"]
-    row = next((rows[key] for key in row_names if key in rows), None)
-    if row is None:
-        raise ValueError(f"{benchmark_json} has no row for {card['name']} (rows: "
-                         f"{', '.join(rows)})")
-    others = {key: {"psnr": r["figures"]["psnr"], "ssim": r["figures"]["ssim"]}
-              for key, r in rows.items() if key not in row_names}
-    return {"n": result["n"], "command": result.get("command"), "set": result.get("set"),
-            **row["figures"], "seconds_per_image": row["seconds_per_image"],
-            "n_samples": row.get("n_samples"), "steps": row.get("steps"),
-            "compared": others}
-
-
 DENOISE_DEGRADATION = {
     "model_ii": ("simulated Model II (Euclid VIS-like) shallow observations, exposure "
                  "10^U(1.5, 3.5) s per exposure x 4, Poisson + sky + read noise; truth: the "
@@ -339,27 +324,22 @@ DENOISE_DEGRADATION = {
 }
 
 
-def publish_denoiser(run_dir, name, *, benchmark_json=None, overwrite=False):
+def publish_denoiser(run_dir, name, *, overwrite=False):
     """Copy a ``lensenhance train denoiser`` run into the package with its card.
 
-    Without ``benchmark_json`` the card has the training run's validation figure only
-    and is not validated; ``lensenhance benchmark denoise --json`` fills in the rest.
+    The card has the training run's validation figure only and is not validated until
+    `add_benchmark_figures` writes the ``lensenhance benchmark denoise --json`` figures.
     """
-    target, history, metadata = _install(run_dir, name, overwrite=True if benchmark_json
-                                         else overwrite)
+    target, history, metadata = _install(run_dir, name, overwrite=overwrite)
     preset = metadata.get("data_preset", "model_ii")
     card = _card(name, target, history, metadata, task="denoise", scale=1,
                  degradation=DENOISE_DEGRADATION.get(preset, f"{preset} pairs"),
                  snr_range=_json_value(metadata.get("snr_range")),
                  val=_json_value(metadata.get("val")))
-    if benchmark_json is None:
-        return _write_card(name, card, validate=False)
-    card["metrics"] = _benchmark_metrics(benchmark_json, card, [name, str(target)])
-    return _write_card(name, card)
+    return _write_card(name, card, validate=False)
 
 
-def publish_posterior(run_dir, name, *, base, calibration=None, benchmark_json=None,
-                      overwrite=False):
+def publish_posterior(run_dir, name, *, base, calibrate=None, overwrite=False):
     """Copy a ``lensenhance train posterior`` run into the package with its card.
 
     Parameters
@@ -370,27 +350,38 @@ def publish_posterior(run_dir, name, *, base, calibration=None, benchmark_json=N
     base : str
         The shipped name of the deterministic model it was trained around; its
         weights must be the very file the run used (SHA-256 checked).
-    calibration : dict, optional
-        `lensenhance.benchmark.denoise.fit_calibration`'s result, stored in the
-        weights metadata (``std_scale``) and the card. Without it the standard deviation
-        is the raw spread of the samples (``std_scale`` 1).
-    benchmark_json : path-like, optional
-        The figures (``lensenhance benchmark denoise --json`` or ``sr``).
+    calibrate : dict, optional
+        Arguments of `lensenhance.benchmark.denoise.calibration_set` (``kind``, ``n``,
+        ``hsc_dir``): the standard deviation's factor is fitted on that held-out set
+        (`lensenhance.benchmark.denoise.fit_calibration`) and stored in the weights
+        metadata and the card. Without it the std is the raw spread of the samples.
+
+    Returns
+    -------
+    dict
+        The card (without figures until `add_benchmark_figures`).
     """
     from .models import model_card
     from .nn.weights import update_weights_metadata
 
     base_card = model_card(base)
-    staged, target, history, metadata = _stage(run_dir, name, overwrite=True if
-                                               (benchmark_json or calibration) else overwrite)
+    staged, target, history, metadata = _stage(run_dir, name, overwrite=overwrite)
     try:
         if metadata.get("task") != "posterior":
             raise ValueError(f"{run_dir}: not a posterior model ({metadata.get('task')!r})")
         if metadata.get("base_sha256") != base_card["sha256"]:
             raise ValueError(f"{run_dir} was trained around other weights than {base!r}")
-        update_weights_metadata(staged, {
-            "base_model": base,
-            "calibration": calibration or {"std_scale": 1.0, "note": "not calibrated"}})
+        update_weights_metadata(staged, {"base_model": base})
+        calibration = {"std_scale": 1.0, "note": "not calibrated"}
+        if calibrate is not None:
+            from .benchmark.denoise import calibration_set, fit_calibration
+
+            data = calibration_set(**calibrate)
+            calibration = fit_calibration(staged, data["images"], data["sigmas"],
+                                          data["truths"],
+                                          extra_variance=data["extra_variance"],
+                                          description=data["description"])
+        update_weights_metadata(staged, {"calibration": calibration})
         metadata = read_weights_metadata(staged)
         preset = metadata.get("data_preset", "model_ii")
         scale = int(_json_value(metadata.get("scale", 1)))
@@ -398,36 +389,96 @@ def publish_posterior(run_dir, name, *, base, calibration=None, benchmark_json=N
                        else DEGRADATION.get(preset, f"{preset} x{scale} pairs"))
         card = _card(name, staged, history, metadata, task="posterior", scale=scale,
                      degradation=degradation, base_model=base,
-                     schedule=_json_value(metadata["schedule"]),
-                     calibration=_json_value(metadata["calibration"]),
+                     schedule=_json_value(metadata["schedule"]), calibration=calibration,
                      snr_range=_json_value(metadata.get("snr_range")),
+                     truth_noise_ratio=_json_value(metadata.get("truth_noise_ratio")),
                      val=_json_value(metadata.get("val")))
-        if benchmark_json is not None:
-            card["metrics"] = _benchmark_metrics(benchmark_json, card, [name, str(target)])
-            validate_card(card)
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
     staged.replace(target)
-    return _write_card(name, card, validate=benchmark_json is not None)
+    return _write_card(name, card, validate=False)
+
+
+def add_benchmark_figures(name, benchmark_json, *, sr=False):
+    """Write a benchmark's figures for a published model into its card (validated).
+
+    Parameters
+    ----------
+    name : str
+    benchmark_json : path-like
+        ``lensenhance benchmark denoise --json`` (or ``benchmark sr --json`` with
+        ``sr=True``) output with a row for ``name``.
+    """
+    from .models import model_card
+
+    card = model_card(name)
+    result = json.loads(Path(benchmark_json).read_text())
+    rows = result["rows"]
+    if name not in rows:
+        raise ValueError(f"{benchmark_json} has no row for {name} (rows: {', '.join(rows)})")
+    row = rows[name]
+    if sr:
+        figures = {"metrics": row["metrics"], **row.get("posterior", {})}
+        compared = {key: {"psnr": r["metrics"]["all"]["psnr"]} for key, r in rows.items()
+                    if key != name}
+    else:
+        figures = row["figures"]
+        compared = {key: {"psnr": r["figures"]["psnr"], "ssim": r["figures"]["ssim"]}
+                    for key, r in rows.items() if key != name}
+    card["metrics"] = {"n": result["n"], "command": result.get("command"),
+                       "set": result.get("set"), **figures,
+                       "seconds_per_image": row["seconds_per_image"],
+                       "n_samples": row.get("n_samples"), "steps": row.get("steps"),
+                       "compared": compared}
+    return _write_card(name, card)
+
+
+def main(argv=None):
+    """``python -m lensenhance.publish RUN_DIR NAME [options]``: a maintainer tool."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m lensenhance.publish")
+    parser.add_argument("run_dir")
+    parser.add_argument("name")
+    parser.add_argument("extra", nargs="?", help="SR: held-out images; generator: the "
+                        "benchmark JSON")
+    parser.add_argument("--base", help="posterior: the shipped deterministic model")
+    parser.add_argument("--calibrate", choices=["denoise", "sr"],
+                        help="posterior: fit the std's factor on this kind's held-out set")
+    parser.add_argument("--hsc", help="posterior: calibrate on the HSC hold-out instead")
+    parser.add_argument("--n-cal", type=int, default=64)
+    parser.add_argument("--figures", help="a benchmark JSON to write into the card")
+    args = parser.parse_args(argv)
+    task = read_weights_metadata(Path(args.run_dir) / "weights.safetensors").get("task")
+    if task == "features":
+        card = publish_feature_network(args.run_dir, args.name, overwrite=True)
+    elif task in (None, "sr"):
+        card = publish_sr_weights(args.run_dir, args.name,
+                                  n_eval=int(args.extra) if args.extra else 300,
+                                  overwrite=True, progress=True)
+    elif task == "classify":
+        card = publish_classifier(args.run_dir, args.name, overwrite=True)
+    elif task == "generate":
+        card = publish_generator(args.run_dir, args.name, overwrite=True,
+                                 benchmark_json=args.extra)
+    elif task in ("denoise", "posterior"):
+        if args.figures:
+            card = add_benchmark_figures(args.name, args.figures,
+                                         sr=task == "posterior" and "sr" in args.name)
+        elif task == "denoise":
+            card = publish_denoiser(args.run_dir, args.name, overwrite=True)
+        else:
+            calibrate = None
+            if args.calibrate or args.hsc:
+                calibrate = {"kind": args.calibrate or "denoise", "n": args.n_cal,
+                             "hsc_dir": args.hsc}
+            card = publish_posterior(args.run_dir, args.name, base=args.base,
+                                     calibrate=calibrate, overwrite=True)
+    else:
+        sys.exit(f"cannot publish a {task!r} model")
+    print(json.dumps(card, indent=2))
 
 
 if __name__ == "__main__":  # pragma: no cover - maintainer tool
-    if len(sys.argv) not in (3, 4):
-        sys.exit("usage: python -m lensenhance.publish RUN_DIR NAME [N_EVAL | BENCHMARK_JSON]")
-    task = read_weights_metadata(Path(sys.argv[1]) / "weights.safetensors").get("task")
-    if task == "features":
-        card = publish_feature_network(sys.argv[1], sys.argv[2], overwrite=True)
-    elif task in (None, "sr"):
-        card = publish_sr_weights(sys.argv[1], sys.argv[2],
-                                  n_eval=int(sys.argv[3]) if len(sys.argv) == 4 else 300,
-                                  overwrite=True, progress=True)
-    elif task == "classify":
-        card = publish_classifier(sys.argv[1], sys.argv[2], overwrite=True)
-    elif task == "generate":
-        card = publish_generator(sys.argv[1], sys.argv[2], overwrite=True,
-                                 benchmark_json=sys.argv[3] if len(sys.argv) == 4 else None)
-    else:
-        sys.exit(f"{task!r} models are published with lensenhance.publish.publish_weights "
-                 "(their figures come from their own benchmark)")
-    print(json.dumps(card, indent=2))
+    main()

@@ -204,3 +204,23 @@ def test_denoiser_takes_sigma_through_the_enhancer(tiny_files):
     # uncertainty is claimed for the output.
     out = enhancer.enhance(CCDData(noisy, unit="electron/s"))
     assert out.uncertainty is None and "LESIGEST" in out.meta
+
+
+def test_cli_enhance_with_a_diffusion_model_writes_the_uncertainty(tiny_files, tmp_path):
+    from click.testing import CliRunner
+
+    from lensenhance.cli import cli
+
+    noisy, sigma = _image()
+    source = tmp_path / "cutout.fits"
+    CCDData(noisy, unit="electron/s", uncertainty=StdDevUncertainty(sigma)).write(source)
+    out_dir = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["-q", "enhance", str(source), "--model",
+                                      str(tiny_files[1]), "--n-samples", "3", "--steps", "2",
+                                      "--out", str(out_dir)])
+    assert result.exit_code == 0, result.output
+    (written,) = out_dir.glob("*.fits")
+    ccd = CCDData.read(written)
+    assert isinstance(ccd.uncertainty, StdDevUncertainty)
+    assert ccd.uncertainty.array.shape == noisy.shape
+    assert "3 diffusion samples" in ccd.header["UNCTYPE"]

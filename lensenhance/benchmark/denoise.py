@@ -26,6 +26,7 @@ import numpy as np
 from ..metrics import image_metrics, radial_power_spectrum
 
 __all__ = ["benchmark_denoise", "posterior_figures", "run_enhancer", "fit_calibration",
+           "calibration_set",
            "CALIBRATION_SEED", "TUNING_SEED", "format_denoise_table"]
 
 #: Seed of the held-out calibration set (never used for training or the benchmark).
@@ -158,54 +159,120 @@ def posterior_figures(truths, means, stds=None, samples=None, *, observed=None, 
     return out
 
 
-def fit_calibration(enhancer, images, sigmas, truths, *, level=0.68, seed=0):
+def _coverage(truths, means, stds, extra_variance, scale, mask, z):
+    total = np.sqrt((scale * stds) ** 2 + extra_variance)
+    return float(np.mean((np.abs(truths - means) <= z * total)[mask]))
+
+
+def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=None,
+                    level=0.68, n_samples=16, seed=CALIBRATION_SEED, description=""):
     """The factor on a posterior model's standard deviation that makes its intervals cover.
 
-    Runs ``enhancer`` (whose predictor has ``std_scale`` 1) on a held-out calibration set
-    and fits, on the pixels where there is light, the split-conformal factor
-    `lensenhance.uncertainty.fit_std_scale` at ``level``.
+    Runs the model (with ``std_scale`` 1) on a held-out calibration set and finds, by
+    bisection, the factor ``c`` for which ``|truth - mean| <= z * sqrt((c * std)**2 +
+    extra)`` holds for ``level`` of the pixels where there is light (``extra``: the
+    variance of a truth that is itself an observation; 0 for the noise-free sky).
+
+    Parameters
+    ----------
+    predictor_path : path-like
+        Weights of a posterior model.
+    images, sigmas, truths : numpy.ndarray
+        The calibration set (``sigmas`` None: estimated, as for an image without one).
 
     Returns
     -------
     dict
-        ``std_scale``, ``level``, ``n`` (images), ``n_pixels``, ``seed``, and the
-        coverage before (``coverage_before``).
+        ``std_scale``, ``level``, ``n`` (images), ``n_pixels``, ``n_samples``, ``seed``,
+        the coverage at 68 % and 95 % before and after, and the set's description.
     """
-    from .. import uncertainty as unc
+    from scipy.stats import norm
 
-    if getattr(enhancer.predictor, "std_scale", 1.0) != 1.0:
-        raise ValueError("fit the calibration with std_scale=1")
-    result = run_enhancer(enhancer, images, sigmas, seed=seed)
+    from ..enhance import Enhancer
+    from ..posterior import load_posterior
+
+    predictor = load_posterior(predictor_path, n_samples=n_samples, std_scale=1.0)
+    result = run_enhancer(Enhancer(predictor, device="cpu"), images, sigmas, seed=seed)
+    truths = np.asarray(truths, np.float64)
+    means, stds = result["mean"].astype(np.float64), result["std"].astype(np.float64)
+    extra = np.zeros((len(truths), 1, 1)) if extra_variance is None else \
+        np.asarray(extra_variance, np.float64).reshape(-1, 1, 1)
     mask = light_mask(truths)
-    factor = unc.fit_std_scale(truths, result["mean"], result["std"], level=level, mask=mask)
-    before = unc.interval_coverage(truths, result["mean"], result["std"], mask=mask)
-    return {"std_scale": float(factor), "level": level, "n": int(len(images)),
-            "n_pixels": int(mask.sum()), "seed": int(seed), "mask": "truth > its median",
-            "coverage_before": {str(k): float(v) for k, v in before.items()}}
+    z = norm.ppf((1 + level) / 2)
+    low, high = 1e-3, 1e3
+    for _ in range(60):  # coverage grows with the factor: bisect on a log scale
+        middle = np.sqrt(low * high)
+        if _coverage(truths, means, stds, extra, middle, mask, z) < level:
+            low = middle
+        else:
+            high = middle
+    factor = float(np.sqrt(low * high))
+
+    def cover(c):
+        return {str(lv): _coverage(truths, means, stds, extra, c, mask, norm.ppf((1 + lv) / 2))
+                for lv in (0.68, 0.95)}
+
+    return {"std_scale": factor, "level": level, "n": int(len(truths)),
+            "n_pixels": int(mask.sum()), "n_samples": int(n_samples), "seed": int(seed),
+            "mask": "truth > its median", "set": description,
+            "coverage_before": cover(1.0), "coverage_after": cover(factor)}
+
+
+def calibration_set(kind, *, n=64, hsc_dir=None, workers=1):
+    """The held-out calibration set of a posterior model (never trained or benchmarked on).
+
+    Returns
+    -------
+    dict
+        ``images``, ``sigmas`` (None for HSC: estimated), ``truths``, ``extra_variance``
+        (HSC: the deep image's estimated sky variance), ``description``.
+    """
+    from ..posterior import estimate_sigma
+
+    if hsc_dir is not None:
+        from ..training.posterior import hsc_pairs
+
+        wide, deep, _ = hsc_pairs(hsc_dir, "calibration", n=n)
+        return {"images": wide, "sigmas": None, "truths": deep,
+                "extra_variance": np.array([estimate_sigma(d) ** 2 for d in deep]),
+                "description": f"{len(wide)} HSC train pairs held back from fine-tuning "
+                               "(the last in catalog order); truth: the deep image, its "
+                               "estimated sky noise in quadrature"}
+    if kind == "denoise":
+        from ..training.posterior import snr_pairs
+
+        data = snr_pairs(n, seed=CALIBRATION_SEED, workers=workers, progress=False)
+        return {"images": data["low"], "sigmas": data["low_sigma"], "truths": data["clean"],
+                "extra_variance": None,
+                "description": f"{n} simulated model_ii shallow observations, seed "
+                               f"{CALIBRATION_SEED}, exact sigma; truth: noise-free sky"}
+    from ..datasets import simulated_pairs
+
+    ds = simulated_pairs(n, preset="model_i", scale=2, seed=CALIBRATION_SEED, workers=workers,
+                         progress=False)
+    return {"images": ds["lr"].values.astype(np.float32),
+            "sigmas": ds["lr_sigma"].values.astype(np.float32),
+            "truths": ds["hr"].values.astype(np.float32), "extra_variance": None,
+            "description": f"{n} simulated model_i x2 pairs, seed {CALIBRATION_SEED}, exact "
+                           "sigma; truth: noise-free HR"}
 
 
 def _enhancer(spec, *, n_samples=None, steps=None):
     """An Enhancer from a shipped name or a weights file; diffusion options if it samples."""
-    from ..enhance import Enhancer
-    from ..models import list_pretrained
+    from ..enhance import Enhancer, _is_posterior_file
+    from ..models import list_pretrained, model_card
 
-    options = {"device": "cpu"}
+    options = {"n_samples": n_samples, "steps": steps}
+    options = {key: value for key, value in options.items() if value is not None}
     if spec in list_pretrained():
-        from ..models import model_card
+        if model_card(spec).get("task") != "posterior":
+            options = {}
+        return Enhancer.from_pretrained(spec, device="cpu", **options)
+    if _is_posterior_file(spec):
+        from ..posterior import load_posterior
 
-        if model_card(spec).get("task") == "posterior":
-            options["n_samples"] = n_samples
-            if steps is not None:
-                options["steps"] = steps
-        return Enhancer.from_pretrained(spec, **options)
-    enhancer = Enhancer(spec, scale=None, **options)
-    predictor = enhancer.predictor
-    if hasattr(predictor, "n_samples"):
-        if n_samples is not None and hasattr(predictor, "steps"):
-            predictor.n_samples = int(n_samples)
-        if steps is not None and hasattr(predictor, "steps"):
-            predictor.steps = int(steps)
-    return enhancer
+        return Enhancer(load_posterior(spec, **options), device="cpu")
+    return Enhancer(spec, device="cpu")
 
 
 def _classical_rows(noisy, sigmas, truths, tune, *, progress=False):

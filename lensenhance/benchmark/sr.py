@@ -82,13 +82,22 @@ def format_sr_table(rows, classes):
         seconds = row.get("seconds_per_image")
         line += f"{seconds * 1e3:>9.1f}" if seconds is not None else f"{'-':>9}"
         lines.append(line)
+    for method, row in rows.items():
+        if "posterior" in row:
+            cal = row["posterior"]["calibration_light"]
+            lines.append(
+                f"{method}: {row['n_samples']} samples x {row['steps']} steps; where there is "
+                f"light: 68% coverage {cal['coverage_68']:.3f}, 95% {cal['coverage_95']:.3f}, "
+                f"ECE {cal['ece']:.3f}, z variance {cal['z_var']:.2f}; fine-scale power of "
+                f"one sample / truth "
+                f"{row['posterior']['fine_power_ratio_single_sample']:.2f}")
     return "\n".join(lines)
 
 
 def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensemble=True,
                  regression=True, regression_epochs=20, seed=BENCHMARK_SEED, workers=1,
                  json_path=None, progress=True, device=None, lr_on_preset_grid=False,
-                 noise_free_lr=False):
+                 noise_free_lr=False, n_samples=16):
     """Run the ``sr`` benchmark and return (and print) its table.
 
     Parameters
@@ -96,7 +105,12 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
     n : int
         Held-out images, the classes no_sub/cdm/axion in equal parts.
     models : list of str, optional
-        Pretrained model names; default every shipped SR model of this ``scale``.
+        Pretrained model names; default every shipped SR model of this ``scale``. A
+        diffusion (``posterior``) model is given each LR image's exact sigma; its row adds
+        ``posterior``: calibration where there is light, CRPS, fine-scale power of single
+        samples and the data consistency (`lensenhance.benchmark.denoise`).
+    n_samples : int, optional
+        Posterior samples per image of the diffusion models.
     self_ensemble : bool
         Also evaluate each model with the D4 self-ensemble.
     regression : bool
@@ -133,7 +147,12 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
                           for k, v in setup.items())]
     methods = {mode: Enhancer.interpolation(mode, scale=scale, device=device)
                for mode in ("bilinear", "bicubic")}
+    posteriors = {}
     for name in models:
+        if model_card(name).get("task") == "posterior":
+            posteriors[name] = Enhancer.from_pretrained(name, device=device,
+                                                        n_samples=n_samples)
+            continue
         base = methods[name] = Enhancer.from_pretrained(name, device=device)
         if self_ensemble:  # the same loaded network, averaged over the 8 rotations/flips
             methods[f"{name} +SE"] = Enhancer(base.model, scale=base.scale, name=f"{name} +SE",
@@ -149,6 +168,22 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
         outputs[method] = out
         rows[method] = {"metrics": _summaries(out, hr, classes), "seconds_per_image": seconds}
 
+    if posteriors:
+        from .denoise import posterior_figures, run_enhancer
+
+        lr_sigma = ds["lr_sigma"].values.astype(np.float32)
+    for name, enhancer in posteriors.items():
+        # Given the exact sigma of each LR image; mean, std and samples per image.
+        out = run_enhancer(enhancer, lr, lr_sigma, samples=True, seed=seed)
+        outputs[name] = out["mean"]
+        rows[name] = {"metrics": _summaries(out["mean"], hr, classes),
+                      "seconds_per_image": out["seconds_per_image"],
+                      "n_samples": enhancer.predictor.n_samples,
+                      "steps": enhancer.predictor.steps,
+                      "posterior": posterior_figures(hr, out["mean"], out["std"],
+                                                     out["samples"], observed=lr,
+                                                     sigmas=lr_sigma, scale=scale)}
+
     result = {"preset": preset, "scale": scale, "n": n, "seed": seed,
               "lr_on_preset_grid": lr_on_preset_grid, "noise_free_lr": noise_free_lr,
               "data_range": "per image: max(HR) - min(HR)", "rows": rows}
@@ -159,6 +194,8 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
 
     if regression:
         best = max(models, key=lambda m: rows[m]["metrics"]["all"]["psnr"]) if models else None
+        if best is not None and best not in methods and best not in posteriors:
+            best = None
         inputs = {"HR": hr, "bicubic LR": outputs["bicubic"]}
         if best is not None:
             inputs[f"SR LR ({best})"] = outputs[best]
