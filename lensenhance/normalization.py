@@ -13,8 +13,9 @@ Definition used by `fit_normalization` (methods ``"sigma_clip"`` and ``"backgrou
   0.5 % of it) come out of order 1 whatever the noise level, and noiseless simulations
   work as well as noisy images. When that percentile is not positive (an image that
   is sky only, or constant), the robust sky noise (sigma-clipped standard deviation)
-  is used; and when that is zero too, a floor of float32 epsilon times the largest
-  absolute value (or 1 for an all-zero image), so that nothing divides by zero.
+  is used; and when that is zero too, a floor of float32 epsilon times the 99th
+  percentile of the absolute values (their maximum if that is 0, or 1 for an all-zero
+  image), so that nothing divides by zero and a lone hot pixel does not set it.
 
 Good pixels are finite and not masked; NaN and masked pixels are ignored when fitting.
 """
@@ -200,7 +201,10 @@ def fit_normalization(data, *, mask=None, method="sigma_clip", box_size=64, offs
         scale = float(np.percentile(values, percentile))
         if not scale > 0:
             scale = float(noise)
-        largest = float(np.max(np.abs(data[good])))
+        # The magnitude of the typical bright pixel, not of the largest one: a single hot
+        # pixel (1e30) must not set the floor of an otherwise flat image.
+        magnitudes = np.abs(data[good])
+        largest = float(np.percentile(magnitudes, 99.0)) or float(np.max(magnitudes))
         floor = np.finfo(np.float32).eps * largest if largest > 0 else 1.0
         if not scale > floor:
             scale = floor

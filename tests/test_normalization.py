@@ -157,3 +157,14 @@ def test_fit_no_good_pixels_and_bad_mask():
         fit_normalization(np.ones((4, 4)), mask=np.ones((3, 3), bool))
     with pytest.raises(ValueError, match="2-D"):
         fit_normalization(np.ones(16), method="background2d")
+
+
+def test_scale_floor_of_a_flat_image_ignores_a_hot_pixel():
+    from lensenhance.normalization import fit_normalization
+
+    flat = np.full((64, 64), 100.0)
+    hot = flat.copy()
+    hot[5, 5] = 1e30
+    expected = fit_normalization(flat).scale
+    assert fit_normalization(hot).scale == pytest.approx(expected)
+    assert expected == pytest.approx(np.finfo(np.float32).eps * 100.0)
