@@ -98,88 +98,199 @@ def demo_command(ctx, out_dir, n_images, seed, overwrite):
               default="fits", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True)
-@click.option("--overwrite", is_flag=True)
+@click.option("--chunk-size", type=click.IntRange(1), default=256, show_default=True,
+              help="FITS: images simulated and written at a time (memory stays flat).")
+@click.option("--overwrite", is_flag=True, help="Start afresh, replacing every file.")
 @click.pass_context
 def simulate_command(ctx, preset, substructure, n_images, scale, out_dir, fmt, seed, workers,
-                     overwrite):
-    """Simulate HR/LR lensing pairs with truth catalogues."""
+                     chunk_size, overwrite):
+    """Simulate HR/LR lensing pairs with truth catalogues.
+
+    FITS output is written as it goes and resumes: the same command run again after an
+    interruption simulates only the missing images (with the same result).
+    """
+    from ._runfolder import check_output_folder
     from .simulation_files import simulate_to_disk
 
     try:
+        check_output_folder(out_dir, create=False)
         written = simulate_to_disk(out_dir, preset=preset, substructure=substructure,
                                    n=n_images, scale=int(scale), fmt=fmt, seed=seed,
                                    workers=workers, overwrite=overwrite,
-                                   progress=ctx.obj["progress"])
+                                   progress=ctx.obj["progress"], chunk_size=chunk_size)
     except FileExistsError as error:
-        _fail(f"{error} (use --overwrite)")
-    click.echo(f"wrote {n_images} {preset}/{substructure} pairs to {written}")
+        _fail(f"{error} (use --overwrite)" if "--overwrite" not in str(error) else str(error))
+    except (OSError, ValueError) as error:
+        _fail(str(error))
+    click.echo(f"{n_images} {preset}/{substructure} pairs: {written}")
 
 
 # -- enhance ------------------------------------------------------------------------------
 
+def _enhancement_options(function):
+    """The options `enhance` and `denoise` share: inputs, outputs, execution, model."""
+    for option in reversed([
+        click.argument("files", nargs=-1, type=click.Path(path_type=Path)),
+        click.option("--catalog", type=click.Path(path_type=Path), default=None,
+                     help="A FITS or ECSV table of images (instead of FILES)."),
+        click.option("--path-column", default="path", show_default=True,
+                     help="The catalog's column of image paths."),
+        click.option("--key-column", default=None,
+                     help="A column of unique row keys naming the outputs (default: "
+                          "the input's path relative to the catalog's folder)."),
+        click.option("--allow-outside", is_flag=True,
+                     help="Accept catalog rows pointing outside the catalog's folder."),
+        click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+                     help="Output folder: FITS files, catalog.ecsv (status of every "
+                          "row), run.json, run_log.jsonl."),
+        click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+                     help="Rows enhanced at once, in worker processes."),
+        click.option("--scheduler", default=None,
+                     help="Send the rows to this dask.distributed scheduler address."),
+        click.option("--self-ensemble", is_flag=True,
+                     help="Average over the 8 rotations/flips."),
+        click.option("--tile-size", type=click.IntRange(1), default=None,
+                     help="Tile side incl. halo [default: 512 on a CPU, 1024 on a GPU]."),
+        click.option("--whole", is_flag=True, help="No tiles: each image in one pass."),
+        click.option("--overlap", type=click.IntRange(0), default=None,
+                     help="Blending band between tiles [default: 0 when tiling is exact]."),
+        click.option("--tile-threads", type=click.IntRange(1), default=1, show_default=True,
+                     help="Threads running the tiles of one image in parallel (dask)."),
+        click.option("--device", default="auto", show_default=True,
+                     help="auto, cpu, cuda, cuda:N."),
+        click.option("--n-samples", type=click.IntRange(2), default=None,
+                     help="Posterior samples per pixel of a diffusion model [default: 16]."),
+        click.option("--steps", type=click.IntRange(1), default=None,
+                     help="Sampler steps of a diffusion model [default: the model's]."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--hdu", default=None, help="HDU index or name of the inputs."),
+        click.option("--plot", is_flag=True,
+                     help="Also write a PNG panel per row (input, mean, std) in OUT/plots."),
+        click.option("--overwrite", is_flag=True,
+                     help="Redo every row and replace its output (default: a rerun "
+                          "skips the rows already done)."),
+    ]):
+        function = option(function)
+    return function
+
+
+def _build_enhancer(model, *, scale, options, n_samples, steps):
+    """An Enhancer from a --model value: a baseline, a weights file or a shipped name."""
+    from .enhance import Enhancer
+
+    if model in ("bilinear", "bicubic"):
+        if n_samples is not None or steps is not None:
+            raise ValueError(f"--n-samples and --steps apply to diffusion models, not {model}")
+        return Enhancer.interpolation(model, scale=scale or 2, **options)
+    if Path(model).is_file():
+        from .enhance import _is_posterior_file
+
+        if _is_posterior_file(model):
+            from .posterior import load_posterior
+
+            model = load_posterior(model, **_given(n_samples=n_samples, steps=steps))
+        elif n_samples is not None or steps is not None:
+            raise ValueError(f"{model}: --n-samples and --steps apply to diffusion models")
+        return Enhancer(model, **options)
+    return Enhancer.from_pretrained(model, **options,
+                                    **_given(n_samples=n_samples, steps=steps))
+
+
+def _run_enhancement(ctx, task, *, files, catalog, path_column, key_column, allow_outside,
+                     model, scale, out_dir, workers, scheduler, self_ensemble, tile_size,
+                     whole, overlap, tile_threads, device, n_samples, steps, seed, hdu, plot,
+                     overwrite):
+    """What `enhance` and `denoise` run: check, build the model, run the rows, report."""
+    from ._runfolder import check_output_folder
+    from .catalog import catalog_from_files, enhance_catalog
+
+    if bool(files) == (catalog is not None):
+        raise click.UsageError("give FITS files or --catalog CATALOG (one of the two)")
+    if scheduler is not None and workers > 1:
+        raise click.UsageError("--workers and --scheduler exclude each other: the "
+                               "cluster's workers run the rows")
+    try:
+        check_output_folder(out_dir, create=False)  # before any model is loaded
+        options = {"device": device, "overlap": overlap,
+                   "tile_size": None if whole else (tile_size or "auto"), "seed": seed,
+                   "parallel": tile_threads if tile_threads > 1 else False}
+        if self_ensemble:
+            options["self_ensemble"] = True
+        enhancer = _build_enhancer(model, scale=scale, options=options, n_samples=n_samples,
+                                   steps=steps)
+        if scale is not None and enhancer.scale != scale:
+            raise ValueError(f"{model} is a x{enhancer.scale} model; --scale {scale} applies "
+                             "to the bilinear/bicubic baselines")
+        if task == "denoise" and enhancer.scale != 1:
+            raise ValueError(f"{model} is a x{enhancer.scale} super-resolution model; "
+                             "denoise needs a denoiser (scale 1), e.g. raunet-denoise; "
+                             "use `lensenhance enhance` to super-resolve")
+        source = catalog if catalog is not None else catalog_from_files(files)
+        # Files keep their historical names, <stem>_<model>.fits.
+        suffix = "" if catalog is not None else "_" + enhancer.name.replace(" ", "_")
+        result = enhance_catalog(source, out_dir, enhancer=enhancer, path_column=path_column,
+                                 key_column=key_column, hdu=_hdu(hdu), suffix=suffix,
+                                 allow_outside=allow_outside, overwrite=overwrite,
+                                 workers=workers, scheduler=scheduler, plot=plot, task=task,
+                                 progress=ctx.obj["progress"])
+    except (OSError, ValueError, TypeError) as error:
+        _fail(str(error))
+    _report_run(task, result)
+
+
+def _report_run(task, result, *, shown=20):
+    """The summary of a catalog run; non-zero exit when a row failed."""
+    failures = list(result["failures"].items())
+    for key, reason in failures[:shown]:
+        click.echo(f"{key}: error: {reason}", err=True)
+    if len(failures) > shown:
+        click.echo(f"... and {len(failures) - shown} more failed row(s): see the status "
+                   f"and error columns of {result['catalog']}", err=True)
+    click.echo(f"{task}: {result['ok']} of {result['n']} row(s) ok ({result['done']} now, "
+               f"{result['skipped']} already done), {result['failed']} failed, "
+               f"{result['seconds']:.1f} s: {result['catalog']}")
+    if result["warnings"]:
+        click.echo(f"{result['warnings']} row(s) with warnings: see the warning column of "
+                   f"{result['catalog']}", err=True)
+    if result["failed"] or result["pending"]:
+        _fail(f"{result['failed']} of {result['n']} row(s) failed; run the same command "
+              "again to retry them")
+
+
 @click.command("enhance")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_enhancement_options
 @click.option("--model", default="bicubic", show_default=True,
               help="A pretrained model name (see `lensenhance models`), bilinear/bicubic, or "
                    "a weights file written by lensenhance.nn.export_weights.")
-@click.option("--scale", type=int, default=2, show_default=True,
-              help="Scale of the bilinear/bicubic baselines.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--self-ensemble", is_flag=True, help="Average over the 8 rotations/flips.")
-@click.option("--tile-size", type=click.IntRange(1), default=None,
-              help="Tile side incl. halo [default: 512 on a CPU, 1024 on a GPU].")
-@click.option("--whole", is_flag=True, help="No tiles: each image in one pass.")
-@click.option("--overlap", type=click.IntRange(0), default=None,
-              help="Blending band between tiles [default: 0 when tiling is exact].")
-@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
-              help="Threads running tiles in parallel (dask).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
-@click.option("--n-samples", type=click.IntRange(2), default=None,
-              help="Posterior samples per pixel of a diffusion model [default: 16].")
-@click.option("--steps", type=click.IntRange(1), default=None,
-              help="Sampler steps of a diffusion model [default: the model's].")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--hdu", default=None, help="HDU index or name of the inputs.")
-@click.option("--overwrite", is_flag=True)
+@click.option("--scale", type=click.IntRange(2), default=None,
+              help="Scale of the bilinear/bicubic baselines [default: 2].")
 @click.pass_context
-def enhance_command(ctx, files, model, scale, out_dir, self_ensemble, tile_size, whole, overlap,
-                    workers, device, n_samples, steps, seed, hdu, overwrite):
-    """Enhance FITS images; outputs keep the unit, every WCS, mask and uncertainty.
+def enhance_command(ctx, model, scale, **options):
+    """Enhance FITS images (FILES or a --catalog): one output per row, resumable.
 
-    A diffusion model (diffusion-sr-x2, diffusion-denoise ...) writes its posterior mean
-    and, in the UNCERT HDU, the calibrated per-pixel standard deviation of its samples.
+    Outputs keep the unit, every WCS, mask and uncertainty; each is written atomically.
+    A rerun skips the rows already done; a failing row is reported and the others go
+    on (exit status 1 when any failed). A diffusion model (diffusion-sr-x2 ...) writes
+    its posterior mean and, in the UNCERT HDU, the calibrated per-pixel standard
+    deviation of its samples.
     """
-    from .enhance import Enhancer, enhance_files
+    _run_enhancement(ctx, "enhance", model=model, scale=scale, **options)
 
-    options = {"device": device, "overlap": overlap,
-               "tile_size": None if whole else (tile_size or "auto"), "seed": seed,
-               "parallel": workers if workers > 1 else False}
-    if self_ensemble:
-        options["self_ensemble"] = True
-    try:
-        if model in ("bilinear", "bicubic"):
-            enhancer = Enhancer.interpolation(model, scale=scale, **options)
-        elif Path(model).is_file():
-            from .enhance import _is_posterior_file
 
-            if _is_posterior_file(model):
-                from .posterior import load_posterior
+@click.command("denoise")
+@_enhancement_options
+@click.option("--model", required=True,
+              help="A denoiser: a shipped one (raunet-denoise, diffusion-denoise, "
+                   "diffusion-denoise-hsc; see `lensenhance models --task denoise`) or a "
+                   "weights file.")
+@click.pass_context
+def denoise_command(ctx, model, **options):
+    """Denoise FITS images (FILES or a --catalog): one output per row, resumable.
 
-                model = load_posterior(model, **_given(n_samples=n_samples, steps=steps))
-            enhancer = Enhancer(model, **options)
-        else:
-            enhancer = Enhancer.from_pretrained(model, **options,
-                                                **_given(n_samples=n_samples, steps=steps))
-    except (ValueError, TypeError) as error:
-        _fail(str(error))
-    result = enhance_files(files, out_dir, enhancer=enhancer, overwrite=overwrite, hdu=_hdu(hdu),
-                           progress=ctx.obj["progress"])
-    for path in result["written"]:
-        click.echo(f"wrote {path}")
-    for path, reason in result["failures"].items():
-        click.echo(f"{path}: error: {reason}", err=True)
-    if result["failures"]:
-        _fail(f"{len(result['failures'])} of {len(files)} file(s) failed")
+    The same run as `enhance` with a denoiser (scale 1); a diffusion denoiser writes its
+    posterior mean and its calibrated per-pixel standard deviation (UNCERT).
+    """
+    _run_enhancement(ctx, "denoise", model=model, scale=None, **options)
 
 
 @click.command("models")
@@ -253,9 +364,11 @@ def models_command(task):
 def generate_command(ctx, n_images, out_dir, model, steps, sampler, seed, substructure,
                      guidance, batch_size, enhancer, gif, device, overwrite):
     """Generate lensing images with a diffusion model; FITS files and a catalog."""
+    from ._runfolder import check_output_folder
     from .generate import Generator, generate_to_disk
 
     try:
+        check_output_folder(out_dir, create=False)  # before the model is loaded
         if Path(model).suffix == ".safetensors":
             generator = Generator.from_weights(model, device=device)
         else:
@@ -426,23 +539,46 @@ def benchmark_denoise_command(ctx, n_images, models, real_dir, n_samples, steps,
 
 
 @click.command("evaluate")
-@click.option("--pred", type=click.Path(path_type=Path, exists=True), required=True,
-              help="Folder of predicted FITS images.")
-@click.option("--truth", type=click.Path(path_type=Path, exists=True), required=True,
-              help="Folder of true FITS images (same file names) or a catalogue.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
-def evaluate_command(pred, truth, json_path):
-    """MSE, PSNR and SSIM (data_range = truth range) of your predictions against truths."""
-    from .benchmark.sr import evaluate_predictions
+@click.option("--pred", type=click.Path(path_type=Path), required=True,
+              help="The --out folder (or catalog.ecsv) of an enhance/denoise run, or a "
+                   "folder of predicted FITS images.")
+@click.option("--truth", type=click.Path(path_type=Path), required=True,
+              help="A catalogue (e.g. the simulator's catalog.ecsv) or a folder of true "
+                   "FITS images with the predictions' file names.")
+@click.option("--truth-column", default=None,
+              help="The catalogue's column of true images [default: hr_path when present, "
+                   "else path].")
+@click.option("--allow-outside", is_flag=True,
+              help="Accept truth paths outside the catalogue's folder.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+              help="Also write n, per-image rows and the summary as JSON.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
+@click.pass_context
+def evaluate_command(ctx, pred, truth, truth_column, allow_outside, json_path, overwrite):
+    """MSE, PSNR and SSIM (data_range = truth range) of your predictions against truths.
+
+    An enhance/denoise run's rows are matched with the truth catalogue's rows through
+    their input paths; folders are matched by file name. Exit status 1 when an image
+    could not be scored.
+    """
+    from .catalog import evaluate_catalog
     from .demo import format_table
 
     try:
-        result = evaluate_predictions(pred, truth, json_path=json_path)
+        result = evaluate_catalog(pred, truth, truth_column=truth_column,
+                                  allow_outside=allow_outside, json_path=json_path,
+                                  overwrite=overwrite, progress=ctx.obj["progress"])
     except (OSError, ValueError) as error:
         _fail(str(error))
-    click.echo(format_table(result["metrics"], title=f"{result['n']} images"))
-    for name, reason in result["failures"].items():
+    click.echo(format_table(result["summary"], title=f"{result['n']} images"))
+    failures = list(result["failures"].items())
+    for name, reason in failures[:20]:
         click.echo(f"{name}: error: {reason}", err=True)
+    if json_path is not None:
+        click.echo(f"wrote {json_path}")
+    if failures:
+        _fail(f"{len(failures)} of {len(failures) + result['n']} image(s) could not be "
+              "scored")
 
 
 # -- train ------------------------------------------------------------------------------
@@ -798,7 +934,7 @@ def train_posterior_command(ctx, kind, base, n_train, n_val, data_seed, hsc_dir,
 
 def _register_commands():
     for command in (info_command, demo_command, simulate_command, enhance_command,
-                    generate_command, models_command, evaluate_command):
+                    denoise_command, generate_command, models_command, evaluate_command):
         cli.add_command(command)
     for command in (benchmark_speed_command, benchmark_sr_command, benchmark_generate_command,
                     benchmark_denoise_command):

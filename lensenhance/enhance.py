@@ -622,8 +622,9 @@ class Enhancer:
         out = self._to_kind(image, result)
         return (out, self._samples(result, samples)) if return_samples else out
 
-    def enhance_file(self, source, path, *, hdu=None, overwrite=False, tile_size=_UNSET,
-                     overlap=_UNSET, parallel=_UNSET, seed=_UNSET, progress=_UNSET):
+    def enhance_file(self, source, path, *, hdu=None, overwrite=False, meta=None,
+                     history=None, tile_size=_UNSET, overlap=_UNSET, parallel=_UNSET,
+                     seed=_UNSET, progress=_UNSET):
         """Enhance a FITS image into a FITS file, with memory bounded by a few tiles.
 
         The input is memory-mapped and the output is written through memory maps inside
@@ -641,6 +642,11 @@ class Enhancer:
             The input HDU.
         overwrite : bool, optional
             Replace an existing output.
+        meta : dict, optional
+            More header cards for the output: ``{keyword: value}`` or
+            ``{keyword: (value, comment)}`` (provenance, e.g. a catalog row's key).
+        history : str or list of str, optional
+            More HISTORY cards.
 
         Returns
         -------
@@ -659,12 +665,14 @@ class Enhancer:
         s = self.scale
         shape = (prep.image.shape[0] * s, prep.image.shape[1] * s)
         has_std = self._gives_std(prep)
-        meta = self._output_meta(prep, has_std=has_std, options=options)
+        out_meta = self._output_meta(prep, has_std=has_std, options=options)
+        for key, value in (meta or {}).items():
+            out_meta[key] = value
         wcs = io.upsample_wcs(ccd.wcs, s) if (ccd.wcs is not None and s > 1) else ccd.wcs
         dtype = np.float64 if ccd.data.dtype.itemsize == 8 else np.float32
         with io.create_image(path, shape=shape, dtype=dtype, unit=ccd.unit, wcs=wcs,
-                             meta=meta, mask=bool(prep.bad.any()), uncertainty=has_std,
-                             overwrite=overwrite) as arrays:
+                             meta=out_meta, mask=bool(prep.bad.any()), uncertainty=has_std,
+                             overwrite=overwrite, history=history) as arrays:
             outputs = [{"mean": arrays.data, "std": arrays.uncertainty, "samples": None}]
             self._predict([prep], outputs, options)
             self._finish_arrays(prep, arrays.data, arrays.uncertainty, None, arrays.mask)
@@ -778,7 +786,10 @@ def enhance_files(paths, out_dir, *, enhancer, overwrite=False, suffix=None, hdu
     paths : iterable of path-like
         Input FITS files.
     out_dir : path-like
-        Output folder (created); each output is ``<stem>_<suffix>.fits``.
+        Output folder (created); each output is ``<stem>_<suffix>.fits``, in the
+        sub-folder that mirrors the input's folder below the deepest folder holding all
+        inputs (``a/x.fits`` and ``b/x.fits`` give ``a/x_<suffix>.fits`` and
+        ``b/x_<suffix>.fits``: never one file for two inputs).
     enhancer : Enhancer
     overwrite : bool
         Replace existing outputs; otherwise an existing output counts as a failure.
@@ -793,6 +804,11 @@ def enhance_files(paths, out_dir, *, enhancer, overwrite=False, suffix=None, hdu
     -------
     dict
         ``written`` (list of output paths) and ``failures`` (input path -> reason).
+
+    See Also
+    --------
+    lensenhance.catalog.enhance_catalog : the same over a catalog or a list of files,
+        resumable, with an output catalog, worker processes or a dask cluster.
     """
     from pathlib import Path
 
@@ -801,11 +817,18 @@ def enhance_files(paths, out_dir, *, enhancer, overwrite=False, suffix=None, hdu
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     suffix = suffix or enhancer.name.replace(" ", "_")
+    paths = [Path(p) for p in paths]
+    if not paths:
+        return {"written": [], "failures": {}}
+    resolved = [p.expanduser().resolve() for p in paths]
+    root = Path(os.path.commonpath([str(p.parent) for p in resolved]))
     written, failures = [], {}
-    for path in tqdm(list(paths), desc="enhance", unit="image", disable=not progress):
-        path = Path(path)
-        target = out_dir / f"{path.name.removesuffix('.gz').removesuffix('.fits')}_{suffix}.fits"
+    for path, full in tqdm(list(zip(paths, resolved)), desc="enhance", unit="image",
+                           disable=not progress):
+        stem = path.name.removesuffix('.gz').removesuffix('.fits')
+        target = out_dir / full.parent.relative_to(root) / f"{stem}_{suffix}.fits"
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             enhancer.enhance_file(path, target, hdu=hdu, overwrite=overwrite)
         except (OSError, ValueError, TypeError, KeyError) as error:
             failures[str(path)] = str(error)

@@ -415,80 +415,80 @@ def generate_to_disk(out_dir, generator, n, *, steps=50, sampler="ddim", seed=No
         ``written`` (paths written now), ``skipped`` (images already there), ``catalog``,
         ``gif`` (or None), ``seed``.
     """
-    from pathlib import Path
-
     from astropy.table import Table
 
     from ._atomic import atomic_write_bytes
+    from ._runfolder import check_output_folder, folder_lock, remove_stale_temporaries
     from .diffusion import resolve_seed
     from .io import write_catalog, write_image
 
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NotADirectoryError(f"{out_dir}: exists and is not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    run_path = out_dir / _RUN_FILE
-    settings = {"model": generator.name, "weights_sha256": generator.weights_sha256,
-                "steps": int(steps), "sampler": sampler, "substructure": substructure,
-                "guidance": guidance, "eta": float(eta),
-                "enhancer": enhancer if isinstance(enhancer, (str, type(None)))
-                else enhancer.name}
-    if run_path.is_file() and not overwrite:
-        previous = json.loads(run_path.read_text())
-        changed = [f"{key}: {previous.get(key)!r} -> {value!r}" for key, value in
-                   settings.items() if previous.get(key) != value]
-        if seed is not None and previous.get("seed") != seed:
-            changed.append(f"seed: {previous.get('seed')!r} -> {seed!r}")
-        if changed:
-            raise ValueError(f"{out_dir} holds images of another generate run ("
-                             + "; ".join(changed) + "); use another --out or --overwrite")
-        seed = previous["seed"]
-    seed = resolve_seed(seed)
-    atomic_write_bytes(run_path, (json.dumps({**settings, "seed": seed}, indent=1) + "\n")
-                       .encode())
+    # Checked and locked before any image is drawn; temporaries of a killed run removed.
+    out_dir = check_output_folder(out_dir)
+    with folder_lock(out_dir):
+        remove_stale_temporaries(out_dir)
+        run_path = out_dir / _RUN_FILE
+        settings = {"model": generator.name, "weights_sha256": generator.weights_sha256,
+                    "steps": int(steps), "sampler": sampler, "substructure": substructure,
+                    "guidance": guidance, "eta": float(eta),
+                    "enhancer": enhancer if isinstance(enhancer, (str, type(None)))
+                    else enhancer.name}
+        if run_path.is_file() and not overwrite:
+            previous = json.loads(run_path.read_text())
+            changed = [f"{key}: {previous.get(key)!r} -> {value!r}" for key, value in
+                       settings.items() if previous.get(key) != value]
+            if seed is not None and previous.get("seed") != seed:
+                changed.append(f"seed: {previous.get('seed')!r} -> {seed!r}")
+            if changed:
+                raise ValueError(f"{out_dir} holds images of another generate run ("
+                                 + "; ".join(changed) + "); use another --out or "
+                                 "--overwrite")
+            seed = previous["seed"]
+        seed = resolve_seed(seed)
+        atomic_write_bytes(run_path, (json.dumps({**settings, "seed": seed}, indent=1) + "\n")
+                           .encode())
 
-    paths = [out_dir / f"lens_{i:05d}.fits" for i in range(int(n))]
-    missing = [i for i, path in enumerate(paths) if overwrite or not path.is_file()]
-    frames = []
+        paths = [out_dir / f"lens_{i:05d}.fits" for i in range(int(n))]
+        missing = [i for i, path in enumerate(paths) if overwrite or not path.is_file()]
+        frames = []
 
-    def record(first, i, t, x, x0):
-        if first == missing[0]:
-            frames.append((t, x[:_GIF_IMAGES, 0].float().cpu().numpy()))
+        def record(first, i, t, x, x0):
+            if first == missing[0]:
+                frames.append((t, x[:_GIF_IMAGES, 0].float().cpu().numpy()))
 
-    from tqdm.auto import tqdm
+        from tqdm.auto import tqdm
 
-    written = []
-    chunks = [missing[k:k + batch_size] for k in range(0, len(missing), batch_size)]
-    bar = tqdm(total=len(missing), desc=f"generate ({sampler}, {steps} steps)", unit="img",
-               disable=not progress)
-    for chunk in chunks:
-        # Runs of consecutive indices: each is one generate call.
-        runs = np.split(np.array(chunk), np.where(np.diff(chunk) != 1)[0] + 1)
-        for run in runs:
-            images = generator.generate(
-                len(run), start=int(run[0]), steps=steps, sampler=sampler, seed=seed,
-                substructure=substructure, guidance=guidance, eta=eta,
-                batch_size=batch_size, enhancer=enhancer, progress=False,
-                callback=record if gif and not frames else None)
-            for ccd, index in zip(to_ccddata(images), run):
-                write_image(ccd, paths[index], overwrite=True,
-                            history=f"lensenhance generate: image {index} of seed {seed}")
-                written.append(paths[index])
-            bar.update(len(run))
-    bar.close()
+        written = []
+        chunks = [missing[k:k + batch_size] for k in range(0, len(missing), batch_size)]
+        bar = tqdm(total=len(missing), desc=f"generate ({sampler}, {steps} steps)", unit="img",
+                   disable=not progress)
+        for chunk in chunks:
+            # Runs of consecutive indices: each is one generate call.
+            runs = np.split(np.array(chunk), np.where(np.diff(chunk) != 1)[0] + 1)
+            for run in runs:
+                images = generator.generate(
+                    len(run), start=int(run[0]), steps=steps, sampler=sampler, seed=seed,
+                    substructure=substructure, guidance=guidance, eta=eta,
+                    batch_size=batch_size, enhancer=enhancer, progress=False,
+                    callback=record if gif and not frames else None)
+                for ccd, index in zip(to_ccddata(images), run):
+                    write_image(ccd, paths[index], overwrite=True,
+                                history=f"lensenhance generate: image {index} of seed {seed}")
+                    written.append(paths[index])
+                bar.update(len(run))
+        bar.close()
 
-    gif_path = None
-    if gif and frames:
-        gif_path = out_dir / "reverse_process.gif"
-        write_reverse_process_gif(frames, gif_path)
+        gif_path = None
+        if gif and frames:
+            gif_path = out_dir / "reverse_process.gif"
+            write_reverse_process_gif(frames, gif_path)
 
-    labels = generator._labels(int(n), substructure)[1]
-    catalog = Table({"path": [p.name for p in paths], "image": np.arange(int(n)),
-                     "substructure": labels, "seed": np.full(int(n), seed),
-                     "sampler": [sampler] * int(n), "steps": np.full(int(n), int(steps)),
-                     "guidance": np.full(int(n), np.nan if guidance is None else guidance)})
-    catalog.meta.update({k: ("none" if v is None else v) for k, v in settings.items()})
-    catalog_path = out_dir / "catalog.ecsv"
-    write_catalog(catalog, catalog_path, overwrite=True)
-    return {"written": written, "skipped": int(n) - len(missing), "catalog": catalog_path,
-            "gif": gif_path, "seed": seed}
+        labels = generator._labels(int(n), substructure)[1]
+        catalog = Table({"path": [p.name for p in paths], "image": np.arange(int(n)),
+                         "substructure": labels, "seed": np.full(int(n), seed),
+                         "sampler": [sampler] * int(n), "steps": np.full(int(n), int(steps)),
+                         "guidance": np.full(int(n), np.nan if guidance is None else guidance)})
+        catalog.meta.update({k: ("none" if v is None else v) for k, v in settings.items()})
+        catalog_path = out_dir / "catalog.ecsv"
+        write_catalog(catalog, catalog_path, overwrite=True)
+        return {"written": written, "skipped": int(n) - len(missing), "catalog": catalog_path,
+                "gif": gif_path, "seed": seed}

@@ -305,8 +305,8 @@ def _load_base(meta, path):
         base = load_pretrained(reference)
         return base
     base_path = Path(reference)
-    if not base_path.is_absolute():
-        base_path = Path(path).parent / base_path
+    if not base_path.is_absolute() and not base_path.is_file():
+        base_path = Path(path).parent / base_path  # next to the posterior weights
     if not base_path.is_file():
         raise FileNotFoundError(f"{path}: its base model {reference!r} is neither a shipped "
                                 "model nor a file")

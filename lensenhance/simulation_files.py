@@ -12,6 +12,11 @@ from .simulate.simulator import UNIT, LensSimulator, tan_wcs, truth_header
 __all__ = ["write_simulation", "simulate_to_disk"]
 
 CATALOG_NAME = "catalog.ecsv"
+#: Images simulated and written at a time by `simulate_to_disk`.
+CHUNK_SIZE = 256
+_SETTINGS_NAME = "simulate_run.json"
+_PARTS = ".parts"
+_PAIR_VARIABLES = ("lr", "hr")
 _DATASET_SUFFIX = {"netcdf": ".nc", "zarr": ".zarr"}
 _FORMATS = ("fits", *_DATASET_SUFFIX)
 
@@ -97,8 +102,8 @@ def write_simulation(ds, out_dir, *, format="fits", overwrite=False, progress=Tr
     if not names:
         raise ValueError(f"write_simulation: no image variables (dims image, y, x) in the "
                          f"dataset; it has {list(ds.data_vars)}")
-    n = ds.sizes["image"]
-    relative = {name: [f"{name}/{i:06d}.fits" for i in range(n)] for name in names}
+    # Positions, not the image coordinate: a concatenation of runs may repeat it.
+    relative = _relative_paths(names, range(ds.sizes["image"]))
     catalog = out_dir / CATALOG_NAME
     if not overwrite:
         existing = [p for p in [catalog] + [out_dir / r for rs in relative.values() for r in rs]
@@ -109,16 +114,31 @@ def write_simulation(ds, out_dir, *, format="fits", overwrite=False, progress=Tr
     for name in names:
         (out_dir / name).mkdir(parents=True, exist_ok=True)
 
+    truth = _write_fits_images(ds, out_dir, names, relative, overwrite=overwrite,
+                               progress=progress, ra=ra, dec=dec)
+    io.write_catalog(truth, catalog, overwrite=overwrite)
+    return catalog
+
+
+def _relative_paths(names, indices):
+    return {name: [f"{name}/{int(i):06d}.fits" for i in indices] for name in names}
+
+
+def _write_fits_images(ds, out_dir, names, relative, *, overwrite, progress, ra, dec):
+    """Write every image of ``ds`` (one FITS file per variable); return its truth table."""
+    from astropy.nddata import CCDData, StdDevUncertainty
+    from tqdm.auto import tqdm
+
+    from . import io
+
     truth = _truth_table(ds)
     wcs = {name: tan_wcs(ds[name].shape[1:], _pixel_scale(ds, name), ra=ra, dec=dec)
            for name in names}
     unit = ds.attrs.get("unit", UNIT)
     history = (f"lensenhance simulation: preset {ds.attrs.get('preset', '?')}, "
                f"substructure {ds.attrs.get('substructure', '?')}")
-    from astropy.nddata import CCDData, StdDevUncertainty
-    from tqdm.auto import tqdm
-
-    for i in tqdm(range(n), desc="writing FITS", unit="img", disable=not progress):
+    for i in tqdm(range(ds.sizes["image"]), desc="writing FITS", unit="img",
+                  disable=not progress):
         header = truth_header({key: truth[key][i] for key in truth.colnames})
         for key in ("preset", "psf_fwhm"):
             if key in ds.attrs:
@@ -135,8 +155,7 @@ def write_simulation(ds, out_dir, *, format="fits", overwrite=False, progress=Tr
     truth["path"] = relative[names[0]]
     truth.meta.update({k: v for k, v in ds.attrs.items()
                        if isinstance(v, (str, int, float, np.integer, np.floating))})
-    io.write_catalog(truth, catalog, overwrite=overwrite)
-    return catalog
+    return truth
 
 
 def _truth_table(ds):
@@ -158,33 +177,144 @@ def _truth_table(ds):
 
 
 def simulate_to_disk(out_dir, *, preset="model_i", substructure="no_sub", n=100, scale=2,
-                     fmt="fits", seed=0, workers=1, overwrite=False, progress=True):
+                     fmt="fits", seed=0, workers=1, overwrite=False, progress=True,
+                     chunk_size=CHUNK_SIZE):
     """Simulate ``n`` HR/LR pairs and write them (what ``lensenhance simulate`` runs).
+
+    With ``fmt="fits"`` the images are simulated and written ``chunk_size`` at a time, so
+    memory stays flat however large ``n`` is, and the run is resumable: killed at any
+    moment and run again with the same arguments, it simulates only the images that are
+    missing and the result is identical to an uninterrupted run (every image has its own
+    seed). Every file is written atomically and temporaries of a killed run are removed.
+    A run with other settings into the same folder is refused, naming what differs.
+    ``simulate_run.json`` records the settings; ``.parts/`` holds the truth rows of the
+    chunks done until ``catalog.ecsv`` is written.
 
     Parameters
     ----------
     out_dir : str or os.PathLike
         Output folder (see `write_simulation`).
-    preset, substructure, seed
+    preset, substructure
         As for `LensSimulator.from_preset`.
+    seed : int or None, optional
+        Seed of the run (None: fresh entropy, recorded in the settings so that a rerun
+        resumes the same run).
     n, scale, workers
         As for `LensSimulator.simulate_pairs`.
     fmt : {'fits', 'netcdf', 'zarr'}, optional
-        Output format.
-    overwrite, progress : bool, optional
-        As for `write_simulation`; progress also shows the simulation's bar.
+        Output format. ``netcdf`` and ``zarr`` hold the whole dataset in memory and
+        write it once, at the end (not resumable).
+    overwrite : bool, optional
+        Start afresh: simulate every image again and replace the files.
+    progress : bool, optional
+        Show a progress bar.
+    chunk_size : int, optional
+        Images simulated and written at a time (FITS).
 
     Returns
     -------
     pathlib.Path
         The catalog or dataset written.
+
+    Raises
+    ------
+    ValueError
+        An invalid argument, an ``out_dir`` that cannot be a folder, or a folder that
+        holds another run (before any image is simulated).
+    FileExistsError
+        The target exists (netCDF, zarr, or FITS output of a run that recorded no
+        settings) and ``overwrite`` is False.
     """
+    from ._runfolder import check_output_folder, open_run_folder
+
     if fmt not in _FORMATS:
         raise ValueError(f"fmt must be one of {_FORMATS}, got {fmt!r}")
-    target = (Path(out_dir) / CATALOG_NAME if fmt == "fits"
-              else _dataset_target(out_dir, fmt))
-    if target.exists() and not overwrite:  # fail before spending time simulating
-        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
-    sim = LensSimulator.from_preset(preset, substructure=substructure, seed=seed)
-    ds = sim.simulate_pairs(n, scale=scale, workers=workers, progress=progress)
-    return write_simulation(ds, out_dir, format=fmt, overwrite=overwrite, progress=progress)
+    for name, value in (("n", n), ("scale", scale), ("workers", workers),
+                        ("chunk_size", chunk_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if scale < 2:
+        raise ValueError(f"scale must be an integer >= 2, got {scale!r}")
+    sim = LensSimulator.from_preset(preset, substructure=substructure)  # checks both
+    if fmt != "fits":
+        target = _dataset_target(out_dir, fmt)
+        check_output_folder(target.parent)
+        if target.exists() and not overwrite:  # fail before spending time simulating
+            raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+        ds = sim.simulate_pairs(n, scale=scale, workers=workers, progress=progress,
+                                seed=seed)
+        return write_simulation(ds, out_dir, format=fmt, overwrite=overwrite,
+                                progress=progress)
+
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy)
+    settings = {"preset": preset, "substructure": substructure, "n": int(n),
+                "scale": int(scale), "seed": int(seed), "format": fmt}
+
+    def foreign(folder):
+        return (f"{CATALOG_NAME} exists" if (folder / CATALOG_NAME).exists() else None)
+
+    with open_run_folder(out_dir, settings=settings, settings_name=_SETTINGS_NAME,
+                         overwrite=overwrite, what="simulate", foreign=foreign) as run:
+        return _simulate_fits(run.path, sim, settings, workers=workers,
+                              overwrite=overwrite, progress=progress,
+                              chunk_size=int(chunk_size))
+
+
+def _simulate_fits(out, sim, settings, *, workers, overwrite, progress, chunk_size):
+    """The resumable FITS run of `simulate_to_disk`, in a locked, checked folder."""
+    import logging
+    import shutil
+
+    from astropy.table import Table, vstack
+    from tqdm.auto import tqdm
+
+    from . import io
+
+    n, scale, seed = settings["n"], settings["scale"], settings["seed"]
+    names = list(_PAIR_VARIABLES)
+    catalog = out / CATALOG_NAME
+    parts = out / _PARTS
+    if overwrite:
+        shutil.rmtree(parts, ignore_errors=True)
+        catalog.unlink(missing_ok=True)
+    # Once the catalog is written the parts are gone; missing images are still redone.
+    finished = catalog.is_file()
+    chunks = [range(start, min(n, start + chunk_size)) for start in range(0, n, chunk_size)]
+
+    def part(chunk):
+        return parts / f"part-{chunk.start:09d}.ecsv"
+
+    def done(chunk):
+        relative = _relative_paths(names, chunk)
+        return ((finished or part(chunk).is_file())
+                and all((out / r).is_file() for rs in relative.values() for r in rs))
+
+    todo = [chunk for chunk in chunks if overwrite or not done(chunk)]
+    n_done = n - sum(len(chunk) for chunk in todo)
+    if n_done:
+        logging.getLogger("lensenhance").info(
+            "%s: %d of %d images already written; simulating the other %d", out, n_done, n,
+            n - n_done)
+    if todo and not finished:
+        parts.mkdir(exist_ok=True)
+    with tqdm(total=n, initial=n_done, desc=f"{settings['preset']} x{scale} pairs",
+              unit="img", disable=not progress) as bar:
+        for chunk in todo:
+            ds = sim.simulate_pairs(n, scale=scale, workers=workers, progress=False,
+                                    seed=seed, indices=list(chunk))
+            for name in names:
+                (out / name).mkdir(exist_ok=True)
+            # Files of a chunk cut short are this run's (same settings): replace them.
+            truth = _write_fits_images(ds, out, names, _relative_paths(names, chunk),
+                                       overwrite=True, progress=False, ra=150.0, dec=2.2)
+            if not finished:
+                io.write_catalog(truth, part(chunk), overwrite=True)
+            bar.update(len(chunk))
+            del ds, truth  # keep one chunk in memory at a time
+    if not finished:
+        tables = [Table.read(part(chunk), format="ascii.ecsv") for chunk in chunks]
+        io.write_catalog(vstack(tables, metadata_conflicts="silent"), catalog,
+                         overwrite=True)
+        shutil.rmtree(parts, ignore_errors=True)
+    return catalog

@@ -83,7 +83,14 @@ def test_simulate_command_writes_a_readable_set(runner, tmp_path, fmt):
         with xr.open_dataset(path) as ds:
             assert ds["lr"].shape[0] == 3 and "theta_E" in ds.coords
     again = runner.invoke(cli, args)
-    assert again.exit_code != 0 and "--overwrite" in again.output
+    if fmt == "fits":
+        # The same command resumes (here: nothing left to do); other settings are refused.
+        assert again.exit_code == 0, again.output
+        other = runner.invoke(cli, [*args[:-1], "1"])
+        assert other.exit_code != 0 and "seed: 0 -> 1" in other.output
+        assert "--overwrite" in other.output
+    else:
+        assert again.exit_code != 0 and "--overwrite" in again.output
 
 
 def test_enhance_command_tiles_a_file_with_a_weights_file(runner, tmp_path):
@@ -100,7 +107,7 @@ def test_enhance_command_tiles_a_file_with_a_weights_file(runner, tmp_path):
     data[5, 5] = np.nan
     fits.writeto(source, data, fits.Header({"BUNIT": "electron"}))
     result = runner.invoke(cli, ["-q", "enhance", str(source), "--model", str(weights),
-                                 "--tile-size", "24", "--workers", "2",
+                                 "--tile-size", "24", "--tile-threads", "2",
                                  "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     out = io.read_image(tmp_path / "out" / "img_tiny.fits")

@@ -103,7 +103,10 @@ def test_generate_to_disk_resumes_and_refuses_other_settings(generator, tmp_path
     assert len(first["written"]) == 3 and first["gif"].is_file()
     reference = fits.getdata(out / "lens_00001.fits").copy()
     (out / "lens_00001.fits").unlink()
+    # What a killed writer leaves: removed by the next run, which holds the folder's lock.
+    (out / ".tmp-0123abcd-lens_00001.fits").write_bytes(b"partial")
     again = generate_to_disk(out, generator, 4, steps=2, batch_size=2, progress=False)
+    assert not list(out.glob(".tmp-*"))
     assert [p.name for p in again["written"]] == ["lens_00001.fits", "lens_00003.fits"]
     assert again["seed"] == 4 and again["skipped"] == 2
     np.testing.assert_allclose(fits.getdata(out / "lens_00001.fits"), reference, rtol=1e-4,

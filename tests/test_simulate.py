@@ -350,3 +350,103 @@ def test_simulate_image_binning_is_the_pairs_lr():
     assert proj_plane_pixel_scales(ccd.wcs) * 3600 == pytest.approx([scale, scale])
     with pytest.raises(ValueError, match="binning"):
         sim.simulate_image(binning=0)
+
+
+# -- resumable runs ------------------------------------------------------------------------
+
+def _living(pids):
+    """The pids among ``pids`` that still run (zombies are not running)."""
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state not in (b"Z", b"X"):
+            alive.add(pid)
+    return alive
+
+
+def _descendants(pid):
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_simulate_killed_and_rerun_equals_an_uninterrupted_run(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from click.testing import CliRunner
+
+    from lensenhance.cli import cli
+
+    out = tmp_path / "killed"
+    args = ["-q", "simulate", "--preset", FAST, "--substructure", "all", "-n", "24",
+            "--chunk-size", "4", "--seed", "5", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "lensenhance", *args, "--workers", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    workers, deadline = set(), time.monotonic() + 120
+    try:
+        # Written as it goes: the first chunk is on disk long before the last one.
+        while not list((out / ".parts").glob("part-*.ecsv")):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the run did not start"
+            workers |= _descendants(proc.pid)
+            time.sleep(0.01)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+    assert len(workers) >= 2
+    deadline = time.monotonic() + 10
+    while _living(workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _living(workers), "the simulator's workers outlived the killed command"
+    assert not (out / "catalog.ecsv").exists(), "the run ended before it was killed"
+
+    result = CliRunner().invoke(cli, args)  # the same command (one worker: same result)
+    assert result.exit_code == 0, result.output
+    reference = simulate_to_disk(tmp_path / "whole", preset=FAST, substructure="all", n=24,
+                                 seed=5, chunk_size=24, progress=False)
+    files = sorted(p.relative_to(out) for p in out.rglob("*.fits"))
+    assert len(files) == 48 and not [p for p in out.rglob(".tmp-*")]
+    assert not (out / ".parts").exists()
+    for name in files:
+        assert (out / name).read_bytes() == (reference.parent / name).read_bytes(), name
+    ours, theirs = io.read_catalog(out / "catalog.ecsv"), io.read_catalog(reference)
+    assert ours.colnames == theirs.colnames
+    for name in ours.colnames:
+        if ours[name].dtype.kind == "f":
+            np.testing.assert_array_equal(ours[name], theirs[name])
+        elif not name.endswith("path"):
+            assert list(ours[name]) == list(theirs[name]), name
+    # Another seed into the same folder is refused before anything is simulated.
+    with pytest.raises(ValueError, match="seed: 5 -> 6"):
+        simulate_to_disk(out, preset=FAST, substructure="all", n=24, seed=6, progress=False)
+
+
+def test_simulate_indices_equal_the_whole_run():
+    sim = LensSimulator.from_preset(FAST, substructure="all")
+    whole = sim.simulate_pairs(5, seed=3, progress=False)
+    part = sim.simulate_pairs(5, seed=3, indices=[4, 1], progress=False)
+    assert list(part.image.values) == [4, 1]
+    np.testing.assert_array_equal(part.lr.values, whole.lr.values[[4, 1]])
+    assert list(part.substructure.values) == list(whole.substructure.values[[4, 1]])
+    with pytest.raises(ValueError, match="seed"):
+        sim.simulate_pairs(5, indices=[1], progress=False)
+    with pytest.raises(ValueError, match="range"):
+        sim.simulate_pairs(5, seed=3, indices=[5], progress=False)

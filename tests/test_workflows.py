@@ -143,11 +143,13 @@ def test_enhance_command_goes_on_after_a_bad_file(runner, tmp_path):
     assert "bad.fits" in result.output and "1 of 2" in result.output
     written = io.read_image(out / "good_bicubic.fits")
     assert written.shape == (16, 16) and str(written.unit) == "adu"
-    # Nothing is overwritten without --overwrite.
+    # A rerun skips what is done; --overwrite redoes it; another model is refused.
     again = runner.invoke(cli, ["enhance", str(good), "--out", str(out)])
-    assert again.exit_code != 0 and "exists" in again.output
+    assert again.exit_code == 0 and "1 already done" in again.output
     assert runner.invoke(cli, ["enhance", str(good), "--out", str(out),
                                "--overwrite"]).exit_code == 0
+    other = runner.invoke(cli, ["enhance", str(good), "--out", str(out), "--model", "bilinear"])
+    assert other.exit_code != 0 and "model: 'bicubic' -> 'bilinear'" in other.output
 
 
 def test_demo_command(runner, tmp_path):

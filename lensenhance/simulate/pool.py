@@ -6,14 +6,17 @@ reused (each worker also keeps its lenstronomy model objects, see
 :func:`~lensenhance.simulate.render.get_renderer`). Workers come from a ``forkserver``
 that has already imported the simulator: fast to start, and safe in a parent process
 that runs threads (torch, dask). :func:`shutdown_pools` stops them; they also stop when
-the interpreter exits.
+the interpreter exits, and within a fraction of a second when the parent is killed
+(`lensenhance._workers.watch_parent`), so a killed ``lensenhance simulate`` leaves no
+orphaned workers.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import sys
+import os
 from concurrent.futures import ProcessPoolExecutor
+
+from .._workers import process_context, watch_parent
 
 __all__ = ["get_pool", "discard_pool", "shutdown_pools"]
 
@@ -26,19 +29,13 @@ _PRELOAD = ["lensenhance.simulate.render", "lenstronomy.LensModel.lens_model",
             "lenstronomy.Util.param_util", "astropy.cosmology"]
 
 
-def _context():
-    if "forkserver" in multiprocessing.get_all_start_methods() and sys.platform != "darwin":
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(_PRELOAD)
-        return ctx
-    return multiprocessing.get_context("spawn")
-
-
 def get_pool(workers):
     """The shared process pool with ``workers`` processes (created on first use)."""
     pool = _POOLS.get(workers)
     if pool is None:
-        pool = _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=_context())
+        pool = _POOLS[workers] = ProcessPoolExecutor(
+            workers, mp_context=process_context(_PRELOAD), initializer=watch_parent,
+            initargs=(os.getpid(),))
     return pool
 
 

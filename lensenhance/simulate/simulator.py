@@ -76,10 +76,39 @@ def _substructures(substructure):
     return classes
 
 
-def _image_seeds(seed_sequence, n):
-    """One 63-bit integer seed per image, spawned from the run's SeedSequence."""
-    return [int(child.generate_state(1, np.uint64)[0] >> np.uint64(1))
-            for child in seed_sequence.spawn(n)]
+def _image_seeds(seed_sequence, n, indices=None):
+    """One 63-bit integer seed per image, spawned from the run's SeedSequence.
+
+    With ``indices``, only those images' seeds: child ``i`` of a fresh SeedSequence is
+    built directly (entropy, spawn key + ``(i,)``), the same as ``spawn(n)[i]``, without
+    spawning the ``n`` children of a large run for every part of it.
+    """
+    if indices is None:
+        children = seed_sequence.spawn(n)
+    else:
+        children = [np.random.SeedSequence(seed_sequence.entropy,
+                                           spawn_key=(*seed_sequence.spawn_key, int(i)),
+                                           pool_size=seed_sequence.pool_size)
+                    for i in indices]
+    return [int(child.generate_state(1, np.uint64)[0] >> np.uint64(1)) for child in children]
+
+
+def _check_indices(indices, n):
+    """A list of distinct image indices in ``range(n)``."""
+    try:
+        values = [int(i) for i in indices]
+    except (TypeError, ValueError):
+        raise TypeError(f"indices must be a sequence of integers, got {indices!r}") from None
+    if any(i != j for i, j in zip(values, indices)):
+        raise TypeError(f"indices must be integers, got {indices!r}")
+    if not values:
+        raise ValueError("indices is empty")
+    bad = [i for i in values if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"indices must lie in range({n}); got {bad[0]}")
+    if len(set(values)) != len(values):
+        raise ValueError("indices must be distinct")
+    return values
 
 
 class LensSimulator:
@@ -178,17 +207,23 @@ class LensSimulator:
 
     # -- runs --------------------------------------------------------------------------
 
-    def _run(self, mode, n, option, *, workers, progress, seed, desc):
+    def _run(self, mode, n, option, *, workers, progress, seed, desc, indices=None):
         n = _check_count(n, "n")
         workers = _check_count(workers, "workers")
+        if indices is not None:
+            if seed is None:
+                # The simulator's next stream would differ from the full run's.
+                raise ValueError("indices needs the run's seed: pass seed= as well")
+            indices = _check_indices(indices, n)
         run = self._run_sequence(seed)
-        seeds = _image_seeds(run, n)
-        classes = [self._class_of(i) for i in range(n)]
+        seeds = _image_seeds(run, n, indices)
+        images = list(range(n)) if indices is None else indices
+        classes = [self._class_of(i) for i in images]
         blocks = _compute_blocks(self.preset, mode, option, classes, seeds, workers=workers,
                                  progress=progress, desc=desc)
         arrays = {name: np.concatenate([b[0][name] for b in blocks]) for name in blocks[0][0]}
         truths = [t for b in blocks for t in b[1]]
-        return arrays, truths, run
+        return arrays, truths, run, images
 
     def _attrs(self, run, **extra):
         from .. import __version__
@@ -218,7 +253,8 @@ class LensSimulator:
         attrs.update(extra)
         return attrs
 
-    def simulate_pairs(self, n, *, scale=2, workers=1, progress=True, seed=None):
+    def simulate_pairs(self, n, *, scale=2, workers=1, progress=True, seed=None,
+                       indices=None):
         """Simulate ``n`` high-resolution / low-resolution pairs.
 
         The HR grid has the preset's pixel scale and is the preset's image size rounded
@@ -237,6 +273,10 @@ class LensSimulator:
             Show a progress bar.
         seed : int, optional
             Seed of this run; by default the simulator's next stream.
+        indices : sequence of int, optional
+            Simulate only these images of the ``n``-image run (``seed`` required): each
+            is identical to the same image of the whole run, so a large run can be done
+            in parts, or resumed.
 
         Returns
         -------
@@ -250,8 +290,9 @@ class LensSimulator:
             PSF, unit and preset.
         """
         scale = _check_count(scale, "scale", 2)
-        arrays, truths, run = self._run("pairs", n, scale, workers=workers, progress=progress,
-                                        seed=seed, desc=f"{self.preset.name} x{scale} pairs")
+        arrays, truths, run, images = self._run(
+            "pairs", n, scale, workers=workers, progress=progress, seed=seed,
+            desc=f"{self.preset.name} x{scale} pairs", indices=indices)
         d = self.preset.pixel_scale
         attrs = self._attrs(run, scale=scale, hr_pixel_scale=d, lr_pixel_scale=scale * d,
                             hr_num_pix=arrays["hr"].shape[-1],
@@ -264,10 +305,10 @@ class LensSimulator:
             "lr_sigma": (("image", "y", "x"), arrays["lr_sigma"],
                          {"long_name": "standard deviation of lr", "units": UNIT}),
         }
-        return _dataset(variables, truths, attrs, {"": scale * d, "_hr": d})
+        return _dataset(variables, truths, attrs, {"": scale * d, "_hr": d}, images)
 
     def simulate_snr_pairs(self, n, *, exposure_ratio=10.0, workers=1, progress=True,
-                           seed=None):
+                           seed=None, indices=None):
         """Simulate ``n`` scenes observed at low and at high signal-to-noise.
 
         Both observations are on the preset's native grid; the deep one has
@@ -281,7 +322,7 @@ class LensSimulator:
             Number of scenes.
         exposure_ratio : float, optional
             Deep / shallow exposure time, > 1. Default 10.
-        workers, progress, seed
+        workers, progress, seed, indices
             As for `simulate_pairs`.
 
         Returns
@@ -294,9 +335,9 @@ class LensSimulator:
         if not isinstance(exposure_ratio, (int, float, np.integer, np.floating)) or \
                 isinstance(exposure_ratio, bool) or not exposure_ratio > 1:
             raise ValueError(f"exposure_ratio must be a number > 1, got {exposure_ratio!r}")
-        arrays, truths, run = self._run("snr", n, float(exposure_ratio), workers=workers,
-                                        progress=progress, seed=seed,
-                                        desc=f"{self.preset.name} SNR pairs")
+        arrays, truths, run, images = self._run(
+            "snr", n, float(exposure_ratio), workers=workers, progress=progress, seed=seed,
+            desc=f"{self.preset.name} SNR pairs", indices=indices)
         attrs = self._attrs(run, exposure_ratio=float(exposure_ratio))
         long_names = {
             "low": "shallow observation", "low_sigma": "standard deviation of low",
@@ -306,7 +347,7 @@ class LensSimulator:
         variables = {name: (("image", "y", "x"), arrays[name],
                             {"long_name": long_names[name], "units": UNIT})
                      for name in long_names}
-        return _dataset(variables, truths, attrs, {"": self.preset.pixel_scale})
+        return _dataset(variables, truths, attrs, {"": self.preset.pixel_scale}, images)
 
     def simulate_image(self, *, ra=150.0, dec=2.2, seed=None, substructure=None, binning=1):
         """One observed image on the preset's native grid, as a CCDData.
@@ -382,12 +423,12 @@ def truth_header(truth):
     return header
 
 
-def _dataset(variables, truths, attrs, grids):
+def _dataset(variables, truths, attrs, grids, images=None):
     """Assemble the xarray Dataset: images, truth coordinates along image, pixel grids."""
     import xarray as xr
 
     n = len(truths)
-    coords = {"image": np.arange(n)}
+    coords = {"image": np.arange(n) if images is None else np.asarray(images, np.int64)}
     for key in [*TRUTH_FIELDS, "peak_snr", "seed"]:
         values = np.array([t[key] for t in truths])
         unit, meaning = TRUTH_FIELDS.get(key, ("", ""))
