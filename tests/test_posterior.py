@@ -224,3 +224,52 @@ def test_cli_enhance_with_a_diffusion_model_writes_the_uncertainty(tiny_files, t
     assert isinstance(ccd.uncertainty, StdDevUncertainty)
     assert ccd.uncertainty.array.shape == noisy.shape
     assert "3 diffusion samples" in ccd.header["UNCTYPE"]
+
+
+def test_publish_posterior_checks_the_base_and_stores_the_calibration(
+        tiny_files, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from lensenhance import models, publish
+    from lensenhance.nn.weights import update_weights_metadata
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    monkeypatch.setattr(models, "WEIGHTS_DIR", weights)
+    monkeypatch.setattr(publish, "WEIGHTS_DIR", weights)
+    base_run, post_run = tmp_path / "base_run", tmp_path / "post_run"
+    for run, source in ((base_run, tiny_files[0]), (post_run, tiny_files[1])):
+        run.mkdir()
+        shutil.copy(source, run / "weights.safetensors")
+        (run / "history.json").write_text(json.dumps({"step": 2, "wall_time_s": 1.0}))
+    update_weights_metadata(base_run / "weights.safetensors",
+                            {"command": "lensenhance train denoiser --steps 2",
+                             "data_preset": "model_ii"})
+    publish.publish_denoiser(base_run, "tiny-denoise")
+    # The run was trained around the tiny base as it was before its metadata changed.
+    with pytest.raises(ValueError, match="other weights than 'tiny-denoise'"):
+        publish.publish_posterior(post_run, "tiny-posterior", base="tiny-denoise")
+    assert not (weights / "tiny-posterior.safetensors").exists()
+    update_weights_metadata(post_run / "weights.safetensors", {
+        "base_sha256": models.file_sha256(weights / "tiny-denoise.safetensors"),
+        "command": "lensenhance train posterior --task denoise"})
+    card = publish.publish_posterior(post_run, "tiny-posterior", base="tiny-denoise")
+    assert card["base_model"] == "tiny-denoise" and card["scale"] == 1
+    assert card["calibration"]["std_scale"] == 1.0
+    meta = read_weights_metadata(weights / "tiny-posterior.safetensors")
+    assert meta["base_model"] == "tiny-denoise" and meta["calibration"]["std_scale"] == 1.0
+    # Loaded by name: the base comes from the registry.
+    enhancer = Enhancer.from_pretrained("tiny-posterior", n_samples=2, steps=1, device="cpu")
+    noisy, sigma = _image()
+    out = enhancer.enhance(CCDData(noisy, unit="adu", uncertainty=StdDevUncertainty(sigma)))
+    assert out.meta["LEMODEL"] == "tiny-posterior"
+    # Figures from a benchmark JSON complete the card.
+    figures = {"psnr": {"mean": 40.0, "se": 0.5, "n": 3}, "ssim": {"mean": 0.9, "se": 0.01,
+                                                                   "n": 3}}
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"n": 3, "command": "lensenhance benchmark denoise -n 3",
+                                 "rows": {"tiny-posterior": {"figures": figures,
+                                                             "seconds_per_image": 0.1}}}))
+    card = publish.add_benchmark_figures("tiny-posterior", bench)
+    assert card["metrics"]["n"] == 3 and models.validate_card(card, raise_errors=False) == []
