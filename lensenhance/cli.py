@@ -253,17 +253,17 @@ def _report_run(task, result, *, shown=20):
         click.echo(f"{result['warnings']} row(s) with warnings: see the warning column of "
                    f"{result['catalog']}", err=True)
     if result["failed"] or result["pending"]:
-        _fail(f"{result['failed']} of {result['n']} row(s) failed; run the same command "
-              "again to retry them")
+        _fail(f"{result['failed']} of {result['n']} row(s) failed (see the error column "
+              f"of {result['catalog']}); the same command retries the failed rows")
 
 
 @click.command("enhance")
-@_enhancement_options
 @click.option("--model", default="bicubic", show_default=True,
               help="A pretrained model name (see `lensenhance models`), bilinear/bicubic, or "
                    "a weights file written by lensenhance.nn.export_weights.")
 @click.option("--scale", type=click.IntRange(2), default=None,
               help="Scale of the bilinear/bicubic baselines [default: 2].")
+@_enhancement_options
 @click.pass_context
 def enhance_command(ctx, model, scale, **options):
     """Enhance FITS images (FILES or a --catalog): one output per row, resumable.
@@ -278,11 +278,11 @@ def enhance_command(ctx, model, scale, **options):
 
 
 @click.command("denoise")
-@_enhancement_options
 @click.option("--model", required=True,
               help="A denoiser: a shipped one (raunet-denoise, diffusion-denoise, "
                    "diffusion-denoise-hsc; see `lensenhance models --task denoise`) or a "
                    "weights file.")
+@_enhancement_options
 @click.pass_context
 def denoise_command(ctx, model, **options):
     """Denoise FITS images (FILES or a --catalog): one output per row, resumable.
@@ -561,8 +561,8 @@ def evaluate_command(ctx, pred, truth, truth_column, allow_outside, json_path, o
     their input paths; folders are matched by file name. Exit status 1 when an image
     could not be scored.
     """
-    from .catalog import evaluate_catalog
     from .demo import format_table
+    from .evaluation import evaluate_catalog
 
     try:
         result = evaluate_catalog(pred, truth, truth_column=truth_column,

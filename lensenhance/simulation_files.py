@@ -248,6 +248,9 @@ def simulate_to_disk(out_dir, *, preset="model_i", substructure="no_sub", n=100,
 
     if seed is None:
         seed = int(np.random.SeedSequence().entropy)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer or None (it is recorded so "
+                         f"that a rerun resumes the same run), got {seed!r}")
     settings = {"preset": preset, "substructure": substructure, "n": int(n),
                 "scale": int(scale), "seed": int(seed), "format": fmt}
 

@@ -1,0 +1,680 @@
+"""Row-by-row runs over catalogs of images: resumable, safe, composable.
+
+`enhance_catalog` runs an `~lensenhance.enhance.Enhancer` (a super-resolution model or a
+denoiser) over every row of a catalog (an ECSV or FITS table with a column of FITS
+paths), or over a list of files (`catalog_from_files`):
+
+* every row gets its own output, named from a key column or mirroring the input's path
+  relative to the catalog's folder, so no two rows can write one file (duplicate rows,
+  and rows whose names would collide, are refused before any work);
+* each output FITS file (science image, MASK, UNCERT, HISTORY and the row's provenance in
+  the header) is written atomically, so a killed run leaves no partial file;
+* ``run_log.jsonl`` records every finished row (status, error, timings) as it finishes,
+  and ``catalog.ecsv`` lists every row with its status, output path, error, timings and
+  attempts (written at the end, and when interrupted);
+* a rerun with the same settings skips the rows whose output is complete (header and
+  size checked) and does the rest, failed rows included; a run with other settings
+  into the same folder is refused;
+* a failing row never stops the others; rows run serially, in worker processes that
+  die with the parent (``workers=``), or on a dask.distributed cluster
+  (``scheduler=``).
+
+The output catalog's ``path`` column holds the outputs, so it is itself a valid input
+catalog: ``denoise`` then ``enhance`` compose, and `lensenhance.evaluation` scores a run
+against the simulator's catalog row by row.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["enhance_catalog", "catalog_from_files", "RUN_SETTINGS", "RUN_LOG",
+           "OUTPUT_CATALOG"]
+
+#: Settings of a run, in its output folder.
+RUN_SETTINGS = "run.json"
+#: One JSON line per finished row, in the output folder.
+RUN_LOG = "run_log.jsonl"
+#: The output catalog: every row's status, output, error and timings.
+OUTPUT_CATALOG = "catalog.ecsv"
+# Header cards naming the row an output belongs to (checked on resume).
+ROW_CARD, SOURCE_CARD = "LEROW", "LESOURCE"
+_FITS_SUFFIXES = (".fits.gz", ".fit.gz", ".fits.fz", ".fits", ".fit", ".fts", ".fz")
+# Columns the output catalog sets; an input column of the same name is replaced.
+_RUN_COLUMNS = ("row", "key", "source", "path", "status", "error", "warning", "started",
+                "seconds", "attempts", "plot_path")
+# Failures printed in full; the rest are counted (the catalog has them all).
+_MAX_WARNINGS = 3
+
+
+@dataclass
+class _Row:
+    row: int
+    key: str
+    source: Path | None
+    output: Path
+    plot: Path | None
+    problem: str | None = None  # a row that fails before it runs (no path)
+
+
+# -- reading the rows -----------------------------------------------------------------------
+
+def catalog_from_files(paths):
+    """An in-memory catalog of FITS files, for `enhance_catalog`.
+
+    Parameters
+    ----------
+    paths : iterable of path-like
+        The files (they need not exist: a missing one fails as its row).
+
+    Returns
+    -------
+    astropy.table.Table
+        A ``path`` column of absolute paths; ``meta["root"]`` is the deepest folder that
+        holds them all, so that outputs mirror the paths below it (two inputs named
+        ``x.fits`` in different folders get different outputs).
+    """
+    from astropy.table import Table
+
+    paths = [Path(p).expanduser().resolve() for p in paths]
+    if not paths:
+        raise ValueError("no input files")
+    root = Path(os.path.commonpath([str(p.parent) for p in paths]))
+    table = Table({"path": [str(p) for p in paths]})
+    table.meta["root"] = str(root)
+    return table
+
+
+def _text(value):
+    if isinstance(value, bytes):
+        value = value.decode()
+    return "" if value is None or np.ma.is_masked(value) else str(value).strip()
+
+
+def _stem(name):
+    lower = name.lower()
+    for suffix in _FITS_SUFFIXES:
+        if lower.endswith(suffix):
+            return name[:-len(suffix)]
+    return name
+
+
+def _card(value):
+    """A header value for any text: FITS cards hold ASCII only (escapes keep it unique)."""
+    return str(value).encode("ascii", "backslashreplace").decode("ascii")
+
+
+def _safe_name(key):
+    # A key becomes one file name: no folders, no hidden files, nothing a shell trips on.
+    name = re.sub(r"[^A-Za-z0-9._+-]", "_", key).lstrip(".")
+    return name or "_"
+
+
+def _read_rows(catalog, out_dir, *, path_column, key_column, allow_outside, suffix, plot):
+    """The rows of a run, each with its output; refuses what would go wrong later."""
+    from astropy.table import Table
+
+    from . import io
+
+    if isinstance(catalog, Table):
+        table, label = catalog, "the catalog"
+        catalog_path = None
+    else:
+        catalog_path = Path(catalog).expanduser()
+        label = str(catalog_path)
+        table = io.read_catalog(catalog_path, path_columns=(path_column,), allow_outside=True)
+    if path_column not in table.colnames:
+        raise ValueError(f"{label}: no column {path_column!r} (columns: "
+                         f"{', '.join(table.colnames) or 'none'}); name the column of image "
+                         "paths with --path-column (path_column=)")
+    if key_column is not None and key_column not in table.colnames:
+        raise ValueError(f"{label}: no key column {key_column!r} (columns: "
+                         f"{', '.join(table.colnames)})")
+    if len(table) == 0:
+        raise ValueError(f"{label}: the catalog has no rows")
+
+    sources = []
+    for value in table[path_column]:
+        text = _text(value)
+        sources.append(Path(text).expanduser().resolve() if text else None)
+    if catalog_path is not None:
+        root = catalog_path.resolve().parent
+        outside = [(i, s) for i, s in enumerate(sources)
+                   if s is not None and not s.is_relative_to(root)]
+        if outside and not allow_outside:
+            i, source = outside[0]
+            more = f" (and {len(outside) - 1} more row(s))" if len(outside) > 1 else ""
+            raise ValueError(f"{label}: row {i}, column {path_column!r}: {source} lies outside "
+                             f"the catalog's folder {root}{more}; allow it with "
+                             "--allow-outside (allow_outside=True)")
+    else:
+        root = Path(table.meta.get("root") or os.getcwd()).resolve()
+    # Outputs mirror the inputs below the deepest folder holding them all.
+    base = Path(os.path.commonpath([str(root)] + [str(s.parent) for s in sources if s]))
+
+    first_row = {}
+    for i, source in enumerate(sources):
+        if source is not None and source in first_row:
+            raise ValueError(f"{label}: rows {first_row[source]} and {i} both point to "
+                             f"{source} (duplicate rows); remove one")
+        first_row.setdefault(source, i)
+
+    rows, keys, names = [], {}, {}
+    for i, source in enumerate(sources):
+        if key_column is not None:
+            key = _text(table[key_column][i])
+            if not key:
+                raise ValueError(f"{label}: row {i} has no value in the key column "
+                                 f"{key_column!r}")
+            relative = Path(_safe_name(key))
+        elif source is not None:
+            relative = source.parent.relative_to(base) / _stem(source.name)
+            key = relative.as_posix()
+        else:
+            key = f"row-{i}"
+            relative = Path(key)
+        if key in keys:
+            raise ValueError(f"{label}: rows {keys[key]} and {i} have the same key {key!r} "
+                             "(duplicate rows)")
+        keys[key] = i
+        output = out_dir / relative.parent / f"{relative.name}{suffix}.fits"
+        # Case-insensitive file systems would put both in one file.
+        folded = str(output).casefold()
+        if folded in names:
+            raise ValueError(f"{label}: rows {names[folded]} and {i} would both write "
+                             f"{output}; give them distinct names (or a --key-column)")
+        names[folded] = i
+        if output in first_row:
+            raise ValueError(f"{label}: row {i}: its output {output} would replace the "
+                             f"input of row {first_row[output]}; use another --out")
+        plot_path = (out_dir / "plots" / relative.parent / f"{relative.name}{suffix}.png"
+                     if plot else None)
+        problem = None if source is not None else f"row {i}: no path in column {path_column!r}"
+        rows.append(_Row(i, key, source, output, plot_path, problem))
+    if catalog_path is not None and (out_dir / OUTPUT_CATALOG).resolve() == \
+            catalog_path.resolve():
+        raise ValueError(f"{label}: the output catalog {out_dir / OUTPUT_CATALOG} would "
+                         "replace the input catalog; use another --out")
+    return table, rows, catalog_path
+
+
+# -- one row --------------------------------------------------------------------------------
+
+def _now():
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _describe(error):
+    text = str(error) or type(error).__name__
+    if not isinstance(error, (OSError, ValueError, TypeError, KeyError)):
+        text = f"{type(error).__name__}: {text}"
+    return text.replace("\n", " ")
+
+
+def _plot_row(enhancer, task):
+    """A PNG panel of one row: input (on the output grid), mean, std."""
+    from . import io
+    from .benchmark.plots import plot_posterior_panel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a unitless input has already been reported
+        observed = io.read_image(task["source"], hdu=task["hdu"]).data
+        out = io.read_image(task["output"])
+    s = enhancer.scale
+    factor = float(out.meta.get("LEFLUX", 1.0))  # the same flux per pixel as the mean
+    observed = np.repeat(np.repeat(observed, s, axis=0), s, axis=1) * factor
+    std = out.uncertainty.array if out.uncertainty is not None else None
+    plot_posterior_panel(task["plot"], observed=observed, mean=out.data, std=std,
+                         title=f"{task['key']} ({enhancer.name})")
+
+
+def _process_row(enhancer, task):
+    """Enhance one row into its output file; never raises for a failing row."""
+    started, clock = _now(), time.perf_counter()
+    record = {"row": task["row"], "key": task["key"], "source": task["source"],
+              "started": started, "status": "ok", "error": "", "warning": ""}
+    try:
+        # Warnings go to the row's record, not 100k times to the terminal. (In threads of
+        # a dask worker two rows may see each other's warnings: catch_warnings is global.)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            enhancer.enhance_file(task["source"], task["output"], hdu=task["hdu"],
+                                  overwrite=task["overwrite"], meta=task["meta"],
+                                  history=task["history"], progress=False)
+            if task["plot"]:
+                _plot_row(enhancer, task)
+        messages = list(dict.fromkeys(str(w.message) for w in caught))
+        record["warning"] = "; ".join(messages[:_MAX_WARNINGS])[:300]
+        stat = os.stat(task["output"])
+        record.update(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+    except Exception as error:  # a failing row never stops the others
+        record.update(status="failed", error=_describe(error))
+    record["seconds"] = round(time.perf_counter() - clock, 4)
+    return record
+
+
+def _output_state(row, task_meta, record, *, plot):
+    """What ``row.output`` needs: ``"done"`` (this row's complete output), ``"todo"``
+    (missing), ``"plot"`` (done but its panel is missing), ``"redo"`` (this row's
+    output, truncated), else the reason it cannot be replaced."""
+    from astropy.io import fits
+
+    path = row.output
+    if not path.exists():
+        return "todo"
+    # The output is done; with plot, its panel too (else the row is redone for it).
+    done = "plot" if plot and not row.plot.is_file() else "done"
+    stat = path.stat()
+    if record is not None and record.get("source") == str(row.source) and \
+            record.get("size") == stat.st_size and record.get("mtime_ns") == stat.st_mtime_ns:
+        return done  # the file this run wrote for this input and logged, untouched since
+    try:
+        with warnings.catch_warnings():
+            # "File may have been truncated": the sizes below say it.
+            warnings.simplefilter("ignore")
+            with fits.open(path, lazy_load_hdus=False) as hdul:
+                header = hdul[0].header
+                end = max(info["datLoc"] + info["datSpan"]
+                          for info in (hdul.fileinfo(i) for i in range(len(hdul))))
+                mine = all(header.get(key) == value for key, value in task_meta.items())
+    except Exception as error:
+        return (f"{path} exists but is not a readable FITS file ({_describe(error)}); "
+                "remove it or use --overwrite")
+    if not mine:
+        return (f"{path} exists and is not this row's output of this run; remove it or use "
+                "--overwrite")
+    if end > stat.st_size:
+        return "redo"  # this row's output, cut short (copied, disk full): done again
+    return done
+
+
+# -- running the rows -----------------------------------------------------------------------
+
+_WORKER_ENHANCER = None
+# Imported once by the fork server: workers start with torch and the models loaded.
+_PRELOAD = ("lensenhance.catalog", "lensenhance.enhance", "lensenhance.nn")
+
+
+def _init_worker(parent, enhancer, threads):
+    from ._workers import watch_parent
+
+    global _WORKER_ENHANCER
+    watch_parent(parent)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)  # workers share the cores, not each take all
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    _WORKER_ENHANCER = enhancer
+
+
+def _process_row_in_worker(task):
+    return _process_row(_WORKER_ENHANCER, task)
+
+
+def _failed(task, message):
+    return {"row": task["row"], "key": task["key"], "source": task["source"],
+            "started": _now(), "status": "failed", "error": message, "warning": "",
+            "seconds": float("nan")}
+
+
+def _in_processes(tasks, enhancer, workers):
+    """Rows in ``workers`` processes (they end when this process ends, however)."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    from ._workers import process_context
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    queue = iter(tasks)
+
+    def new_pool():
+        return ProcessPoolExecutor(workers, mp_context=process_context(_PRELOAD),
+                                   initializer=_init_worker,
+                                   initargs=(os.getpid(), enhancer, threads))
+
+    pool = new_pool()
+    running = {}
+    try:
+        while True:
+            while len(running) < 2 * workers:  # a bounded window: memory stays flat
+                task = next(queue, None)
+                if task is None:
+                    break
+                running[pool.submit(_process_row_in_worker, task)] = task
+            if not running:
+                return
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            broken = False
+            for future in done:
+                task = running.pop(future)
+                try:
+                    yield future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    yield _failed(task, "a worker process died while this row ran (out "
+                                        "of memory?); rerun to retry it")
+            if broken:
+                # Every row still in the broken pool fails with it; the rest go on.
+                for task in running.values():
+                    yield _failed(task, "a worker process died while this row ran (out "
+                                        "of memory?); rerun to retry it")
+                running.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = new_pool()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _connect(scheduler):
+    """A dask.distributed Client for ``scheduler`` (an address or a Client) and whether
+    this call opened it."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError("--scheduler (scheduler=) needs dask.distributed: "
+                         "pip install distributed") from None
+    if isinstance(scheduler, Client):
+        return scheduler, False
+    try:
+        return Client(scheduler, timeout="10s", set_as_default=False), True
+    except (OSError, TimeoutError, ValueError) as error:
+        raise ValueError(f"cannot reach the dask scheduler at {scheduler!r} "
+                         f"({_describe(error)})") from None
+
+
+def _on_cluster(tasks, enhancer, client):
+    """Rows as tasks of a dask.distributed cluster, a bounded number at a time."""
+    from distributed import as_completed
+
+    # The model travels once to every worker, not once per row.
+    [remote] = client.scatter([enhancer], broadcast=True, hash=False)
+    window = 2 * max(1, sum(client.nthreads().values()))
+    queue = iter(tasks)
+    running = {}
+    pending = as_completed(loop=client.loop)
+
+    def submit():
+        task = next(queue, None)
+        if task is None:
+            return
+        future = client.submit(_process_row, remote, task, pure=False,
+                               key=f"lensenhance-row-{os.getpid()}-{time.time_ns()}-"
+                                   f"{task['row']}")
+        running[future.key] = task
+        pending.add(future)
+
+    for _ in range(window):
+        submit()
+    for future in pending:
+        task = running.pop(future.key)
+        try:
+            yield future.result()
+        except Exception as error:  # a worker lost, a task that could not run
+            yield _failed(task, f"the dask cluster could not run this row "
+                                f"({_describe(error)})")
+        future.release()
+        submit()
+
+
+def _settings(enhancer, *, task, catalog_path, path_column, key_column, hdu, suffix):
+    predictor = enhancer.predictor
+    return {
+        "task": task, "model": enhancer.name, "weights_sha256": predictor.weights_hash(),
+        "scale": int(enhancer.scale), "seed": int(enhancer.seed),
+        "self_ensemble": bool(getattr(predictor, "self_ensemble", False)),
+        "n_samples": int(getattr(predictor, "n_samples", 0) or 0),
+        "steps": getattr(predictor, "steps", None),
+        "sampler": getattr(predictor, "sampler", None),
+        "n_draws": getattr(predictor, "n_draws", None),
+        "normalization": enhancer.normalization,
+        "outlier_threshold": enhancer.outlier_threshold,
+        "catalog": None if catalog_path is None else str(catalog_path.resolve()),
+        "path_column": path_column, "key_column": key_column,
+        "hdu": hdu, "suffix": suffix,
+    }
+
+
+def enhance_catalog(catalog, out_dir, *, enhancer, path_column="path", key_column=None,
+                    hdu=None, suffix="", allow_outside=False, overwrite=False, workers=1,
+                    scheduler=None, plot=False, task="enhance", progress=True):
+    """Enhance (or denoise) every row of a catalog into its own FITS file; resumable.
+
+    Parameters
+    ----------
+    catalog : path-like or astropy.table.Table
+        An ECSV or FITS table whose ``path_column`` lists FITS images (relative paths
+        are relative to the catalog's folder), or a table from `catalog_from_files`.
+    out_dir : path-like
+        Output folder (created). It receives the outputs, ``catalog.ecsv`` (every row:
+        its input columns but the paths, ``row``, ``key``, ``source``, ``path`` (the
+        output), ``status`` (ok, failed, pending), ``error``, ``warning``,
+        ``started``, ``seconds``, ``attempts`` and, with ``plot``, ``plot_path``),
+        ``run.json`` (the settings) and ``run_log.jsonl`` (one line per finished row).
+    enhancer : Enhancer
+        The model; with ``workers`` or ``scheduler`` it is pickled to the workers.
+    path_column : str, optional
+        The column of image paths.
+    key_column : str, optional
+        A column of unique row keys: output ``<key><suffix>.fits``. By default the
+        output mirrors the input's path relative to the catalog's folder
+        (``lr/000001.fits`` -> ``out/lr/000001<suffix>.fits``).
+    hdu : int or str, optional
+        The HDU of the inputs.
+    suffix : str, optional
+        Added to every output name (e.g. ``"_edsr-x2"``).
+    allow_outside : bool, optional
+        Accept rows whose path leaves the catalog's folder (``..``, absolute paths,
+        symbolic links); refused by default.
+    overwrite : bool, optional
+        Start afresh: redo every row and replace its output. Otherwise a rerun skips
+        the rows whose output is complete and does the others.
+    workers : int, optional
+        Rows enhanced at once, in worker processes (1: in this process). The workers
+        end when this process ends, even when it is killed.
+    scheduler : str or distributed.Client, optional
+        Send the rows to this dask.distributed scheduler (address or Client) instead.
+    plot : bool, optional
+        Also write a PNG panel per row (input, mean, std) under ``out_dir/plots``.
+    task : {'enhance', 'denoise'}, optional
+        Names the run in its settings, headers and messages.
+    progress : bool, optional
+        Show a progress bar over rows.
+
+    Returns
+    -------
+    dict
+        ``catalog`` (the output catalog's path), ``n`` (rows), ``ok``, ``done`` (rows
+        done by this call), ``skipped`` (complete before it), ``failed``, ``pending``
+        (not reached: interrupted), ``failures`` (key -> error), ``seconds``.
+
+    Raises
+    ------
+    ValueError
+        Before any row runs: an unusable ``out_dir`` (a file, not creatable, locked by
+        another run, or holding a run with other settings), a catalog without
+        ``path_column``, rows outside its folder, duplicate rows or names, invalid
+        options. A failing row raises nothing: see ``failures``.
+    OSError
+        The catalog cannot be read.
+    """
+    from ._runfolder import Journal, check_output_folder, open_run_folder
+    from .enhance import Enhancer
+
+    if not isinstance(enhancer, Enhancer):
+        raise TypeError(f"enhancer must be an Enhancer, got {type(enhancer).__name__}")
+    if task not in ("enhance", "denoise"):
+        raise ValueError(f"task must be 'enhance' or 'denoise', got {task!r}")
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if scheduler is not None and workers > 1:
+        raise ValueError("give workers or scheduler, not both: the cluster's workers run "
+                         "the rows")
+    if not isinstance(suffix, str) or "/" in suffix or os.sep in suffix:
+        raise ValueError(f"suffix must be a file-name part, got {suffix!r}")
+    # Checked before the catalog is read; created once the rows are known to be sound.
+    out_dir = check_output_folder(out_dir, create=False).resolve()
+    table, rows, catalog_path = _read_rows(catalog, out_dir, path_column=path_column,
+                                           key_column=key_column,
+                                           allow_outside=allow_outside, suffix=suffix,
+                                           plot=plot)
+    settings = _settings(enhancer, task=task, catalog_path=catalog_path,
+                         path_column=path_column, key_column=key_column, hdu=hdu,
+                         suffix=suffix)
+    client, own_client = (None, False) if scheduler is None else _connect(scheduler)
+    clock = time.perf_counter()
+    outcome = {"records": {}, "attempts": {}, "done": 0, "skipped": 0}
+    try:
+        with open_run_folder(out_dir, settings=settings, settings_name=RUN_SETTINGS,
+                             overwrite=overwrite, what=task) as run:
+            journal = Journal(run.path / RUN_LOG)
+            if overwrite:
+                journal.reset()
+            try:
+                with journal:
+                    _run_rows(rows, journal, enhancer, settings, outcome, hdu=hdu,
+                              overwrite=overwrite, plot=plot, workers=workers,
+                              client=client, progress=progress, task=task)
+            finally:
+                # Also when interrupted: the rows not reached are listed as pending.
+                if len(outcome["records"]) == len(rows):
+                    catalog_out = _write_output_catalog(table, rows, outcome, out_dir,
+                                                        path_column=path_column,
+                                                        plot=plot, settings=settings)
+    finally:
+        if own_client:
+            client.close()
+    records = outcome["records"]
+    counts = {status: sum(r["status"] == status for r in records.values())
+              for status in ("ok", "failed", "pending")}
+    failures = {row.key: records[row.row]["error"] for row in rows
+                if records[row.row]["status"] == "failed"}
+    return {"catalog": catalog_out, "n": len(rows), "ok": counts["ok"],
+            "done": outcome["done"], "skipped": outcome["skipped"],
+            "failed": counts["failed"], "pending": counts["pending"], "failures": failures,
+            "warnings": sum(bool(r.get("warning")) for r in records.values()),
+            "seconds": time.perf_counter() - clock}
+
+
+def _run_rows(rows, journal, enhancer, settings, outcome, *, hdu, overwrite, plot, workers,
+              client, progress, task):
+    """Decide what each row needs, run the rows that need it, log every result.
+
+    Fills ``outcome`` as it goes, so that an interrupted run can still be summarised.
+    """
+    from tqdm.auto import tqdm
+
+    from ._version import __version__
+
+    history, attempts = {}, outcome["attempts"]
+    for record in journal.read():
+        key = record.get("key")
+        attempts[key] = attempts.get(key, 0) + 1
+        if record.get("status") == "ok":
+            history[key] = record
+    records, tasks, skipped = {}, [], 0
+    for row in rows:
+        meta = {"LEMODEL": settings["model"], ROW_CARD: _card(row.key),
+                SOURCE_CARD: _card(row.source)}
+        if row.problem:
+            records[row.row] = {"status": "failed", "error": row.problem, "started": "",
+                                "seconds": float("nan"), "warning": ""}
+            continue
+        state = "todo" if overwrite else _output_state(row, meta, history.get(row.key),
+                                                       plot=plot)
+        if state == "done":
+            earlier = history.get(row.key, {})
+            records[row.row] = {"status": "ok", "error": "", "warning": earlier.get(
+                "warning", ""), "started": earlier.get("started", ""),
+                "seconds": earlier.get("seconds", float("nan"))}
+            skipped += 1
+            continue
+        if state not in ("todo", "plot", "redo"):
+            records[row.row] = {"status": "failed", "error": state, "started": "",
+                                "seconds": float("nan"), "warning": ""}
+            continue
+        records[row.row] = {"status": "pending", "error": "", "warning": "", "started": "",
+                            "seconds": float("nan")}
+        tasks.append({
+            "row": row.row, "key": row.key, "source": str(row.source),
+            "output": str(row.output), "plot": str(row.plot) if row.plot else None,
+            "hdu": hdu, "overwrite": overwrite or state in ("plot", "redo"),
+            "meta": {ROW_CARD: (_card(row.key), "catalog row key"),
+                     SOURCE_CARD: (_card(row.source), "input image")},
+            "history": f"lensenhance {__version__} {task}: row {row.row} "
+                       f"({_card(row.key)})"})
+    outcome["records"], outcome["skipped"] = records, skipped
+    for task_ in tasks:
+        if task_["plot"]:
+            Path(task_["plot"]).parent.mkdir(parents=True, exist_ok=True)
+        Path(task_["output"]).parent.mkdir(parents=True, exist_ok=True)
+
+    if client is not None:
+        results = _on_cluster(tasks, enhancer, client)
+    elif workers > 1 and len(tasks) > 1:
+        results = _in_processes(tasks, enhancer, workers)
+    else:
+        results = (_process_row(enhancer, t) for t in tasks)
+    with tqdm(total=len(rows), initial=len(rows) - len(tasks), desc=task, unit="row",
+              disable=not progress) as bar:
+        try:
+            for record in results:
+                journal.append(record)
+                attempts[record["key"]] = attempts.get(record["key"], 0) + 1
+                records[record["row"]] = record
+                outcome["done"] += record["status"] == "ok"
+                bar.update(1)
+        finally:
+            if hasattr(results, "close"):
+                results.close()  # stops the workers when interrupted
+
+
+def _write_output_catalog(table, rows, outcome, out_dir, *, path_column, plot, settings):
+    from astropy.table import Column, Table
+
+    from . import io
+
+    keep = [name for name in table.colnames
+            if name not in _RUN_COLUMNS and name != path_column and not name.endswith("_path")
+            and table[name].ndim <= 1]
+    out = Table([table[name] for name in keep], copy=True, meta={})
+    records = outcome["records"]
+
+    def column(name, values, dtype=None):
+        out[name] = Column(values, dtype=dtype)
+
+    column("row", [r.row for r in rows], np.int64)
+    column("key", [r.key for r in rows], str)
+    column("source", [str(r.source) if r.source else "" for r in rows], str)
+    column("path", [r.output.relative_to(out_dir).as_posix() for r in rows], str)
+    column("status", [records[r.row]["status"] for r in rows], str)
+    column("error", [records[r.row].get("error", "") for r in rows], str)
+    column("warning", [records[r.row].get("warning", "") for r in rows], str)
+    column("started", [records[r.row].get("started", "") for r in rows], str)
+    column("seconds", [_float(records[r.row].get("seconds")) for r in rows], np.float64)
+    column("attempts", [outcome["attempts"].get(r.key, 0) for r in rows], np.int64)
+    if plot:
+        column("plot_path", [r.plot.relative_to(out_dir).as_posix() for r in rows], str)
+    out["seconds"].unit = "s"
+    out.meta.update({key: ("none" if value is None else value)
+                     for key, value in settings.items()})
+    path = out_dir / OUTPUT_CATALOG
+    io.write_catalog(out, path, overwrite=True)
+    return path
+
+
+def _float(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
