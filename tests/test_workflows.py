@@ -9,9 +9,10 @@ from astropy.nddata import CCDData
 from click.testing import CliRunner
 
 from lensenhance import io
-from lensenhance.benchmark.sr import benchmark_sr, evaluate_predictions, theta_e_regression
+from lensenhance.benchmark.sr import benchmark_sr, theta_e_regression
 from lensenhance.cli import cli
 from lensenhance.datasets import load_pairs, normalize_pairs, training_pairs
+from lensenhance.evaluation import evaluate_catalog
 
 
 @pytest.fixture
@@ -128,8 +129,9 @@ def test_evaluate_command(runner, tmp_path):
     saved = json.loads((tmp_path / "e.json").read_text())
     assert saved["n"] == 3 and saved["failures"] == {}
     (tmp_path / "pred" / "img1.fits").unlink()
-    partial = evaluate_predictions(tmp_path / "pred", tmp_path / "truth")
-    assert partial["n"] == 2 and "img1.fits" in partial["failures"]
+    partial = evaluate_catalog(tmp_path / "pred", tmp_path / "truth")
+    assert partial["n"] == 2 and partial["n_failed"] == 1
+    assert any("img1" in key for key in partial["failures"])
 
 
 def test_enhance_command_goes_on_after_a_bad_file(runner, tmp_path):

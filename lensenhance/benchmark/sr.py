@@ -11,15 +11,14 @@ and tested on HR images, on bicubic-interpolated LR and on super-resolved LR.
 """
 
 import time
-from pathlib import Path
 
 import numpy as np
 
-from ..metrics import batch_metrics, image_metrics, summarize_metrics
+from ..metrics import batch_metrics, summarize_metrics
 from ..simulate.render import bin_image
 from . import write_json
 
-__all__ = ["benchmark_sr", "evaluate_predictions", "theta_e_regression", "BENCHMARK_SEED"]
+__all__ = ["benchmark_sr", "theta_e_regression", "BENCHMARK_SEED"]
 
 #: Seed of the held-out benchmark set; training commands use other seeds.
 BENCHMARK_SEED = 20261121
@@ -212,70 +211,6 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
             f"theta_E {kind}: MSE {f['mse']:.3e}, MAE {f['mae']:.4f}"
             for kind, f in result["regression"].items())
     result["table"] = table
-    if json_path is not None:
-        write_json(result, json_path)
-    return result
-
-
-def evaluate_predictions(pred, truth, *, truth_column="path", json_path=None):
-    """Metrics of a user's predictions against their truths, matched by file name.
-
-    Parameters
-    ----------
-    pred : path-like
-        A folder of predicted FITS images.
-    truth : path-like
-        A folder of true FITS images with the same file names, or a catalogue (ECSV or
-        FITS table) whose ``truth_column`` lists them (a ``substructure`` or ``class``
-        column, when present, gives per-class figures).
-
-    Returns
-    -------
-    dict
-        ``n``, ``metrics`` (overall and per class), ``per_image`` (name -> metrics),
-        ``failures`` (name -> reason).
-    """
-    from ..io import read_catalog, read_image
-
-    pred, truth = Path(pred), Path(truth)
-    if not pred.is_dir():
-        raise NotADirectoryError(f"{pred}: not a folder of predicted FITS images")
-    classes = {}
-    if truth.is_dir():
-        truths = {p.name: p for p in sorted(truth.glob("*.fits"))}
-    elif truth.is_file():
-        table = read_catalog(truth, path_columns=(truth_column,))
-        class_column = next((c for c in ("substructure", "class") if c in table.colnames),
-                            None)
-        truths = {Path(row[truth_column]).name: Path(row[truth_column]) for row in table}
-        if class_column:
-            classes = {Path(row[truth_column]).name: str(row[class_column]) for row in table}
-    else:
-        raise FileNotFoundError(f"{truth}: no such folder or catalogue")
-    if not truths:
-        raise ValueError(f"{truth}: no truth images found")
-
-    per_image, failures, labels = {}, {}, []
-    for name, truth_path in truths.items():
-        pred_path = pred / name
-        try:
-            p = read_image(pred_path, unit="").data
-            t = read_image(truth_path, unit="").data
-            per_image[name] = image_metrics(p, t)
-        except (OSError, ValueError, TypeError) as error:
-            failures[name] = str(error)
-            continue
-        labels.append(classes.get(name, "all"))
-    if not per_image:
-        raise ValueError(f"no prediction in {pred} could be matched with a truth in {truth}")
-    keys = ("mse", "psnr", "ssim", "data_range")
-    stacked = {k: np.array([per_image[n][k] for n in per_image]) for k in keys}
-    labels = np.array(labels)
-    summary = {"all": summarize_metrics(stacked)}
-    for label in sorted(set(labels) - {"all"}):
-        summary[label] = summarize_metrics({k: v[labels == label] for k, v in stacked.items()})
-    result = {"n": len(per_image), "metrics": summary, "per_image": per_image,
-              "failures": failures}
     if json_path is not None:
         write_json(result, json_path)
     return result
