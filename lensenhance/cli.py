@@ -302,17 +302,26 @@ def models_command(task):
     from .models import TASKS, list_pretrained, model_card
 
     def figure(metrics, key, label, fmt, unit=""):
-        value = metrics.get(key)
+        value = metrics
+        for part in key.split("."):  # nested figures: "calibration_light.coverage_68"
+            value = value.get(part) if isinstance(value, dict) else None
+        error = ""
+        if isinstance(value, dict) and "mean" in value:  # a mean with its standard error
+            error = f" +- {value['se']:{fmt}}" if isinstance(value.get("se"), float) else ""
+            value = value["mean"]
         if not isinstance(value, (int, float)):
             return None
         floor = metrics.get(f"{key}_floor")  # generators: the real-vs-real distance
-        return f"{label} {value:{fmt}}{unit}" + (f" (floor {floor:{fmt}})"
-                                                  if isinstance(floor, (int, float)) else "")
+        return f"{label} {value:{fmt}}{error}{unit}" + (
+            f" (floor {floor:{fmt}})" if isinstance(floor, (int, float)) else "")
 
     # each task's own figures: (metrics key, label, format[, unit])
     shown = {"sr": [("psnr", "PSNR", ".2f", " dB"), ("ssim", "SSIM", ".4f")],
-             "denoise": [("psnr", "PSNR", ".2f", " dB"), ("ssim", "SSIM", ".4f"),
-                         ("coverage_68", "68% coverage", ".3f")],
+             "denoise": [("psnr", "PSNR", ".2f", " dB"), ("ssim", "SSIM", ".4f")],
+             "posterior": [("psnr", "PSNR", ".2f", " dB"), ("metrics.all.psnr", "PSNR", ".2f",
+                                                             " dB"),
+                           ("calibration_light.coverage_68", "68% coverage", ".3f"),
+                           ("calibration_light.coverage_95", "95% coverage", ".3f")],
              "generate": [("fd", "FD", ".4g"), ("kid", "KID", ".3g")],
              "classify": [("accuracy", "accuracy", ".3f")],
              "features": [("theta_e_mae_arcsec", "theta_E MAE", ".4f", '"')]}
@@ -331,8 +340,8 @@ def models_command(task):
             figures = [f for f in (figure(metrics, *spec) for spec in shown[section]) if f]
             if "n" in metrics:
                 figures.append(f"n={metrics['n']}")
-            where = f"x{card.get('scale', 1)}" if section in ("sr", "denoise") else \
-                card.get("architecture", "")
+            scaled = section in ("sr", "denoise", "posterior")
+            where = f"x{card.get('scale', 1)}" if scaled else card.get("architecture", "")
             click.echo(f"  {name:<22}{where:<13}{card.get('preset', ''):<10}"
                        + ", ".join(figures))
 
