@@ -455,7 +455,7 @@ def benchmark_sr_command(ctx, n_images, scale, models, no_self_ensemble, no_regr
                  lr_on_preset_grid=lr_on_preset_grid, noise_free_lr=noise_free_lr,
                  self_ensemble=not no_self_ensemble, regression=not no_regression,
                  n_samples=n_samples, workers=workers, json_path=json_path,
-                 progress=ctx.obj["progress"])
+                 progress=ctx.obj["progress"], command=_command_line(ctx))
 
 
 @click.command("generate")

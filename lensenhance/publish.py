@@ -400,15 +400,15 @@ def publish_posterior(run_dir, name, *, base, calibrate=None, overwrite=False):
     return _write_card(name, card, validate=False)
 
 
-def add_benchmark_figures(name, benchmark_json, *, sr=False):
+def add_benchmark_figures(name, benchmark_json):
     """Write a benchmark's figures for a published model into its card (validated).
 
     Parameters
     ----------
     name : str
     benchmark_json : path-like
-        ``lensenhance benchmark denoise --json`` (or ``benchmark sr --json`` with
-        ``sr=True``) output with a row for ``name``.
+        ``lensenhance benchmark denoise --json`` or ``benchmark sr --json`` output with a
+        row for ``name``.
     """
     from .models import model_card
 
@@ -418,7 +418,7 @@ def add_benchmark_figures(name, benchmark_json, *, sr=False):
     if name not in rows:
         raise ValueError(f"{benchmark_json} has no row for {name} (rows: {', '.join(rows)})")
     row = rows[name]
-    if sr:
+    if "metrics" in row:  # benchmark sr
         figures = {"metrics": row["metrics"], **row.get("posterior", {})}
         compared = {key: {"psnr": r["metrics"]["all"]["psnr"]} for key, r in rows.items()
                     if key != name}
@@ -464,8 +464,7 @@ def main(argv=None):
                                  benchmark_json=args.extra)
     elif task in ("denoise", "posterior"):
         if args.figures:
-            card = add_benchmark_figures(args.name, args.figures,
-                                         sr=task == "posterior" and "sr" in args.name)
+            card = add_benchmark_figures(args.name, args.figures)
         elif task == "denoise":
             card = publish_denoiser(args.run_dir, args.name, overwrite=True)
         else:

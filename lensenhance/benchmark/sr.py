@@ -96,7 +96,7 @@ def format_sr_table(rows, classes):
 def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensemble=True,
                  regression=True, regression_epochs=20, seed=BENCHMARK_SEED, workers=1,
                  json_path=None, progress=True, device=None, lr_on_preset_grid=False,
-                 noise_free_lr=False, n_samples=16):
+                 noise_free_lr=False, n_samples=16, command=None):
     """Run the ``sr`` benchmark and return (and print) its table.
 
     Parameters
@@ -110,6 +110,8 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
         samples and the data consistency (`lensenhance.benchmark.denoise`).
     n_samples : int, optional
         Posterior samples per image of the diffusion models.
+    command : str, optional
+        The command line that ran it, recorded in the result.
     self_ensemble : bool
         Also evaluate each model with the D4 self-ensemble.
     regression : bool
@@ -185,7 +187,8 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
 
     result = {"preset": preset, "scale": scale, "n": n, "seed": seed,
               "lr_on_preset_grid": lr_on_preset_grid, "noise_free_lr": noise_free_lr,
-              "data_range": "per image: max(HR) - min(HR)", "rows": rows}
+              "data_range": "per image: max(HR) - min(HR)", "rows": rows,
+              "command": command}
     table = format_sr_table(rows, class_names)
     print(f"sr benchmark: {preset} x{scale}, {n} held-out images (seed {seed}); metrics "
           "against the noise-free HR image, data_range = HR range")
