@@ -59,7 +59,7 @@ def test_shipped_weights_are_format_v2_and_load(name):
     assert meta["format"] == "lensenhance-weights" and meta["format_version"] == 2
     assert meta["task"] == card["task"]
     assert meta["config"]["architecture"] == card["architecture"]
-    if card["task"] in ("sr", "denoise", "features"):
+    if card["task"] in ("sr", "denoise", "features", "posterior"):
         assert meta["normalization"] == {"kind": "per_image", "method": "sigma_clip"}
     else:  # generators and their classifier see a fixed asinh stretch
         assert meta["normalization"]["kind"] == "asinh"
