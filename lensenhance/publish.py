@@ -423,9 +423,12 @@ def add_benchmark_figures(name, benchmark_json):
         compared = {key: {"psnr": r["metrics"]["all"]["psnr"]} for key, r in rows.items()
                     if key != name}
     else:
-        figures = row["figures"]
+        figures = {k: v for k, v in row["figures"].items() if k != "psnr_per_image"}
         compared = {key: {"psnr": r["figures"]["psnr"], "ssim": r["figures"]["ssim"]}
                     for key, r in rows.items() if key != name}
+        figures["psnr_differences"] = {
+            pair: stats for pair, stats in result.get("differences", {}).items()
+            if name in pair.split(" - ")}
     card["metrics"] = {"n": result["n"], "command": result.get("command"),
                        "set": result.get("set"), **figures,
                        "seconds_per_image": row["seconds_per_image"],

@@ -26,7 +26,7 @@ import numpy as np
 from ..metrics import image_metrics, radial_power_spectrum
 
 __all__ = ["benchmark_denoise", "posterior_figures", "run_enhancer", "fit_calibration",
-           "calibration_set",
+           "calibration_set", "paired_differences",
            "CALIBRATION_SEED", "TUNING_SEED", "format_denoise_table"]
 
 #: Seed of the held-out calibration set (never used for training or the benchmark).
@@ -125,7 +125,8 @@ def posterior_figures(truths, means, stds=None, samples=None, *, observed=None, 
     per_image = [image_metrics(m, t) for m, t in zip(means, truths)]
     out = {"n": int(len(truths)),
            "psnr": _mean_se([r["psnr"] for r in per_image]),
-           "ssim": _mean_se([r["ssim"] for r in per_image])}
+           "ssim": _mean_se([r["ssim"] for r in per_image]),
+           "psnr_per_image": [float(r["psnr"]) for r in per_image]}
     mask = light_mask(truths)
     if stds is not None:
         stds = np.asarray(stds, np.float64)
@@ -358,7 +359,26 @@ def benchmark_denoise(*, n=100, models=("diffusion-denoise", "raunet-denoise"), 
     rows.update(_classical_rows(noisy, sigmas, truths, tune, progress=progress))
     rows["input"] = {"figures": posterior_figures(truths, noisy), "seconds_per_image": 0.0}
     return {"benchmark": "denoise", "n": int(len(noisy)), "set": description, "seed": seed,
-            "n_tune": int(len(tune[0])), "rows": rows}
+            "n_tune": int(len(tune[0])), "rows": rows, "differences": paired_differences(rows)}
+
+
+def paired_differences(rows):
+    """PSNR differences between methods on the same images, with their standard errors.
+
+    Each model's per-image PSNR minus each other method's: the mean difference, its
+    standard error and whether it is significant (more than two standard errors from 0).
+    Paired, so that the spread of the images' own difficulty cancels.
+    """
+    per_image = {name: np.asarray(row["figures"]["psnr_per_image"])
+                 for name, row in rows.items() if "psnr_per_image" in row["figures"]}
+    out = {}
+    names = list(per_image)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            stats = _mean_se(per_image[a] - per_image[b])
+            stats["significant"] = bool(abs(stats["mean"]) > 2 * stats["se"])
+            out[f"{a} - {b}"] = stats
+    return out
 
 
 def _hsc_arrays(directory, n, n_tune):
@@ -406,4 +426,10 @@ def format_denoise_table(result):
             f"{fine:>8.2f}{row['seconds_per_image']:>8.2f}")
     lines.append("cov68/cov95/ECE/z var: pixels above the median of their truth image; "
                  "fine P: power above half Nyquist, one sample (or the mean) / truth")
+    first = next(iter(result["rows"]))
+    for pair, stats in result.get("differences", {}).items():
+        if pair.startswith(f"{first} - "):
+            verdict = "significant" if stats["significant"] else "not significant"
+            lines.append(f"PSNR {pair}: {stats['mean']:+.2f} +- {stats['se']:.2f} dB "
+                         f"(paired, n={stats['n']}, {verdict})")
     return "\n".join(lines)
