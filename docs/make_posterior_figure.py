@@ -2,8 +2,8 @@
 
 ``posterior_hsc.png``: the first image of the shipped HSC sample (a real Wide cutout, no
 sigma given) through ``diffusion-denoise-hsc``, 16 samples, seed 0: input, posterior
-mean, standard deviation, the Deep/UltraDeep image, residual and z-map (the deep image's
-own sky noise in quadrature). ``posterior_sim.png``: the first image of the simulated
+mean, standard deviation, the Deep/UltraDeep image, residual and z-map (the posterior is
+of the deep image, noise included). ``posterior_sim.png``: the first image of the simulated
 benchmark set through ``diffusion-denoise``. Run from the repository root::
 
     python docs/make_posterior_figure.py
@@ -19,7 +19,6 @@ import lensenhance as le
 from lensenhance.benchmark.plots import plot_posterior_panel
 from lensenhance.benchmark.sr import BENCHMARK_SEED
 from lensenhance.data import hsc_sample
-from lensenhance.posterior import estimate_sigma
 from lensenhance.training.posterior import snr_pairs
 
 STATIC = Path(__file__).parent / "_static"
@@ -31,10 +30,9 @@ def main():
     deep = fits.getdata(table["target_path"][0]).astype(np.float32)
     enh = le.Enhancer.from_pretrained("diffusion-denoise-hsc", n_samples=16)
     out = enh.enhance(CCDData(wide, unit="adu"), seed=0)
-    # Against the deep image, its own noise joins the posterior's in the z-map.
-    std = np.sqrt(out.uncertainty.array ** 2 + estimate_sigma(deep) ** 2)
+    # The posterior is of the deep image itself, so the z-map compares with it directly.
     plot_posterior_panel(STATIC / "posterior_hsc.png", observed=wide, mean=out.data,
-                         std=std, truth=deep,
+                         std=out.uncertainty.array, truth=deep,
                          title=f"diffusion-denoise-hsc on HSC {table['name'][0]} (val)")
     data = snr_pairs(1, seed=BENCHMARK_SEED, progress=False)
     enh = le.Enhancer.from_pretrained("diffusion-denoise", n_samples=16)

@@ -117,11 +117,6 @@ class PosteriorPredictor(Predictor):
     weights_sha256 : str, optional
     sample_batch : int, optional
         Draws evaluated together (memory against speed).
-    truth_noise_ratio : float, optional
-        For a model trained against noisy truths (the HSC deep images): their noise in
-        units of the input's sigma. The draws then spread by the truth's noise as well;
-        it is removed in quadrature, so that mean, std and samples describe the
-        noise-free sky.
     """
 
     exact_tiling = False
@@ -129,7 +124,7 @@ class PosteriorPredictor(Predictor):
 
     def __init__(self, base, unet, *, schedule, scale, n_samples=16, steps=10, sampler="dpm",
                  std_scale=1.0, snr_range=None, name="posterior", weights_sha256=None,
-                 sample_batch=16, halo=None, truth_noise_ratio=None):
+                 sample_batch=16, halo=None):
         if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 2:
             raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
         if isinstance(steps, bool) or int(steps) != steps or steps < 1:
@@ -149,7 +144,6 @@ class PosteriorPredictor(Predictor):
         self.snr_range = None if snr_range is None else tuple(map(float, snr_range))
         self.name = name
         self.sample_batch = max(1, int(sample_batch))
-        self.truth_noise_ratio = None if truth_noise_ratio is None else float(truth_noise_ratio)
         self._weights_sha256 = weights_sha256
         self.base_takes_sigma = bool(getattr(base, "takes_sigma", False))
         if halo is None:
@@ -216,13 +210,7 @@ class PosteriorPredictor(Predictor):
             residual = torch.cat(draws)
             samples = mean0 + residual.float() * unit
             mean = samples.mean(dim=0)
-            deviation = samples - mean
-            if self.truth_noise_ratio:
-                # Take the noisy truth's own noise out of the spread, in quadrature.
-                raw = deviation.pow(2).sum(dim=0).div(self.n_samples - 1)
-                sky = (raw - (self.truth_noise_ratio * unit) ** 2).clamp_min(0)
-                deviation = deviation * torch.sqrt(sky / raw.clamp_min(1e-30))
-            deviation = deviation * self.std_scale
+            deviation = (samples - mean) * self.std_scale
             std = deviation.pow(2).sum(dim=0).div(self.n_samples - 1).sqrt()
             return Prediction(mean, std=std, samples=mean + deviation)
 
@@ -289,7 +277,6 @@ def load_posterior(path, *, base=None, name=None, device="cpu", **options):
                               schedule=NoiseSchedule.from_dict(meta["schedule"]),
                               scale=int(meta.get("scale", 1)),
                               snr_range=meta.get("snr_range"),
-                              truth_noise_ratio=meta.get("truth_noise_ratio"),
                               name=name or path.name.removesuffix(".safetensors"),
                               weights_sha256=file_sha256(path), **options)
 

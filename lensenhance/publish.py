@@ -371,7 +371,8 @@ def publish_posterior(run_dir, name, *, base, calibrate=None, overwrite=False):
             raise ValueError(f"{run_dir}: not a posterior model ({metadata.get('task')!r})")
         if metadata.get("base_sha256") != base_card["sha256"]:
             raise ValueError(f"{run_dir} was trained around other weights than {base!r}")
-        update_weights_metadata(staged, {"base_model": base})
+        # (truth_noise_ratio: written by runs of an earlier version, never used)
+        update_weights_metadata(staged, {"base_model": base}, remove=("truth_noise_ratio",))
         calibration = {"std_scale": 1.0, "note": "not calibrated"}
         if calibrate is not None:
             from .benchmark.denoise import calibration_set, fit_calibration
@@ -391,7 +392,6 @@ def publish_posterior(run_dir, name, *, base, calibrate=None, overwrite=False):
                      degradation=degradation, base_model=base,
                      schedule=_json_value(metadata["schedule"]), calibration=calibration,
                      snr_range=_json_value(metadata.get("snr_range")),
-                     truth_noise_ratio=_json_value(metadata.get("truth_noise_ratio")),
                      val=_json_value(metadata.get("val")))
     except BaseException:
         staged.unlink(missing_ok=True)

@@ -226,19 +226,17 @@ def calibration_set(kind, *, n=64, hsc_dir=None, workers=1):
     -------
     dict
         ``images``, ``sigmas`` (None for HSC: estimated), ``truths``, ``extra_variance``
-        (HSC: the deep image's estimated sky variance), ``description``.
+        (None: the truth is scored as it is), ``description``.
     """
-    from ..posterior import estimate_sigma
 
     if hsc_dir is not None:
         from ..training.posterior import hsc_pairs
 
         wide, deep, _ = hsc_pairs(hsc_dir, "calibration", n=n)
-        return {"images": wide, "sigmas": None, "truths": deep,
-                "extra_variance": np.array([estimate_sigma(d) ** 2 for d in deep]),
+        return {"images": wide, "sigmas": None, "truths": deep, "extra_variance": None,
                 "description": f"{len(wide)} HSC train pairs held back from fine-tuning "
-                               "(the last in catalog order); truth: the deep image, its "
-                               "estimated sky noise in quadrature"}
+                               "(the last in catalog order), no sigma given; truth: the "
+                               "deep image (the posterior is of the deep image)"}
     if kind == "denoise":
         from ..training.posterior import snr_pairs
 
@@ -335,14 +333,20 @@ def benchmark_denoise(*, n=100, models=("diffusion-denoise", "raunet-denoise"), 
     else:
         noisy, truths, tune = _hsc_arrays(real, n, n_tune)
         from ..posterior import estimate_sigma
+        from ..training.posterior import noise_correlation
 
         sigmas = np.stack([np.full(im.shape, estimate_sigma(im), np.float32) for im in noisy])
         given_sigmas = None
-        # The deep image is an observation too: its sky noise joins the intervals.
-        extra = np.array([estimate_sigma(t) ** 2 for t in truths])
+        # The deep image is itself an observation, and its noise is largely shared with
+        # the Wide image's (rho): the models' posterior is of the deep image, scored as
+        # it is; the quadrature variant is reported beside it.
+        extra = None
+        correlation = noise_correlation(noisy, truths)
+        deep_variance = np.array([estimate_sigma(t) ** 2 for t in truths])
         description = (f"{len(noisy)} HSC Wide -> Deep/UltraDeep 'val' pairs from {real}, "
                        "no sigma given (estimated from the Wide image); truth: the deep "
-                       "image, its estimated sky noise added in quadrature to the std")
+                       "image (Wide/Deep noise correlation rho = "
+                       f"{correlation['rho']:.2f})")
     rows = {}
     for spec in models:
         enhancer = _enhancer(spec, n_samples=n_samples, steps=steps)
@@ -351,6 +355,11 @@ def benchmark_denoise(*, n=100, models=("diffusion-denoise", "raunet-denoise"), 
                               seed=seed)
         figures = posterior_figures(truths, result["mean"], result["std"], result["samples"],
                                     observed=noisy, sigmas=sigmas, extra_variance=extra)
+        if real is not None and result["std"] is not None:
+            # As if the deep image's noise were independent of the input's.
+            figures["calibration_light_deep_noise_added"] = posterior_figures(
+                truths, result["mean"], result["std"],
+                extra_variance=deep_variance)["calibration_light"]
         rows[str(spec)] = {"figures": figures, "seconds_per_image": result["seconds_per_image"],
                            "n_samples": getattr(enhancer.predictor, "n_samples", 0),
                            "steps": getattr(enhancer.predictor, "steps", None)}
@@ -359,7 +368,8 @@ def benchmark_denoise(*, n=100, models=("diffusion-denoise", "raunet-denoise"), 
     rows.update(_classical_rows(noisy, sigmas, truths, tune, progress=progress))
     rows["input"] = {"figures": posterior_figures(truths, noisy), "seconds_per_image": 0.0}
     return {"benchmark": "denoise", "n": int(len(noisy)), "set": description, "seed": seed,
-            "n_tune": int(len(tune[0])), "rows": rows, "differences": paired_differences(rows)}
+            "n_tune": int(len(tune[0])), "rows": rows, "differences": paired_differences(rows),
+            "noise_correlation": None if real is None else correlation}
 
 
 def paired_differences(rows):

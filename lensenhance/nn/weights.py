@@ -74,7 +74,7 @@ TASKS = ("sr", "denoise", "generate", "classify", "features", "posterior")
 JSON_METADATA_KEYS = ("config", "schedule", "scaling", "normalization", "train_args", "val",
                       "metrics", "classes", "n_classes", "pixel_scale", "image_size",
                       "targets", "target_stats", "snr_range", "exposure_log10", "calibration",
-                      "sigma_floor", "scale", "truth_noise_ratio")
+                      "sigma_floor", "scale")
 
 #: Keys `export_weights` fills in itself; callers may not pass them in ``metadata``.
 RESERVED_METADATA_KEYS = ("format", "format_version", "config", "n_parameters")
@@ -420,7 +420,7 @@ def migrate_weights(path, *, task: str | None = None, normalization: dict | None
     return out
 
 
-def update_weights_metadata(path, entries: dict) -> Path:
+def update_weights_metadata(path, entries: dict, *, remove=()) -> Path:
     """Set metadata entries of a weights file in place, leaving every tensor byte as it is.
 
     For figures fitted after training (the calibration of a posterior model's standard
@@ -432,18 +432,22 @@ def update_weights_metadata(path, entries: dict) -> Path:
         A format v2 weights file.
     entries : dict
         Keys to set; `RESERVED_METADATA_KEYS` are refused.
+    remove : sequence of str, optional
+        Keys to delete (stale entries).
 
     Returns
     -------
     pathlib.Path
     """
     path = Path(path)
-    reserved = sorted(set(entries) & set(RESERVED_METADATA_KEYS))
+    reserved = sorted((set(entries) | set(remove)) & set(RESERVED_METADATA_KEYS))
     if reserved:
         raise ValueError(f"{path}: cannot set reserved metadata keys {reserved}")
     header, body = _split_safetensors(path)
     metadata = header.pop("__metadata__", {})
     metadata.update({key: _as_string(value) for key, value in entries.items()})
+    for key in remove:
+        metadata.pop(key, None)
     header = {"__metadata__": metadata, **header}
     atomic_write_bytes(path, _join_safetensors(header, body))
     return path

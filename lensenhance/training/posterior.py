@@ -34,7 +34,7 @@ from .loop import check_int, train
 __all__ = ["snr_pairs", "normalise_posterior_data", "SigmaDenoiseTask",
            "ResidualDiffusionTask", "train_denoiser", "train_residual_diffusion",
            "DENOISE_EXPOSURE", "POSTERIOR_UNET", "snr_of", "hsc_pairs", "hsc_sets",
-           "posterior_sets", "HSC_CALIBRATION"]
+           "posterior_sets", "HSC_CALIBRATION", "noise_correlation"]
 
 #: log10 range of the exposure time per exposure (s) of the denoisers' training images
 #: (Euclid VIS-like model_ii: 566 s x 4 nominal, so 0.06-5.6 times nominal depth).
@@ -462,7 +462,6 @@ def train_residual_diffusion(*, out_dir, base, data, scale, steps=6000, batch_si
         "data_preset": attrs.get("preset"), "unit": attrs.get("unit"),
         "pixel_scale": attrs.get("pixel_scale"),
         "exposure_log10": attrs.get("exposure_log10"),
-        "truth_noise_ratio": attrs.get("truth_noise_ratio"),
         "snr_range": [float(np.percentile(snr, 1)), float(np.percentile(snr, 99))]})
     return train(net, task, steps=steps, out_dir=out_dir, batch_size=batch_size, lr=lr,
                  weight_decay=0.0, ema_decay=ema_decay, grad_clip=1.0, val_every=500,
@@ -551,21 +550,40 @@ def hsc_sets(directory, *, n_val=64):
     Enhancer does for an image without an uncertainty; the Deep/UltraDeep image is the
     truth. ``train`` is `hsc_pairs` 'train'; ``val`` is the first ``n_val`` 'calibration'
     pairs, for the validation figure only (the catalog's ``val`` split is never seen).
-    ``attrs["truth_noise_ratio"]``: the median ratio of the deep image's sky noise to the
-    Wide image's over the training pairs, with which a posterior model removes the deep
-    image's own noise from its spread.
+    A model trained on them predicts the deep *image*, its noise included: the deep
+    coadds share much of their noise with the Wide ones (see `noise_correlation`), so
+    the deep image's noise is not independent of the input and cannot be taken out.
     """
     sets = {}
     for part, name in (("train", "train"), ("val", "calibration")):
         wide, deep, _ = hsc_pairs(directory, name, n=None if part == "train" else n_val)
         sets[part] = normalise_posterior_data(wide, np.zeros_like(wide), deep,
                                               estimated=np.ones(len(wide), bool))
-        if part == "train":
-            ratio = np.median([estimate_sigma(d) / estimate_sigma(w)
-                               for w, d in zip(wide, deep)])
     sets["attrs"] = {"preset": "hsc_wide_dud", "unit": None, "pixel_scale": 0.168,
-                     "exposure_log10": None, "truth_noise_ratio": float(ratio)}
+                     "exposure_log10": None}
     return sets
+
+
+def noise_correlation(wide, deep):
+    """The correlation of the Wide and Deep images' pixel noise, from their sky noises.
+
+    With ``s_w``, ``s_d`` and ``s_diff`` the sky noise (`estimate_sigma`) of each image
+    and of their difference, ``rho = (s_w**2 + s_d**2 - s_diff**2) / (2 s_w s_d)``
+    (0 for independent noise), the median over the pairs.
+
+    Returns
+    -------
+    dict
+        ``rho``, and the median ``sigma_wide``, ``sigma_deep``, ``sigma_difference``, ``n``.
+    """
+    values = []
+    for w, d in zip(wide, deep):
+        s_w, s_d, s_diff = estimate_sigma(w), estimate_sigma(d), estimate_sigma(w - d)
+        values.append((s_w, s_d, s_diff, (s_w**2 + s_d**2 - s_diff**2) / (2 * s_w * s_d)))
+    median = np.median(np.array(values), axis=0)
+    return {"rho": float(median[3]), "sigma_wide": float(median[0]),
+            "sigma_deep": float(median[1]), "sigma_difference": float(median[2]),
+            "n": int(len(values))}
 
 
 def posterior_sets(kind, *, out_dir, hsc_dir=None, n_train=None, n_val=200, data_seed=None,
