@@ -342,7 +342,7 @@ def models_command(task):
                 figures.append(f"n={metrics['n']}")
             scaled = section in ("sr", "denoise", "posterior")
             where = f"x{card.get('scale', 1)}" if scaled else card.get("architecture", "")
-            click.echo(f"  {name:<22}{where:<13}{card.get('preset', ''):<10}"
+            click.echo(f"  {name:<22}{where:<13}{card.get('preset', ''):<14}"
                        + ", ".join(figures))
 
 
