@@ -138,7 +138,8 @@ def test_models_command_shows_each_task_with_its_n(tmp_path, monkeypatch):
     for task in {le.model_card(name)["task"] for name in SHIPPED}:
         assert f"[{task}]" in result.output
     for name in SHIPPED:
-        line = next(line for line in result.output.splitlines() if name in line)
+        line = next(line for line in result.output.splitlines()
+                    if line.split() and line.split()[0] == name)
         assert f"n={le.model_card(name)['metrics']['n']}" in line
     if SHIPPED_SR:
         assert "PSNR" in result.output and "SSIM" in result.output
