@@ -15,7 +15,7 @@ import torch
 from ..diffusion import NoiseSchedule, diffusion_loss
 from .loop import check_int, train
 
-__all__ = ["DiffusionTask", "train_ddpm", "DDPM_UNET"]
+__all__ = ["DiffusionTask", "train_ddpm", "DDPM_UNET", "validation_loss"]
 
 #: The UNet of ``ddpm-lens64``: 1.7 M parameters, attention at 16 x 16 only
 #: (about 0.9 s per batch of 16 at 64 x 64 on one CPU core).
@@ -24,6 +24,28 @@ DDPM_UNET = {"channels": [16, 32, 64, 96], "attention_levels": [2], "layers_per_
 
 # The validation draws its steps and noise from a stream apart from every training step.
 _VALIDATION_STREAM = 2**32 - 1
+
+
+@torch.no_grad()
+def validation_loss(loss, net, tensors, device, batch_size):
+    """``{"val_loss"}``: the mean of ``loss(net, *batch)`` over fixed validation tensors.
+
+    ``tensors`` (or None: no validation) are batched along their first axis; the
+    network is evaluated in eval mode and left in the mode it was in.
+    """
+    if tensors is None:
+        return None
+    was_training = net.training
+    net.eval()
+    total, count = 0.0, 0
+    try:
+        for start in range(0, len(tensors[0]), batch_size):
+            part = [v[start:start + batch_size].to(device) for v in tensors]
+            total += float(loss(net, *part)) * len(part[0])
+            count += len(part[0])
+    finally:
+        net.train(was_training)
+    return {"val_loss": total / count}
 
 
 class DiffusionTask:
@@ -102,21 +124,8 @@ class DiffusionTask:
         loss = self._loss(net, *batch)
         return loss, {}
 
-    @torch.no_grad()
     def validate(self, net, device, batch_size):
-        if self.validation is None:
-            return None
-        was_training = net.training
-        net.eval()
-        total, count = 0.0, 0
-        try:
-            for start in range(0, len(self.validation[0]), batch_size):
-                part = [v[start:start + batch_size].to(device) for v in self.validation]
-                total += float(self._loss(net, *part)) * len(part[0])
-                count += len(part[0])
-        finally:
-            net.train(was_training)
-        return {"val_loss": total / count}
+        return validation_loss(self._loss, net, self.validation, device, batch_size)
 
     def weights_metadata(self) -> dict:
         return {"task": "generate", "schedule": self.schedule.to_dict(),

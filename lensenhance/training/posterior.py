@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from ..diffusion import NoiseSchedule, diffusion_loss
 from ..posterior import SIGMA_FLOOR, estimate_sigma, residual_condition
+from .diffusion import validation_loss
 from .loop import check_int, train
 
 __all__ = ["snr_pairs", "normalise_posterior_data", "SigmaDenoiseTask",
@@ -293,21 +294,8 @@ class ResidualDiffusionTask:
     def loss(self, net, batch):
         return self._loss(net, *batch), {}
 
-    @torch.no_grad()
     def validate(self, net, device, batch_size):
-        if self.validation is None:
-            return None
-        was_training = net.training
-        net.eval()
-        total, count = 0.0, 0
-        try:
-            for start in range(0, len(self.validation[0]), batch_size):
-                part = [v[start:start + batch_size].to(device) for v in self.validation]
-                total += float(self._loss(net, *part)) * len(part[0])
-                count += len(part[0])
-        finally:
-            net.train(was_training)
-        return {"val_loss": total / count}
+        return validation_loss(self._loss, net, self.validation, device, batch_size)
 
     def weights_metadata(self):
         return {"task": "posterior", "scale": self.scale, "schedule": self.schedule.to_dict(),
