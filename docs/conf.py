@@ -14,6 +14,8 @@ extensions = [
     "sphinx.ext.viewcode",
     "sphinx_automodapi.automodapi",
     "numpydoc",
+    "sphinx_click",
+    "sphinx_gallery.gen_gallery",
 ]
 numpydoc_show_class_members = False
 numpydoc_xref_param_type = False
@@ -31,3 +33,17 @@ html_static_path = ["_static"]
 html_title = f"lensenhance {release}"
 html_theme_options = {"navigation_with_keys": False}
 exclude_patterns = ["_build"]
+
+# The example gallery: every script in examples/ runs during the build (on the CPU, a
+# minute or so each) and its figures and output go into the page.
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "within_subsection_order": "FileNameSortKey",
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "abort_on_example_error": True,
+}
+exclude_patterns += ["auto_examples/*.ipynb", "auto_examples/*.py", "auto_examples/*.zip",
+                     "auto_examples/*.md5", "auto_examples/*.codeobj.json"]
