@@ -174,28 +174,6 @@ def _enhancement_options(function):
     return function
 
 
-def _build_enhancer(model, *, scale, options, n_samples, steps):
-    """An Enhancer from a --model value: a baseline, a weights file or a shipped name."""
-    from .enhance import Enhancer
-
-    if model in ("bilinear", "bicubic"):
-        if n_samples is not None or steps is not None:
-            raise ValueError(f"--n-samples and --steps apply to diffusion models, not {model}")
-        return Enhancer.interpolation(model, scale=scale or 2, **options)
-    if Path(model).is_file():
-        from .enhance import _is_posterior_file
-
-        if _is_posterior_file(model):
-            from .posterior import load_posterior
-
-            model = load_posterior(model, **_given(n_samples=n_samples, steps=steps))
-        elif n_samples is not None or steps is not None:
-            raise ValueError(f"{model}: --n-samples and --steps apply to diffusion models")
-        return Enhancer(model, **options)
-    return Enhancer.from_pretrained(model, **options,
-                                    **_given(n_samples=n_samples, steps=steps))
-
-
 def _run_enhancement(ctx, task, *, files, catalog, path_column, key_column, allow_outside,
                      model, scale, out_dir, workers, scheduler, self_ensemble, tile_size,
                      whole, overlap, tile_threads, device, n_samples, steps, seed, hdu, plot,
@@ -203,6 +181,7 @@ def _run_enhancement(ctx, task, *, files, catalog, path_column, key_column, allo
     """What `enhance` and `denoise` run: check, build the model, run the rows, report."""
     from ._runfolder import check_output_folder
     from .catalog import catalog_from_files, enhance_catalog
+    from .enhance import Enhancer
 
     if bool(files) == (catalog is not None):
         raise click.UsageError("give FITS files or --catalog CATALOG (one of the two)")
@@ -216,8 +195,8 @@ def _run_enhancement(ctx, task, *, files, catalog, path_column, key_column, allo
                    "parallel": tile_threads if tile_threads > 1 else False}
         if self_ensemble:
             options["self_ensemble"] = True
-        enhancer = _build_enhancer(model, scale=scale, options=options, n_samples=n_samples,
-                                   steps=steps)
+        enhancer = Enhancer.open(model, scale=scale, n_samples=n_samples, steps=steps,
+                                 **options)
         if scale is not None and enhancer.scale != scale:
             raise ValueError(f"{model} is a x{enhancer.scale} model; --scale {scale} applies "
                              "to the bilinear/bicubic baselines")

@@ -41,7 +41,8 @@ from . import io
 from ._version import __version__
 from .normalization import fit_normalization
 
-__all__ = ["Enhancer", "enhance_files", "flux_split_factor", "OUTLIER_THRESHOLD"]
+__all__ = ["Enhancer", "enhance_files", "flux_split_factor", "is_probabilistic",
+           "OUTLIER_THRESHOLD"]
 
 #: Default outlier rule: ``|normalised value|`` above this is a bad pixel.
 OUTLIER_THRESHOLD = 50.0
@@ -135,6 +136,15 @@ def _is_posterior_file(path):
         return read_weights_metadata(path).get("task") == "posterior"
     except (OSError, ValueError, KeyError):
         return False  # _load_weights_file reports what is wrong with it
+
+
+def is_probabilistic(model):
+    """True when ``model`` (a shipped name or a weights file) is a diffusion posterior."""
+    from .models import list_pretrained, model_card
+
+    if isinstance(model, str) and model in list_pretrained():
+        return model_card(model).get("task") == "posterior"
+    return os.path.isfile(model) and _is_posterior_file(model)
 
 
 @dataclass
@@ -295,9 +305,11 @@ class Enhancer:
                 if kwargs.pop(key, None):
                     raise ValueError(f"{key} does not apply to the diffusion model {name!r}")
             return cls(predictor, name=name, device=torch_device, **kwargs)
-        if n_samples is not None:
+        sampling = [key for key in ("steps", "sampler", "sample_batch") if key in kwargs]
+        if n_samples is not None or sampling:
             raise ValueError(f"{name!r} is a deterministic network and draws no samples; "
-                             "n_samples applies to the diffusion models")
+                             f"{', '.join(sampling) or 'n_samples'} applies to the "
+                             "diffusion models")
         if task not in ("sr", "denoise"):
             raise ValueError(f"{name!r} is a {task!r} model, not an enhancer")
         module = load_pretrained(name, device=torch_device)
@@ -307,6 +319,41 @@ class Enhancer:
                                      n_draws=kwargs.pop("n_draws", 8),
                                      halo=kwargs.get("halo"), weights_sha256=sha)
         return cls(predictor, name=name, device=torch_device, **kwargs)
+
+    @classmethod
+    def open(cls, model, *, scale=None, n_samples=None, steps=None, **kwargs):
+        """An Enhancer from a model as a user names it on the command line.
+
+        Parameters
+        ----------
+        model : str or path
+            ``"bilinear"`` or ``"bicubic"``; a weights file (a residual network, or a
+            diffusion model's, which gives a posterior); or a shipped model's name.
+        scale : int, optional
+            The baselines' upsampling factor (default 2); for a weights file, as for
+            `Enhancer`.
+        n_samples, steps : int, optional
+            Posterior samples and sampler steps of a diffusion model; refused by the others.
+        **kwargs
+            Other `Enhancer` options (``device``, ``tile_size``, ...).
+        """
+        sampling = {key: value for key, value in (("n_samples", n_samples), ("steps", steps))
+                    if value is not None}
+        if model in ("bilinear", "bicubic"):
+            if sampling:
+                raise ValueError(f"n_samples and steps apply to diffusion models, not {model}")
+            return cls.interpolation(model, scale=scale or 2, **kwargs)
+        if os.path.isfile(model):
+            if _is_posterior_file(model):
+                from .posterior import load_posterior
+
+                device = _resolve_device(kwargs.pop("device", "auto"))
+                return cls(load_posterior(model, device=device, name=kwargs.get("name"),
+                                          **sampling), device=device, **kwargs)
+            if sampling:
+                raise ValueError(f"{model}: n_samples and steps apply to diffusion models")
+            return cls(model, scale=scale, **kwargs)
+        return cls.from_pretrained(model, **kwargs, **sampling)
 
     @classmethod
     def interpolation(cls, mode="bicubic", *, scale=2, **kwargs):
@@ -472,6 +519,8 @@ class Enhancer:
 
     def _finish_arrays(self, prep, data, std, samples, mask_out):
         """Undo the normalisation in place, row block by row block; NaN at bad pixels."""
+        from .tiling import release_mapped_pages
+
         s = self.scale
         factor = self._flux_factor(prep)
         norm = prep.norm
@@ -489,6 +538,7 @@ class Enhancer:
                 samples[:, rows] = np.where(bad, np.nan, norm.invert(samples[:, rows]) * factor)
             if mask_out is not None:
                 mask_out[rows] = bad
+            release_mapped_pages(data, std, samples, mask_out)
 
     def _options(self, tile_size, overlap, parallel, seed, progress):
         from .tiling import _parallel_setup, check_tiling

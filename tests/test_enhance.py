@@ -383,3 +383,35 @@ def test_memory_stays_bounded_with_tiles(tmp_path):
     assert growth_mb < 250, result.stdout
     out = fits.getdata(tmp_path / "out.fits")
     assert out.shape == (2 * side, 2 * side) and np.isfinite(out).all()
+
+
+# -- Enhancer.open: a model as the command line names it ---------------------------------
+
+
+def test_open_baseline_and_its_refusals():
+    from lensenhance.enhance import Enhancer
+
+    enh = Enhancer.open("bicubic", scale=4, device="cpu")
+    assert enh.scale == 4 and enh.name == "bicubic"
+    with pytest.raises(ValueError, match="apply to diffusion models, not bicubic"):
+        Enhancer.open("bicubic", n_samples=4)
+
+
+def test_open_deterministic_model_refuses_sampling_options():
+    from lensenhance.enhance import Enhancer, is_probabilistic
+
+    assert not is_probabilistic("fsrcnn-x2")
+    for options in ({"n_samples": 4}, {"steps": 3}):
+        with pytest.raises(ValueError, match="deterministic network"):
+            Enhancer.open("fsrcnn-x2", device="cpu", **options)
+
+
+def test_open_posterior_file_takes_sampling_options(tiny_posterior):
+    from lensenhance.enhance import Enhancer, is_probabilistic
+
+    base, post = tiny_posterior
+    assert is_probabilistic(str(post)) and not is_probabilistic(str(base))
+    enh = Enhancer.open(str(post), device="cpu", n_samples=3, steps=2)
+    assert (enh.predictor.n_samples, enh.predictor.steps) == (3, 2)
+    with pytest.raises(ValueError, match="apply to diffusion models"):
+        Enhancer.open(str(base), device="cpu", n_samples=3)

@@ -257,21 +257,12 @@ def calibration_set(kind, *, n=64, hsc_dir=None, workers=1):
 
 
 def _enhancer(spec, *, n_samples=None, steps=None):
-    """An Enhancer from a shipped name or a weights file; diffusion options if it samples."""
-    from ..enhance import Enhancer, _is_posterior_file
-    from ..models import list_pretrained, model_card
+    """An Enhancer from a shipped name or a weights file; sampling options if it samples."""
+    from ..enhance import Enhancer, is_probabilistic
 
-    options = {"n_samples": n_samples, "steps": steps}
-    options = {key: value for key, value in options.items() if value is not None}
-    if spec in list_pretrained():
-        if model_card(spec).get("task") != "posterior":
-            options = {}
-        return Enhancer.from_pretrained(spec, device="cpu", **options)
-    if _is_posterior_file(spec):
-        from ..posterior import load_posterior
-
-        return Enhancer(load_posterior(spec, **options), device="cpu")
-    return Enhancer(spec, device="cpu")
+    if not is_probabilistic(spec):
+        n_samples = steps = None
+    return Enhancer.open(spec, device="cpu", n_samples=n_samples, steps=steps)
 
 
 def _classical_rows(noisy, sigmas, truths, tune, *, progress=False):
