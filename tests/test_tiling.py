@@ -151,3 +151,21 @@ def test_count_receptive_field_of_a_plain_conv_stack():
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 5, padding=2),
                               torch.nn.Conv2d(2, 1, 3, padding=2, dilation=2))
     assert count_receptive_field(net) == 4
+
+
+def test_release_mapped_pages_keeps_what_was_written(tmp_path):
+    from lensenhance.tiling import release_mapped_pages
+
+    path = tmp_path / "out.dat"
+    mapped = np.memmap(path, dtype=np.float32, mode="w+", shape=(256, 512))
+    values = np.arange(mapped.size, dtype=np.float32).reshape(mapped.shape)
+    mapped[:] = values
+    plain = values.copy()
+    release_mapped_pages(mapped, plain, None)
+    np.testing.assert_array_equal(mapped, values)  # read back from the page cache
+    mapped[:10] += 1  # and still writable
+    mapped.flush()
+    on_disk = np.fromfile(path, dtype=np.float32).reshape(mapped.shape)
+    np.testing.assert_array_equal(on_disk[:10], values[:10] + 1)
+    np.testing.assert_array_equal(on_disk[10:], values[10:])
+    np.testing.assert_array_equal(plain, values)
