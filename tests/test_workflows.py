@@ -199,3 +199,15 @@ def test_feature_network_trains_publishes_and_drives_the_feature_loss(runner, tm
     assert result.exit_code == 0, result.output
     history = json.loads((out / "history.json").read_text())
     assert history["train"][-1]["feature"] > 0
+
+
+def test_benchmark_sr_scores_residual_uncertainty_beside_the_posterior(capsys):
+    pytest.importorskip("diffusers")
+    result = benchmark_sr(n=3, models=["fsrcnn-x2", "diffusion-sr-x2"], n_samples=2,
+                          self_ensemble=False, regression=False, progress=False)
+    rows = result["rows"]
+    mc = rows["fsrcnn-x2"]["mc_uncertainty"]
+    assert mc["n_draws"] == 8 and 0 <= mc["coverage_68"] <= mc["coverage_95"] <= 1
+    assert rows["diffusion-sr-x2"]["n_samples"] == 2
+    assert "posterior" in rows["diffusion-sr-x2"]
+    assert "Monte-Carlo draws" in capsys.readouterr().out

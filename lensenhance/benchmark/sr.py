@@ -82,6 +82,12 @@ def format_sr_table(rows, classes):
         line += f"{seconds * 1e3:>9.1f}" if seconds is not None else f"{'-':>9}"
         lines.append(line)
     for method, row in rows.items():
+        if "mc_uncertainty" in row:
+            cal = row["mc_uncertainty"]
+            lines.append(
+                f"{method}: uncertainty propagated by {cal['n_draws']} Monte-Carlo draws of "
+                f"the LR noise; where there is light: 68% coverage {cal['coverage_68']:.3f}, "
+                f"95% {cal['coverage_95']:.3f}, ECE {cal['ece']:.3f}")
         if "posterior" in row:
             cal = row["posterior"]["calibration_light"]
             lines.append(
@@ -173,6 +179,14 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
         from .denoise import posterior_figures, run_enhancer
 
         lr_sigma = ds["lr_sigma"].values.astype(np.float32)
+        for name in models:
+            if name in methods:
+                # The residual networks' own uncertainty (Monte-Carlo propagation of the
+                # LR sigma), scored beside the diffusion models' on the same images.
+                out = run_enhancer(methods[name], lr, lr_sigma, seed=seed)
+                rows[name]["mc_uncertainty"] = {
+                    "n_draws": methods[name].predictor.n_draws,
+                    **posterior_figures(hr, out["mean"], out["std"])["calibration_light"]}
     for name, enhancer in posteriors.items():
         # Given the exact sigma of each LR image; mean, std and samples per image.
         out = run_enhancer(enhancer, lr, lr_sigma, samples=True, seed=seed)
