@@ -390,16 +390,20 @@ def benchmark_group():
               help="FITS side for the command line's peak memory (0: skip).")
 @click.option("--model", default="edsr-x2", show_default=True, help="--part enhance model.")
 @click.option("--repeats", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--no-seams", is_flag=True,
+              help="Skip the seam measurements of networks with global operations.")
 @click.option("--note", default=None, help="Recorded in the JSON (e.g. other load).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
-def benchmark_speed_command(part, n_images, size, memory_size, model, repeats, note,
-                            json_path):
-    """Speed: simulation images/s, or the enhancement engine (tiles, dask, memory)."""
+@click.pass_context
+def benchmark_speed_command(ctx, part, n_images, size, memory_size, model, repeats, no_seams,
+                            note, json_path):
+    """Speed: simulation images/s, or the enhancement engine (tiles, dask, memory, seams)."""
     if part == "enhance":
-        from .benchmark.speed import benchmark_enhance
+        from .benchmark.speed import SEAM_RUNS, benchmark_enhance
 
         benchmark_enhance(size=size, model=model, repeats=repeats,
-                          memory_size=memory_size or None, json_path=json_path, note=note)
+                          memory_size=memory_size or None, json_path=json_path, note=note,
+                          seams=() if no_seams else SEAM_RUNS, command=_command_line(ctx))
         return
     from .benchmark.speed import benchmark_simulate
 

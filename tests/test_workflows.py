@@ -211,3 +211,20 @@ def test_benchmark_sr_scores_residual_uncertainty_beside_the_posterior(capsys):
     assert rows["diffusion-sr-x2"]["n_samples"] == 2
     assert "posterior" in rows["diffusion-sr-x2"]
     assert "Monte-Carlo draws" in capsys.readouterr().out
+
+
+def test_benchmark_speed_enhance_small(tmp_path):
+    from lensenhance.benchmark.speed import benchmark_enhance
+
+    result = benchmark_enhance(size=96, model="fsrcnn-x2", models=["fsrcnn-x2"], model_size=32,
+                               repeats=1, memory_size=96,
+                               seams=[("rcan-x2", 96, 80, None, None)],
+                               json_path=tmp_path / "speed.json", verbose=False)
+    whole = result["whole_vs_tiled"]
+    assert whole["n_images"] == 1 and whole["ratio"] > 0
+    assert whole["max_abs_difference"] < 1e-3  # fsrcnn tiles exactly
+    (seam,) = result["seams"]
+    assert seam["n_tiles"] > 1 and 0 < seam["max_abs_difference"] < 1.0
+    assert result["cli_memory"]["peak_rss_gb"] > 0.05
+    assert 0 < result["models"][0]["share_of_conv_peak"]
+    assert json.loads((tmp_path / "speed.json").read_text())["seams"][0]["model"] == "rcan-x2"

@@ -30,9 +30,11 @@ import time
 
 import numpy as np
 
+from ..tiling import plan_tiles
 from . import write_json
 
-__all__ = ["benchmark_simulate", "benchmark_enhance", "SIMULATE_TARGETS", "ENHANCE_TARGETS"]
+__all__ = ["benchmark_simulate", "benchmark_enhance", "SIMULATE_TARGETS", "ENHANCE_TARGETS",
+           "SEAM_RUNS"]
 
 #: Targets of issue 9.
 ENHANCE_TARGETS = {"tiled_over_whole_1024": 1.15, "cli_peak_rss_gb_4096": 1.5,
@@ -279,9 +281,36 @@ def _cli_peak_rss(size, model, tile_size):
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, seconds
 
 
+#: Seam measurements: (model, image side, tile side, posterior samples, sampler steps).
+SEAM_RUNS = (("rcan-x2", 512, 160, None, None), ("raunet-denoise", 384, 160, None, None),
+             ("diffusion-denoise", 192, 96, 4, 4))
+
+
+def _seam_error(name, size, tile_size, n_samples, steps):
+    """Tiled against whole-image output of a network with global operations.
+
+    The differences are given against the input's noise (1 in `_lens_field`), so that a
+    ratio well below 1 is a seam no one can see under the noise.
+    """
+    from ..enhance import Enhancer
+
+    options = {} if n_samples is None else {"n_samples": n_samples, "steps": steps}
+    image = _lens_field(size, seed=2)
+    tiled = Enhancer.from_pretrained(name, device="cpu", tile_size=tile_size, **options)
+    whole = Enhancer.from_pretrained(name, device="cpu", tile_size=None, **options)
+    difference = tiled.enhance(image) - whole.enhance(image)
+    n_tiles = len(plan_tiles(image.shape, tile_size=tile_size, halo=tiled.halo,
+                             overlap=tiled.overlap))
+    return {"model": name, "image": [size, size], "n_images": 1, "tile_size": tile_size,
+            "halo": tiled.halo, "overlap": tiled.overlap, "n_tiles": n_tiles,
+            "n_samples": n_samples, "steps": steps, "input_noise_sigma": 1.0,
+            "max_abs_difference": float(np.abs(difference).max()),
+            "rms_difference": float(np.sqrt(np.mean(difference**2)))}
+
+
 def benchmark_enhance(*, size=1024, model="edsr-x2", models=None, model_size=256, repeats=2,
-                      memory_size=4096, memory_model=None, json_path=None, verbose=True,
-                      note=None):
+                      memory_size=4096, memory_model=None, seams=SEAM_RUNS, json_path=None,
+                      verbose=True, note=None, command=None):
     """Measure the enhancement engine: tiles, dask workers, memory and conv efficiency.
 
     Parameters
@@ -301,10 +330,16 @@ def benchmark_enhance(*, size=1024, model="edsr-x2", models=None, model_size=256
         Side of the FITS image for the command line's peak memory (None: skip).
     memory_model : str, optional
         Model of the memory run (default: ``model``).
+    seams : sequence of tuple, optional
+        ``(model, image side, tile side, n_samples, steps)`` of the networks whose tiles
+        are not exact (global operations): tiled against whole-image output, against the
+        input's noise (default `SEAM_RUNS`; empty: skip).
     json_path : path, optional
         Write the result there.
     note : str, optional
         Recorded in the result (e.g. what else ran on the machine).
+    command : str, optional
+        The command line that ran it, recorded in the result.
 
     Returns
     -------
@@ -317,7 +352,8 @@ def benchmark_enhance(*, size=1024, model="edsr-x2", models=None, model_size=256
 
     cores = os.cpu_count() or 1
     torch.set_num_threads(cores)
-    result = {"benchmark": "speed/enhance", "repeats": repeats, "note": note,
+    result = {"benchmark": "speed/enhance", "command": command, "repeats": repeats,
+              "note": note,
               "targets": ENHANCE_TARGETS, "torch_threads": cores}
     peak = _conv_peak(repeats + 1)
     result["conv_peak_gflops"] = {"value": peak, "n_repeats": repeats + 1,
@@ -366,6 +402,8 @@ def benchmark_enhance(*, size=1024, model="edsr-x2", models=None, model_size=256
                                     >= ENHANCE_TARGETS["share_of_conv_peak"])})
     result["models"] = rows
 
+    result["seams"] = [_seam_error(*run) for run in seams]
+
     if memory_size:
         memory_model = memory_model or model
         rss, seconds = _cli_peak_rss(memory_size, memory_model, None)
@@ -400,6 +438,11 @@ def format_enhance_table(result):
         lines.append(f"{row['model']:<14}{row['megapixels_per_s']:8.3f} Mpx/s "
                      f"{row['gflops']:7.1f} GFLOP/s {100 * row['share_of_conv_peak']:5.1f} % "
                      f"of peak {'PASS' if row['passed'] else 'MISS'}")
+    for row in result.get("seams", []):
+        lines.append(f"seams {row['model']} {row['image'][0]}^2 in {row['n_tiles']} tiles of "
+                     f"{row['tile_size']}: max |tiled - whole| {row['max_abs_difference']:.3g}"
+                     f", rms {row['rms_difference']:.3g} (input noise sigma "
+                     f"{row['input_noise_sigma']:g})")
     if "cli_memory" in result:
         m = result["cli_memory"]
         lines.append(f"CLI {m['image'][0]}^2: peak RSS {m['peak_rss_gb']:.2f} GB in "
