@@ -418,6 +418,8 @@ def benchmark_speed_command(ctx, part, n_images, size, memory_size, model, repea
               help="Pretrained model(s) to include (default: all of this scale).")
 @click.option("--no-self-ensemble", is_flag=True, help="Skip the D4 self-ensemble rows.")
 @click.option("--no-regression", is_flag=True, help="Skip the downstream theta_E regression.")
+@click.option("--regression-seeds", type=click.IntRange(1), default=3, show_default=True,
+              help="Repeats of the theta_E regression (split and initialisation).")
 @click.option("--preset", default="model_i", show_default=True,
               type=click.Choice(["model_i", "model_ii", "model_iii"]))
 @click.option("--lr-on-preset-grid", is_flag=True,
@@ -429,15 +431,16 @@ def benchmark_speed_command(ctx, part, n_images, size, memory_size, model, repea
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
 @click.pass_context
 def benchmark_sr_command(ctx, n_images, scale, models, no_self_ensemble, no_regression,
-                         preset, lr_on_preset_grid, noise_free_lr, n_samples, workers,
-                         json_path):
+                         regression_seeds, preset, lr_on_preset_grid, noise_free_lr, n_samples,
+                         workers, json_path):
     """Super-resolution: MSE/PSNR/SSIM of every model and baseline, and theta_E regression."""
     from .benchmark.sr import benchmark_sr
 
     benchmark_sr(n=n_images, scale=int(scale), models=list(models) or None, preset=preset,
                  lr_on_preset_grid=lr_on_preset_grid, noise_free_lr=noise_free_lr,
                  self_ensemble=not no_self_ensemble, regression=not no_regression,
-                 n_samples=n_samples, workers=workers, json_path=json_path,
+                 regression_seeds=regression_seeds, n_samples=n_samples, workers=workers,
+                 json_path=json_path,
                  progress=ctx.obj["progress"], command=_command_line(ctx))
 
 

@@ -17,7 +17,8 @@ scipy; the features come from the caller (e.g.
 import numpy as np
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
-__all__ = ["image_metrics", "batch_metrics", "summarize_metrics", "frechet_distance",
+__all__ = ["image_metrics", "batch_metrics", "summarize_metrics", "mean_and_se",
+           "paired_differences", "frechet_distance",
            "kernel_distance", "pixel_histogram_distance", "radial_power_spectrum",
            "power_spectrum_distance"]
 
@@ -106,6 +107,57 @@ def summarize_metrics(per_image):
         summary[f"{key}_sem"] = float(values.std(ddof=1) / np.sqrt(len(values))) \
             if len(values) > 1 else float("nan")
     return summary
+
+
+def mean_and_se(values):
+    """Mean, standard error of the mean and count of a 1-D sample.
+
+    Examples
+    --------
+    >>> mean_and_se([1.0, 2.0, 3.0])
+    {'mean': 2.0, 'se': 0.5773502691896258, 'n': 3}
+    """
+    values = np.asarray(values, np.float64)
+    se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+    return {"mean": float(values.mean()), "se": se, "n": int(len(values))}
+
+
+def paired_differences(per_image):
+    """Differences between methods scored on the same images, with their standard errors.
+
+    Each method's per-image value minus each later method's: the mean difference, its
+    standard error, and whether it is significant (more than two standard errors from
+    0). Paired, so that the spread of the images' own difficulty cancels.
+
+    Parameters
+    ----------
+    per_image : dict
+        ``{method: per-image values}``, every method on the same images in the same order.
+
+    Returns
+    -------
+    dict
+        ``{"a - b": {"mean", "se", "n", "significant"}}``.
+
+    Examples
+    --------
+    >>> d = paired_differences({"a": [30.0, 31.0, 29.0], "b": [29.0, 29.9, 28.1]})
+    >>> round(d["a - b"]["mean"], 2), d["a - b"]["significant"]
+    (1.0, True)
+    """
+    arrays = {name: np.asarray(values, np.float64) for name, values in per_image.items()}
+    lengths = {len(values) for values in arrays.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"paired differences need the same images for every method, got "
+                         f"{ {name: len(v) for name, v in arrays.items()} }")
+    names = list(arrays)
+    out = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            stats = mean_and_se(arrays[a] - arrays[b])
+            stats["significant"] = bool(abs(stats["mean"]) > 2 * stats["se"])
+            out[f"{a} - {b}"] = stats
+    return out
 
 
 # -- distances between sets of images or features ----------------------------------------

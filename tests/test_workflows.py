@@ -210,7 +210,31 @@ def test_benchmark_sr_scores_residual_uncertainty_beside_the_posterior(capsys):
     assert mc["n_draws"] == 8 and 0 <= mc["coverage_68"] <= mc["coverage_95"] <= 1
     assert rows["diffusion-sr-x2"]["n_samples"] == 2
     assert "posterior" in rows["diffusion-sr-x2"]
+    # the reference is the residual model, chosen by its card; the posterior is paired to it
+    assert result["reference"] == "fsrcnn-x2"
+    assert result["differences"]["diffusion-sr-x2 - fsrcnn-x2"]["n"] == 3
     assert "Monte-Carlo draws" in capsys.readouterr().out
+
+
+def test_benchmark_sr_reference_differences_and_regression_seeds(capsys):
+    result = benchmark_sr(n=6, models=["fsrcnn-x2", "edsr-x2"], self_ensemble=False,
+                          regression=True, regression_seeds=2, regression_epochs=1,
+                          progress=False)
+    # edsr-x2 has the better validation PSNR in its card, whatever these 6 images say
+    assert result["reference"] == "edsr-x2"
+    diff = result["differences"]["fsrcnn-x2 - edsr-x2"]
+    fsrcnn = np.array(result["rows"]["fsrcnn-x2"]["psnr_per_image"])
+    edsr = np.array(result["rows"]["edsr-x2"]["psnr_per_image"])
+    assert diff["mean"] == pytest.approx(np.mean(fsrcnn - edsr))
+    assert diff["n"] == 6 and diff["se"] > 0
+    regression = result["regression"]
+    assert set(regression) == {"HR", "bicubic LR", "SR LR (edsr-x2)"}
+    for figures in regression.values():
+        assert figures["seeds"] == [0, 1] and len(figures["mse_per_seed"]) == 2
+        assert figures["mse_std"] >= 0 and figures["mse"] == pytest.approx(
+            np.mean(figures["mse_per_seed"]))
+    out = capsys.readouterr().out
+    assert "± " in out and "over 2 seeds" in out and "(paired, n=6" in out
 
 
 def test_benchmark_speed_enhance_small(tmp_path):

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import image_metrics, radial_power_spectrum
+from ..metrics import image_metrics, mean_and_se, radial_power_spectrum
+from ..metrics import paired_differences as _paired
 
 __all__ = ["benchmark_denoise", "posterior_figures", "run_enhancer", "fit_calibration",
            "calibration_set", "paired_differences",
@@ -75,12 +76,6 @@ def run_enhancer(enhancer, images, sigmas=None, *, unit="electron/s", seed=0, sa
             "samples": np.stack(draws) if draws else None, "seconds_per_image": seconds}
 
 
-def _mean_se(values):
-    values = np.asarray(values, np.float64)
-    se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
-    return {"mean": float(values.mean()), "se": se, "n": int(len(values))}
-
-
 def light_mask(truths):
     """Pixels "where there is light": above the median of their own truth image."""
     truths = np.asarray(truths)
@@ -124,8 +119,8 @@ def posterior_figures(truths, means, stds=None, samples=None, *, observed=None, 
     means = np.asarray(means, np.float64)
     per_image = [image_metrics(m, t) for m, t in zip(means, truths)]
     out = {"n": int(len(truths)),
-           "psnr": _mean_se([r["psnr"] for r in per_image]),
-           "ssim": _mean_se([r["ssim"] for r in per_image]),
+           "psnr": mean_and_se([r["psnr"] for r in per_image]),
+           "ssim": mean_and_se([r["ssim"] for r in per_image]),
            "psnr_per_image": [float(r["psnr"]) for r in per_image]}
     mask = light_mask(truths)
     if stds is not None:
@@ -364,22 +359,12 @@ def benchmark_denoise(*, n=100, models=("diffusion-denoise", "raunet-denoise"), 
 
 
 def paired_differences(rows):
-    """PSNR differences between methods on the same images, with their standard errors.
+    """PSNR differences between the rows on the same images, with standard errors.
 
-    Each model's per-image PSNR minus each other method's: the mean difference, its
-    standard error and whether it is significant (more than two standard errors from 0).
-    Paired, so that the spread of the images' own difficulty cancels.
+    See `lensenhance.metrics.paired_differences`.
     """
-    per_image = {name: np.asarray(row["figures"]["psnr_per_image"])
-                 for name, row in rows.items() if "psnr_per_image" in row["figures"]}
-    out = {}
-    names = list(per_image)
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            stats = _mean_se(per_image[a] - per_image[b])
-            stats["significant"] = bool(abs(stats["mean"]) > 2 * stats["se"])
-            out[f"{a} - {b}"] = stats
-    return out
+    return _paired({name: row["figures"]["psnr_per_image"] for name, row in rows.items()
+                    if "psnr_per_image" in row["figures"]})
 
 
 def _hsc_arrays(directory, n, n_tune):

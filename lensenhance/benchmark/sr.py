@@ -14,11 +14,12 @@ import time
 
 import numpy as np
 
-from ..metrics import batch_metrics, summarize_metrics
+from ..metrics import batch_metrics, paired_differences, summarize_metrics
 from ..simulate.render import bin_image
 from . import write_json
 
-__all__ = ["benchmark_sr", "theta_e_regression", "BENCHMARK_SEED"]
+__all__ = ["benchmark_sr", "theta_e_regression", "theta_e_regression_seeds",
+           "choose_by_validation", "format_sr_table", "BENCHMARK_SEED"]
 
 #: Seed of the held-out benchmark set; training commands use other seeds.
 BENCHMARK_SEED = 20261121
@@ -30,13 +31,48 @@ def _timed_enhance(enhancer, lr):
     return out, (time.perf_counter() - start) / len(lr)
 
 
-def _summaries(pred, hr, classes):
+def _scored(pred, hr, classes, **row):
+    """A table row: metrics overall and per class, and the per-image PSNR for pairing."""
     per_image = batch_metrics(pred, hr)
-    result = {"all": summarize_metrics(per_image)}
+    metrics = {"all": summarize_metrics(per_image)}
     for name in sorted(set(classes)):
         selected = {key: values[classes == name] for key, values in per_image.items()}
-        result[name] = summarize_metrics(selected)
-    return result
+        metrics[name] = summarize_metrics(selected)
+    return {"metrics": metrics, "psnr_per_image": [float(v) for v in per_image["psnr"]],
+            **row}
+
+
+def choose_by_validation(models):
+    """The model whose card has the best validation PSNR of its training run.
+
+    The validation images belong to the training run (its ``--data-seed``), not to the
+    benchmark, so a model chosen so is not chosen on the images it is then scored on.
+    Models without that figure (e.g. diffusion models) are not candidates.
+    """
+    from ..models import model_card
+
+    scored = {name: model_card(name).get("val_psnr_normalised") for name in models}
+    scored = {name: value for name, value in scored.items() if value is not None}
+    return max(scored, key=scored.get) if scored else None
+
+
+def theta_e_regression_seeds(images, theta_e, *, seeds=(0, 1, 2), **kwargs):
+    """`theta_e_regression` repeated over seeds (split and initialisation), with the spread.
+
+    Returns
+    -------
+    dict
+        ``mse`` and ``mae``: mean, standard deviation over the seeds and the per-seed
+        values; ``seeds``, ``n_train``, ``n_test``.
+    """
+    runs = [theta_e_regression(images, theta_e, seed=seed, **kwargs) for seed in seeds]
+    out = {"seeds": list(seeds), "n_train": runs[0]["n_train"], "n_test": runs[0]["n_test"]}
+    for key in ("mse", "mae"):
+        values = np.array([run[key] for run in runs])
+        out[key] = float(values.mean())
+        out[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+        out[f"{key}_per_seed"] = values.tolist()
+    return out
 
 
 def theta_e_regression(images, theta_e, *, train_fraction=0.7, epochs=20, batch_size=32,
@@ -68,19 +104,28 @@ def theta_e_regression(images, theta_e, *, train_fraction=0.7, epochs=20, batch_
             "n_train": int(n_train), "n_test": int(len(test))}
 
 
-def format_sr_table(rows, classes):
-    """The plain-text table that ``lensenhance benchmark sr`` prints."""
-    header = f"{'method':<36}{'MSE':>11}{'PSNR':>8}{'SSIM':>8}" + "".join(
+def format_sr_table(rows, classes, differences=None):
+    """The plain-text table that ``lensenhance benchmark sr`` prints.
+
+    PSNR and SSIM carry the standard error of their mean over the images; ``differences``
+    (`lensenhance.metrics.paired_differences` against one reference) follow the table.
+    """
+    header = f"{'method':<36}{'MSE':>11}{'PSNR':>15}{'SSIM':>17}" + "".join(
         f"{'PSNR ' + c:>14}" for c in classes) + f"{'ms/img':>9}"
     lines = [header, "-" * len(header)]
     for method, row in rows.items():
         overall = row["metrics"]["all"]
-        line = (f"{method:<36}{overall['mse']:>11.3e}{overall['psnr']:>8.2f}"
-                f"{overall['ssim']:>8.4f}")
+        line = (f"{method:<36}{overall['mse']:>11.3e}"
+                f"{overall['psnr']:>8.2f} ±{overall['psnr_sem']:>5.2f}"
+                f"{overall['ssim']:>9.4f} ±{overall['ssim_sem']:>6.4f}")
         line += "".join(f"{row['metrics'][c]['psnr']:>14.2f}" for c in classes)
         seconds = row.get("seconds_per_image")
         line += f"{seconds * 1e3:>9.1f}" if seconds is not None else f"{'-':>9}"
         lines.append(line)
+    for pair, stats in (differences or {}).items():
+        verdict = "significant" if stats["significant"] else "not significant"
+        lines.append(f"PSNR {pair}: {stats['mean']:+.2f} ± {stats['se']:.2f} dB (paired, "
+                     f"n={stats['n']}, {verdict})")
     for method, row in rows.items():
         if "mc_uncertainty" in row:
             cal = row["mc_uncertainty"]
@@ -100,7 +145,8 @@ def format_sr_table(rows, classes):
 
 
 def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensemble=True,
-                 regression=True, regression_epochs=20, seed=BENCHMARK_SEED, workers=1,
+                 regression=True, regression_epochs=20, regression_seeds=3,
+                 seed=BENCHMARK_SEED, workers=1,
                  json_path=None, progress=True, device=None, lr_on_preset_grid=False,
                  noise_free_lr=False, n_samples=16, command=None):
     """Run the ``sr`` benchmark and return (and print) its table.
@@ -121,7 +167,10 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
     self_ensemble : bool
         Also evaluate each model with the D4 self-ensemble.
     regression : bool
-        Run the downstream theta_E regression (HR vs bicubic LR vs the best model's SR).
+        Run the downstream theta_E regression (HR vs bicubic LR vs the reference model's
+        SR; the reference is `choose_by_validation`'s, not the best on these images).
+    regression_seeds : int, optional
+        Repeats of the regression (seeds 0, 1, ...: split and initialisation).
     json_path : path-like, optional
         Where to write the full results as JSON.
     lr_on_preset_grid, noise_free_lr : bool, optional
@@ -132,8 +181,9 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
     Returns
     -------
     dict
-        ``rows`` (per method: metrics overall and per class, seconds per image),
-        ``regression``, ``table`` and the set-up.
+        ``rows`` (per method: metrics overall and per class with standard errors, the
+        per-image PSNR, seconds per image), ``differences`` (paired PSNR differences
+        against ``reference``), ``regression``, ``table`` and the set-up.
     """
     from ..datasets import simulated_pairs
     from ..enhance import Enhancer
@@ -168,12 +218,12 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
     rows, outputs = {}, {}
     oracle_lr = bin_image(hr, scale)
     out, _ = _timed_enhance(methods["bicubic"], oracle_lr)
-    rows["bicubic of noise-free LR (oracle)"] = {"metrics": _summaries(out, hr, classes),
-                                                 "seconds_per_image": None}
+    rows["bicubic of noise-free LR (oracle)"] = _scored(out, hr, classes,
+                                                        seconds_per_image=None)
     for method, enhancer in methods.items():
         out, seconds = _timed_enhance(enhancer, lr)
         outputs[method] = out
-        rows[method] = {"metrics": _summaries(out, hr, classes), "seconds_per_image": seconds}
+        rows[method] = _scored(out, hr, classes, seconds_per_image=seconds)
 
     if posteriors:
         from .denoise import posterior_figures, run_enhancer
@@ -191,42 +241,51 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
         # Given the exact sigma of each LR image; mean, std and samples per image.
         out = run_enhancer(enhancer, lr, lr_sigma, samples=True, seed=seed)
         outputs[name] = out["mean"]
-        rows[name] = {"metrics": _summaries(out["mean"], hr, classes),
-                      "seconds_per_image": out["seconds_per_image"],
-                      "n_samples": enhancer.predictor.n_samples,
-                      "steps": enhancer.predictor.steps,
-                      "posterior": posterior_figures(hr, out["mean"], out["std"],
-                                                     out["samples"], observed=lr,
-                                                     sigmas=lr_sigma, scale=scale)}
+        rows[name] = _scored(out["mean"], hr, classes,
+                             seconds_per_image=out["seconds_per_image"],
+                             n_samples=enhancer.predictor.n_samples,
+                             steps=enhancer.predictor.steps,
+                             posterior=posterior_figures(hr, out["mean"], out["std"],
+                                                         out["samples"], observed=lr,
+                                                         sigmas=lr_sigma, scale=scale))
 
+    # Every row against one reference, chosen without the benchmark's images.
+    reference = choose_by_validation([m for m in models if m in methods])
+    differences = {} if reference is None else {
+        pair: stats for method, row in rows.items() if method != reference
+        for pair, stats in paired_differences({
+            method: row["psnr_per_image"],
+            reference: rows[reference]["psnr_per_image"]}).items()}
     result = {"preset": preset, "scale": scale, "n": n, "seed": seed,
               "lr_on_preset_grid": lr_on_preset_grid, "noise_free_lr": noise_free_lr,
               "data_range": "per image: max(HR) - min(HR)", "rows": rows,
+              "reference": reference, "reference_rule": "best validation PSNR in its card "
+              "(the training run's own held-out images)", "differences": differences,
               "command": command}
-    table = format_sr_table(rows, class_names)
+    table = format_sr_table(rows, class_names, differences)
     print(f"sr benchmark: {preset} x{scale}, {n} held-out images (seed {seed}); metrics "
           "against the noise-free HR image, data_range = HR range")
     print(table)
 
     if regression:
-        best = max(models, key=lambda m: rows[m]["metrics"]["all"]["psnr"]) if models else None
-        if best is not None and best not in methods and best not in posteriors:
-            best = None
         inputs = {"HR": hr, "bicubic LR": outputs["bicubic"]}
-        if best is not None:
-            inputs[f"SR LR ({best})"] = outputs[best]
+        if reference is not None:  # the reference: not chosen on these images
+            inputs[f"SR LR ({reference})"] = outputs[reference]
         theta_e = np.asarray(ds["theta_E"].values, dtype=np.float32)
+        seeds = tuple(range(int(regression_seeds)))
         result["regression"] = {
-            kind: theta_e_regression(images, theta_e, epochs=regression_epochs,
-                                     device=device)
+            kind: theta_e_regression_seeds(images, theta_e, seeds=seeds,
+                                           epochs=regression_epochs, device=device)
             for kind, images in inputs.items()}
-        print("\ntheta_E regression (small ResNet, same split and schedule for each input)")
-        print(f"{'input':<36}{'MSE [arcsec^2]':>16}{'MAE [arcsec]':>14}")
-        for kind, figures in result["regression"].items():
-            print(f"{kind:<36}{figures['mse']:>16.3e}{figures['mae']:>14.4f}")
-        table += "\n" + "\n".join(
-            f"theta_E {kind}: MSE {f['mse']:.3e}, MAE {f['mae']:.4f}"
-            for kind, f in result["regression"].items())
+        lines = [f"theta_E regression (small ResNet, the same splits and schedule for each "
+                 f"input; mean ± standard deviation over {len(seeds)} seeds of the split "
+                 f"and initialisation)",
+                 f"{'input':<36}{'MSE [arcsec^2]':>24}{'MAE [arcsec]':>22}"]
+        for kind, f in result["regression"].items():
+            lines.append(f"{kind:<36}{f['mse']:>13.3e} ± {f['mse_std']:.1e}"
+                         f"{f['mae']:>13.4f} ± {f['mae_std']:.4f}")
+        print("\n" + "\n".join(lines))
+        table += "\n" + "\n".join(lines)
     result["table"] = table
     if json_path is not None:
         write_json(result, json_path)
