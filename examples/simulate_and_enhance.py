@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 import lensenhance as le
+from lensenhance.models import best_by_validation, sr_models_for
 
 
 def main(out_dir="example_out"):
@@ -21,10 +22,12 @@ def main(out_dir="example_out"):
     observed = sim.simulate_image(ra=150.1, dec=2.2, binning=2)
     le.write_image(observed, out_dir / "observed.fits", overwrite=True)
 
-    # Read it back as a user would, and super-resolve it with the best shipped model.
+    # Read it back as a user would, and super-resolve it with the shipped x2 model for
+    # observed images that has the best validation PSNR in its card (the package's rule,
+    # lensenhance.models.best_by_validation).
     image = le.read_image(out_dir / "observed.fits")
-    names = le.list_pretrained(task="sr")
-    enhancer = le.Enhancer.from_pretrained(names[0]) if names else \
+    best = best_by_validation(sr_models_for(scale=2))
+    enhancer = le.Enhancer.from_pretrained(best) if best else \
         le.Enhancer.interpolation("bicubic", scale=2)
     print(enhancer)
     enhanced = enhancer.enhance(image)

@@ -17,17 +17,14 @@ from .metrics import batch_metrics, summarize_metrics
 __all__ = ["run_demo", "best_pretrained"]
 
 
-def best_pretrained(*, task="sr", scale=2):
-    """Name of the shipped model with the best benchmark PSNR for a task, or None."""
-    from .models import list_pretrained, model_card
+def best_pretrained(*, scale=2):
+    """The shipped SR model for observed Model-I-like images with the best validation PSNR.
 
-    best, best_psnr = None, -np.inf
-    for name in list_pretrained(task=task):
-        card = model_card(name)
-        psnr = card.get("metrics", {}).get("psnr", -np.inf)
-        if card.get("scale") == scale and psnr > best_psnr:
-            best, best_psnr = name, psnr
-    return best
+    See `lensenhance.models.best_by_validation` for the rule; None when none is shipped.
+    """
+    from .models import best_by_validation, sr_models_for
+
+    return best_by_validation(sr_models_for(scale=scale))
 
 
 def format_table(rows, *, title=None):
@@ -74,7 +71,7 @@ def run_demo(out_dir="demo_out", *, n_images=4, seed=0, overwrite=False, progres
     lr, hr, sigma = (ds[name].values for name in ("lr", "hr", "lr_sigma"))
 
     enhancers = {"bicubic": Enhancer.interpolation("bicubic", scale=2)}
-    best = best_pretrained(task="sr", scale=2)
+    best = best_pretrained(scale=2)
     if best is not None:
         enhancers[best] = Enhancer.from_pretrained(best)
 

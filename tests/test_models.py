@@ -278,3 +278,17 @@ def test_shipped_feature_network_predicts_theta_e(name):
     assert np.mean(np.abs(error)) < 0.2  # arcsec; theta_E itself spans about 0.7-2"
     features = le.models.load_feature_network(name)(torch.from_numpy(hr[:2, None]))
     assert features.shape[0] == 2 and not features.requires_grad
+
+
+def test_best_model_rule_skips_models_for_noise_free_images():
+    from lensenhance.demo import best_pretrained
+    from lensenhance.models import best_by_validation, model_card, sr_models_for
+
+    candidates = sr_models_for(scale=2)
+    assert "edsr-lens64-x2" not in candidates  # trained for a generator's noise-free images
+    assert "edsr-x2" in candidates and "edsr-x4" not in candidates
+    best = best_pretrained(scale=2)
+    assert best == best_by_validation(candidates)
+    assert model_card(best)["val_psnr_normalised"] == max(
+        model_card(name)["val_psnr_normalised"] for name in candidates)
+    assert best_by_validation(["diffusion-sr-x2"]) is None  # no validation PSNR: no candidate

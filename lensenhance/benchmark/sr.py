@@ -19,7 +19,7 @@ from ..simulate.render import bin_image
 from . import write_json
 
 __all__ = ["benchmark_sr", "theta_e_regression", "theta_e_regression_seeds",
-           "choose_by_validation", "format_sr_table", "BENCHMARK_SEED"]
+           "format_sr_table", "BENCHMARK_SEED"]
 
 #: Seed of the held-out benchmark set; training commands use other seeds.
 BENCHMARK_SEED = 20261121
@@ -40,20 +40,6 @@ def _scored(pred, hr, classes, **row):
         metrics[name] = summarize_metrics(selected)
     return {"metrics": metrics, "psnr_per_image": [float(v) for v in per_image["psnr"]],
             **row}
-
-
-def choose_by_validation(models):
-    """The model whose card has the best validation PSNR of its training run.
-
-    The validation images belong to the training run (its ``--data-seed``), not to the
-    benchmark, so a model chosen so is not chosen on the images it is then scored on.
-    Models without that figure (e.g. diffusion models) are not candidates.
-    """
-    from ..models import model_card
-
-    scored = {name: model_card(name).get("val_psnr_normalised") for name in models}
-    scored = {name: value for name, value in scored.items() if value is not None}
-    return max(scored, key=scored.get) if scored else None
 
 
 def theta_e_regression_seeds(images, theta_e, *, seeds=(0, 1, 2), **kwargs):
@@ -168,7 +154,7 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
         Also evaluate each model with the D4 self-ensemble.
     regression : bool
         Run the downstream theta_E regression (HR vs bicubic LR vs the reference model's
-        SR; the reference is `choose_by_validation`'s, not the best on these images).
+        SR; the reference is `best_by_validation`'s, not the best on these images).
     regression_seeds : int, optional
         Repeats of the regression (seeds 0, 1, ...: split and initialisation).
     json_path : path-like, optional
@@ -187,7 +173,7 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
     """
     from ..datasets import simulated_pairs
     from ..enhance import Enhancer
-    from ..models import list_pretrained, model_card
+    from ..models import best_by_validation, model_card, sr_models_for
 
     ds = simulated_pairs(n, preset=preset, scale=scale, seed=seed, workers=workers,
                          progress=progress, lr_on_preset_grid=lr_on_preset_grid)
@@ -197,11 +183,8 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
     class_names = [c for c in ("no_sub", "cdm", "axion") if c in set(classes)]
 
     if models is None:
-        setup = {"preset": preset, "lr_on_preset_grid": lr_on_preset_grid,
-                 "noise_free_lr": noise_free_lr}
-        models = [m for m in list_pretrained(task="sr") if model_card(m)["scale"] == scale
-                  and all(model_card(m).get(k, False if k != "preset" else "model_i") == v
-                          for k, v in setup.items())]
+        models = sr_models_for(scale=scale, preset=preset, lr_on_preset_grid=lr_on_preset_grid,
+                               noise_free_lr=noise_free_lr)
     methods = {mode: Enhancer.interpolation(mode, scale=scale, device=device)
                for mode in ("bilinear", "bicubic")}
     posteriors = {}
@@ -250,7 +233,7 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
                                                          sigmas=lr_sigma, scale=scale))
 
     # Every row against one reference, chosen without the benchmark's images.
-    reference = choose_by_validation([m for m in models if m in methods])
+    reference = best_by_validation([m for m in models if m in methods])
     differences = {} if reference is None else {
         pair: stats for method, row in rows.items() if method != reference
         for pair, stats in paired_differences({

@@ -27,8 +27,9 @@ import re
 from pathlib import Path
 
 __all__ = ["TASKS", "COMMON_CARD_KEYS", "TASK_CARD_KEYS", "CARD_KEYS", "list_pretrained",
-           "model_card", "validate_card", "weights_path", "file_sha256", "load_pretrained",
-           "load_feature_network", "WEIGHTS_DIR"]
+           "sr_models_for", "best_by_validation", "model_card", "validate_card",
+           "weights_path", "file_sha256", "load_pretrained", "load_feature_network",
+           "WEIGHTS_DIR"]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -97,6 +98,50 @@ def list_pretrained(*, task=None):
         if task is None or json.loads(card_path.read_text()).get("task") == task:
             names.append(name)
     return names
+
+
+def sr_models_for(*, scale=2, preset="model_i", lr_on_preset_grid=False,
+                  noise_free_lr=False):
+    """The shipped residual SR models trained for one set-up of the LR images.
+
+    Parameters
+    ----------
+    scale : int, optional
+    preset : str, optional
+        The simulation preset of the training data.
+    lr_on_preset_grid, noise_free_lr : bool, optional
+        As for `lensenhance.datasets.load_pairs`: models for a generator's noise-free
+        images are trained so, and are no choice for observed (noisy) images.
+
+    Returns
+    -------
+    list of str
+    """
+    setup = {"scale": scale, "preset": preset, "lr_on_preset_grid": lr_on_preset_grid,
+             "noise_free_lr": noise_free_lr}
+    defaults = {"preset": "model_i", "lr_on_preset_grid": False, "noise_free_lr": False}
+    return [name for name in list_pretrained(task="sr")
+            if all(model_card(name).get(key, defaults.get(key)) == value
+                   for key, value in setup.items())]
+
+
+def best_by_validation(names):
+    """The model whose card has the best validation PSNR of its training run, or None.
+
+    The rule the package uses wherever it picks "the best model" (the demo, the
+    reference of `lensenhance benchmark sr`): the validation images belong to each
+    training run (its ``--data-seed``), never to a benchmark, so the choice is not made
+    on the images the model is then scored on. Models without that figure (diffusion
+    models) are no candidates.
+
+    Examples
+    --------
+    >>> best_by_validation(sr_models_for(scale=2)) in sr_models_for(scale=2)
+    True
+    """
+    scored = {name: model_card(name).get("val_psnr_normalised") for name in names}
+    scored = {name: value for name, value in scored.items() if value is not None}
+    return max(scored, key=scored.get) if scored else None
 
 
 def _check_name(name):
