@@ -288,6 +288,8 @@ def models_command(task):
         if isinstance(value, dict) and "mean" in value:  # a mean with its standard error
             error = f" +- {value['se']:{fmt}}" if isinstance(value.get("se"), float) else ""
             value = value["mean"]
+        elif isinstance(metrics.get(f"{key}_sem"), float):  # residual SR cards
+            error = f" +- {metrics[f'{key}_sem']:{fmt}}"
         if not isinstance(value, (int, float)):
             return None
         floor = metrics.get(f"{key}_floor")  # generators: the real-vs-real distance
@@ -297,8 +299,7 @@ def models_command(task):
     # each task's own figures: (metrics key, label, format[, unit])
     shown = {"sr": [("psnr", "PSNR", ".2f", " dB"), ("ssim", "SSIM", ".4f")],
              "denoise": [("psnr", "PSNR", ".2f", " dB"), ("ssim", "SSIM", ".4f")],
-             "posterior": [("psnr", "PSNR", ".2f", " dB"), ("metrics.all.psnr", "PSNR", ".2f",
-                                                             " dB"),
+             "posterior": [("psnr", "PSNR", ".2f", " dB"),
                            ("calibration_light.coverage_68", "68% coverage", ".3f"),
                            ("calibration_light.coverage_95", "95% coverage", ".3f")],
              "generate": [("fd", "FD", ".4g"), ("kid", "KID", ".3g")],
@@ -597,6 +598,9 @@ def _command_line(ctx):
         value = ctx.params[param.name]
         if isinstance(param, click.Option) and param.is_flag:
             words += [param.opts[-1]] if value else []
+        elif isinstance(value, (tuple, list)):  # multiple=True: the option once per value
+            for item in value:
+                words += [param.opts[-1], str(item)]
         elif value is not None:
             words += [param.opts[-1], str(value)]
     return " ".join(words)

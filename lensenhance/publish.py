@@ -199,7 +199,7 @@ def publish_sr_weights(run_dir, name, *, n_eval=300, overwrite=False, progress=F
     dict
         The model card.
     """
-    from .benchmark.sr import BENCHMARK_SEED, benchmark_sr
+    from .benchmark.sr import benchmark_sr
 
     target, history, metadata = _install(run_dir, name, overwrite=overwrite)
     preset = metadata.get("data_preset", "model_i")
@@ -220,21 +220,32 @@ def publish_sr_weights(run_dir, name, *, n_eval=300, overwrite=False, progress=F
     # The benchmark finds the model through its card, so a card without figures goes first.
     _write_card(name, card, validate=False)
 
-    result = benchmark_sr(n=n_eval, scale=card["scale"], preset=preset, models=[name],
-                          self_ensemble=False, regression=False, progress=progress, **setup)
     flags = "".join(f" --{key.replace('_', '-')}" for key, value in setup.items() if value)
     flags += f" --preset {preset}" if preset != "model_i" else ""
+    command = (f"lensenhance benchmark sr -n {n_eval} --scale {card['scale']} --model {name} "
+               f"--no-self-ensemble --no-regression{flags}")
+    result = benchmark_sr(n=n_eval, scale=card["scale"], preset=preset, models=[name],
+                          self_ensemble=False, regression=False, progress=progress,
+                          command=command, **setup)
+    card["metrics"] = _sr_metrics(name, result)
+    return _write_card(name, card)
+
+
+def _sr_metrics(name, result):
+    """A residual SR model's card figures from a ``benchmark sr`` result."""
     row, bicubic = result["rows"][name], result["rows"]["bicubic"]
-    card["metrics"] = {
-        "n": n_eval, "seed": BENCHMARK_SEED,
-        "command": f"lensenhance benchmark sr -n {n_eval} --scale {card['scale']} --model "
-                   f"{name} --no-self-ensemble --no-regression{flags}",
-        **{key: row["metrics"]["all"][key] for key in ("mse", "psnr", "ssim")},
+    overall = row["metrics"]["all"]
+    return {
+        "n": result["n"], "seed": result["seed"], "command": result["command"],
+        **{key: overall[key] for key in ("mse", "psnr", "ssim")},
+        **{f"{key}_sem": overall[f"{key}_sem"] for key in ("mse", "psnr", "ssim")},
         "bicubic_psnr": bicubic["metrics"]["all"]["psnr"],
         "per_class_psnr": {k: v["psnr"] for k, v in row["metrics"].items() if k != "all"},
+        "psnr_differences": {pair: stats for pair, stats in
+                             result.get("differences", {}).items()
+                             if name in pair.split(" - ")},
         "seconds_per_image": row["seconds_per_image"],
     }
-    return _write_card(name, card)
 
 
 def publish_feature_network(run_dir, name, *, overwrite=False):
@@ -408,7 +419,8 @@ def add_benchmark_figures(name, benchmark_json):
     name : str
     benchmark_json : path-like
         ``lensenhance benchmark denoise --json`` or ``benchmark sr --json`` output with a
-        row for ``name``.
+        row for ``name`` (a residual SR model's card gets the figures of
+        `publish_sr_weights`, with standard errors and paired differences).
     """
     from .models import model_card
 
@@ -418,17 +430,21 @@ def add_benchmark_figures(name, benchmark_json):
     if name not in rows:
         raise ValueError(f"{benchmark_json} has no row for {name} (rows: {', '.join(rows)})")
     row = rows[name]
-    if "metrics" in row:  # benchmark sr
+    if card.get("task") == "sr":  # a residual network's row of benchmark sr
+        card["metrics"] = _sr_metrics(name, result)
+        return _write_card(name, card)
+    if "metrics" in row:  # benchmark sr, a diffusion model's row
         figures = {"metrics": row["metrics"], **row.get("posterior", {})}
         compared = {key: {"psnr": r["metrics"]["all"]["psnr"]} for key, r in rows.items()
                     if key != name}
     else:
-        figures = {k: v for k, v in row["figures"].items() if k != "psnr_per_image"}
+        figures = dict(row["figures"])
         compared = {key: {"psnr": r["figures"]["psnr"], "ssim": r["figures"]["ssim"]}
                     for key, r in rows.items() if key != name}
-        figures["psnr_differences"] = {
-            pair: stats for pair, stats in result.get("differences", {}).items()
-            if name in pair.split(" - ")}
+    figures.pop("psnr_per_image", None)  # in the benchmark's JSON; a card keeps the summary
+    figures["psnr_differences"] = {
+        pair: stats for pair, stats in result.get("differences", {}).items()
+        if name in pair.split(" - ")}
     card["metrics"] = {"n": result["n"], "command": result.get("command"),
                        "set": result.get("set"), **figures,
                        "seconds_per_image": row["seconds_per_image"],
@@ -453,6 +469,9 @@ def main(argv=None):
     parser.add_argument("--n-cal", type=int, default=64)
     parser.add_argument("--figures", help="a benchmark JSON to write into the card")
     args = parser.parse_args(argv)
+    if args.figures:  # into a published model's card; the run folder is not read
+        print(json.dumps(add_benchmark_figures(args.name, args.figures), indent=2))
+        return
     task = read_weights_metadata(Path(args.run_dir) / "weights.safetensors").get("task")
     if task == "features":
         card = publish_feature_network(args.run_dir, args.name, overwrite=True)
@@ -466,9 +485,7 @@ def main(argv=None):
         card = publish_generator(args.run_dir, args.name, overwrite=True,
                                  benchmark_json=args.extra)
     elif task in ("denoise", "posterior"):
-        if args.figures:
-            card = add_benchmark_figures(args.name, args.figures)
-        elif task == "denoise":
+        if task == "denoise":
             card = publish_denoiser(args.run_dir, args.name, overwrite=True)
         else:
             calibrate = None

@@ -116,3 +116,19 @@ def test_enhance_command_tiles_a_file_with_a_weights_file(runner, tmp_path):
     bad = runner.invoke(cli, ["enhance", str(source), "--model", str(weights), "--tile-size",
                               "4", "--out", str(tmp_path / "out2")])
     assert bad.exit_code != 0 and "too small" in bad.output
+
+
+def test_command_line_repeats_a_multiple_option():
+    import click
+
+    from lensenhance.cli import _command_line
+
+    @click.command("sr")
+    @click.option("--model", "models", multiple=True)
+    @click.option("-n", "n_images", type=int, default=3)
+    @click.option("--no-regression", is_flag=True)
+    def command(models, n_images, no_regression):
+        pass
+
+    ctx = command.make_context("sr", ["--model", "a", "--model", "b", "--no-regression"])
+    assert _command_line(ctx) == "lensenhance --model a --model b -n 3 --no-regression"
