@@ -169,3 +169,26 @@ def test_release_mapped_pages_keeps_what_was_written(tmp_path):
     np.testing.assert_array_equal(on_disk[:10], values[:10] + 1)
     np.testing.assert_array_equal(on_disk[10:], values[10:])
     np.testing.assert_array_equal(plain, values)
+
+
+def test_batch_norms_are_folded_without_changing_the_output():
+    from lensenhance.predictors import NetworkPredictor, fold_batch_norms
+
+    torch.manual_seed(0)
+    net = tiny("srresnet")
+    # give the norms statistics of their own, so that folding has something to do
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.randn(4, 1, 24, 24))
+    net.eval()
+    x = torch.randn(2, 1, 20, 20)
+    with torch.no_grad():
+        expected = net(x)
+    predictor = NetworkPredictor(net, scale=2)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in predictor.module.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # a copy
+    with torch.no_grad():
+        torch.testing.assert_close(predictor.module(x), expected, rtol=1e-4, atol=1e-5)
+    edsr = tiny("edsr").eval()
+    assert fold_batch_norms(edsr) is edsr  # nothing to fold: no copy

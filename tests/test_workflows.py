@@ -217,7 +217,7 @@ def test_benchmark_sr_scores_residual_uncertainty_beside_the_posterior(capsys):
 
 
 def test_benchmark_sr_reference_differences_and_regression_seeds(capsys):
-    result = benchmark_sr(n=6, models=["fsrcnn-x2", "edsr-x2"], self_ensemble=False,
+    result = benchmark_sr(n=6, models=["fsrcnn-x2", "edsr-x2"], self_ensemble=True,
                           regression=True, regression_seeds=2, regression_epochs=1,
                           progress=False)
     # edsr-x2 has the better validation PSNR in its card, whatever these 6 images say
@@ -227,6 +227,8 @@ def test_benchmark_sr_reference_differences_and_regression_seeds(capsys):
     edsr = np.array(result["rows"]["edsr-x2"]["psnr_per_image"])
     assert diff["mean"] == pytest.approx(np.mean(fsrcnn - edsr))
     assert diff["n"] == 6 and diff["se"] > 0
+    # what the self-ensemble adds, each network against itself
+    assert {"fsrcnn-x2 +SE - fsrcnn-x2", "edsr-x2 +SE - edsr-x2"} <= set(result["differences"])
     regression = result["regression"]
     assert set(regression) == {"HR", "bicubic LR", "SR LR (edsr-x2)"}
     for figures in regression.values():

@@ -234,11 +234,12 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
 
     # Every row against one reference, chosen without the benchmark's images.
     reference = best_by_validation([m for m in models if m in methods])
-    differences = {} if reference is None else {
-        pair: stats for method, row in rows.items() if method != reference
-        for pair, stats in paired_differences({
-            method: row["psnr_per_image"],
-            reference: rows[reference]["psnr_per_image"]}).items()}
+    pairs = [] if reference is None else [(m, reference) for m in rows if m != reference]
+    # and what the self-ensemble adds to each network
+    pairs += [(m, m.removesuffix(" +SE")) for m in rows if m.endswith(" +SE")
+              and m.removesuffix(" +SE") != reference]
+    differences = {pair: stats for a, b in pairs for pair, stats in paired_differences(
+        {a: rows[a]["psnr_per_image"], b: rows[b]["psnr_per_image"]}).items()}
     result = {"preset": preset, "scale": scale, "n": n, "seed": seed,
               "lr_on_preset_grid": lr_on_preset_grid, "noise_free_lr": noise_free_lr,
               "data_range": "per image: max(HR) - min(HR)", "rows": rows,
