@@ -20,6 +20,8 @@ output pixel, so the same seed gives the same samples whatever the tiling or bat
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -150,6 +152,9 @@ class PosteriorPredictor(Predictor):
             base_halo = 0 if self.base_takes_sigma else count_receptive_field(base)
             halo = max(base_halo, _POSTERIOR_HALO)
         self.halo = int(halo)
+        # Both U-Nets see the whole image's pooling grid only in aligned tiles.
+        self.tile_alignment = math.lcm(int(getattr(base, "divisor", 1)),
+                                       int(getattr(unet, "divisor", 1)))
 
     @property
     def uncertainty_type(self):

@@ -121,6 +121,8 @@ class Predictor:
     scale: int = 1
     halo: int = 0
     exact_tiling: bool = True
+    #: Tiles start on multiples of this (a U-Net's down-sampling factor).
+    tile_alignment: int = 1
     name: str = "predictor"
     uncertainty_type: str = ""
     n_samples: int = 0
@@ -340,6 +342,8 @@ class NetworkPredictor(Predictor):
         self.exact_tiling = (not has_global_operations(module)) if exact_tiling is None \
             else bool(exact_tiling)
         self.halo = count_receptive_field(module) if halo is None else int(halo)
+        # A U-Net's pooling grid is that of the whole image only in aligned tiles.
+        self.tile_alignment = int(getattr(module, "divisor", 1))
         if self.halo < 0:
             raise ValueError(f"halo must be >= 0, got {halo!r}")
         self._weights_sha256 = weights_sha256

@@ -100,8 +100,13 @@ def check_tiling(tile_size, halo, overlap):
             f"{2 * halo + overlap} (the halo is the network's receptive field)")
 
 
-def _axis_plan(n, tile_size, halo, overlap):
-    """Per tile along one axis: (read, used, (band_start, band_end))."""
+def _axis_plan(n, tile_size, halo, overlap, align=1):
+    """Per tile along one axis: (read, used, (band_start, band_end)).
+
+    A read region starts on a multiple of ``align`` (its halo grows by up to
+    ``align - 1`` pixels), so that a down-sampling network sees the same pooling grid
+    in a tile as in the whole image.
+    """
     if tile_size is None or n <= tile_size:
         return [((0, n), (0, n), (0, 0))]
     core = tile_size - 2 * halo - overlap
@@ -114,21 +119,31 @@ def _axis_plan(n, tile_size, halo, overlap):
         lo = min(overlap, sizes[i - 1], sizes[i]) if i > 0 else 0
         hi = min(overlap, sizes[i], sizes[i + 1]) if i < count - 1 else 0
         used = (edges[i] - lo // 2, edges[i + 1] + hi - hi // 2)
-        read = (max(0, used[0] - halo), min(n, used[1] + halo))
+        read = (max(0, (used[0] - halo) // align * align), min(n, used[1] + halo))
         plan.append((read, used, (int(lo), int(hi))))
     return plan
 
 
-def plan_tiles(shape, *, tile_size, halo, overlap=0, key=0):
+def plan_tiles(shape, *, tile_size, halo, overlap=0, key=0, align=1):
     """The tiles of an image of ``shape`` (y, x); see the module docstring.
+
+    ``align``: every tile's read region starts on a multiple of it (a predictor's
+    ``tile_alignment``, the down-sampling factor of a U-Net).
 
     Returns
     -------
     list of Tile
+
+    Examples
+    --------
+    >>> [tile.read for tile in plan_tiles((100, 60), tile_size=64, halo=8)]
+    [((0, 41), (0, 60)), ((25, 75), (0, 60)), ((59, 100), (0, 60))]
     """
     check_tiling(tile_size, halo, overlap)
-    ys = _axis_plan(shape[0], tile_size, halo, overlap)
-    xs = _axis_plan(shape[1], tile_size, halo, overlap)
+    if isinstance(align, bool) or int(align) != align or align < 1:
+        raise ValueError(f"align must be a positive integer, got {align!r}")
+    ys = _axis_plan(shape[0], tile_size, halo, overlap, int(align))
+    xs = _axis_plan(shape[1], tile_size, halo, overlap, int(align))
     return [Tile(key, (ry, rx), (uy, ux), (by, bx))
             for ry, uy, by in ys for rx, ux, bx in xs]
 
@@ -383,7 +398,8 @@ def predict_images(predictor, images, *, sigmas=None, outputs, tile_size, halo=N
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     tiles = [tile for key, image in enumerate(images)
              for tile in plan_tiles(image.shape, tile_size=tile_size, halo=halo,
-                                    overlap=overlap, key=key)]
+                                    overlap=overlap, key=key,
+                                    align=getattr(predictor, "tile_alignment", 1))]
     batches = _batches(tiles, int(batch_size), max_batch_pixels)
     scale = predictor.scale
     setup = _parallel_setup(parallel)

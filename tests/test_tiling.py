@@ -192,3 +192,34 @@ def test_batch_norms_are_folded_without_changing_the_output():
         torch.testing.assert_close(predictor.module(x), expected, rtol=1e-4, atol=1e-5)
     edsr = tiny("edsr").eval()
     assert fold_batch_norms(edsr) is edsr  # nothing to fold: no copy
+
+
+def test_unet_tiles_start_on_its_pooling_grid_and_are_exact():
+    from lensenhance.nn.raunet import RAUNet
+    from lensenhance.tiling import plan_tiles
+
+    torch.manual_seed(0)
+    predictor = NetworkPredictor(RAUNet(channels=(4, 8, 8), blocks=1).eval(), scale=1)
+    assert predictor.tile_alignment == 4 and predictor.exact_tiling
+    rng = np.random.default_rng(2)
+    image = rng.normal(size=(90, 77)).astype(np.float32)
+    sigma = np.full(image.shape, 0.3, np.float32)
+    tile_size = 2 * predictor.halo + 11
+    tiles = plan_tiles(image.shape, tile_size=tile_size, halo=predictor.halo, align=4)
+    assert len(tiles) > 1 and all(t.read[0][0] % 4 == 0 and t.read[1][0] % 4 == 0
+                                  for t in tiles)
+    predictor.n_draws = 0  # the mean only
+    whole = np.zeros(image.shape, np.float32)
+    tiled = np.zeros(image.shape, np.float32)
+    predict_images(predictor, [image], sigmas=[sigma], outputs=[{"mean": whole}],
+                   tile_size=None)
+    predict_images(predictor, [image], sigmas=[sigma], outputs=[{"mean": tiled}],
+                   tile_size=tile_size)
+    np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-5 * np.abs(whole).max())
+
+
+def test_alignment_must_be_a_positive_integer():
+    from lensenhance.tiling import plan_tiles
+
+    with pytest.raises(ValueError, match="align must be a positive integer"):
+        plan_tiles((10, 10), tile_size=8, halo=1, align=0)

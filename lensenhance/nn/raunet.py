@@ -7,9 +7,10 @@ features by what it has seen at the coarser level. Here it also takes the per-pi
 noise ``sigma`` as a second input channel, so one network denoises at any signal-to-noise
 ratio of its training range, and it predicts a correction added to its input.
 
-No normalisation layers: the output at a pixel depends on a neighbourhood only, so tiles
-of a large image blend without visible seams (not bit for bit: the down-sampling makes the
-output depend on a tile's position modulo ``2**(levels - 1)``). Pure torch.
+No normalisation layers: the output at a pixel depends on a neighbourhood only. The
+down-sampling makes it depend on a tile's position modulo ``divisor`` too, so
+`lensenhance.tiling` starts every tile on a multiple of it, and tiled equals whole to
+float rounding. Pure torch.
 """
 
 from __future__ import annotations
@@ -79,8 +80,9 @@ class RAUNet(nn.Module):
 
     architecture = "raunet"
     takes_sigma = True
-    # Down-sampling ties the output to the position of a tile modulo 2**levels.
-    exact_tiling = False
+    # Down-sampling ties the output to a tile's position modulo ``divisor``; tiles that
+    # start on multiples of it (lensenhance.tiling aligns them) are exact.
+    exact_tiling = True
 
     def __init__(self, *, channels=(32, 64, 128), blocks: int = 1):
         super().__init__()
