@@ -150,7 +150,7 @@ def _enhancement_options(function):
         click.option("--self-ensemble", is_flag=True,
                      help="Average over the 8 rotations/flips."),
         click.option("--tile-size", type=click.IntRange(1), default=None,
-                     help="Tile side incl. halo [default: 512 on a CPU, 1024 on a GPU]."),
+                     help="Tile side incl. halo [default: 576 on a CPU, 1024 on a GPU]."),
         click.option("--whole", is_flag=True, help="No tiles: each image in one pass."),
         click.option("--overlap", type=click.IntRange(0), default=None,
                      help="Blending band between tiles [default: 0 when tiling is exact]."),

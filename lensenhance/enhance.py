@@ -180,7 +180,7 @@ class Enhancer:
     device : str or torch.device, optional
         ``"auto"`` (default): CUDA when available, else the CPU.
     tile_size : int or None, optional
-        Side of the tiles given to the network, halo included (default 512 on a CPU,
+        Side of the tiles given to the network, halo included (default 576 on a CPU,
         1024 on a GPU); None: each image in one pass (memory grows with the image).
     overlap : int, optional
         Width of the band where neighbouring tiles are blended; default 0 (cores

@@ -35,8 +35,10 @@ import numpy as np
 __all__ = ["Tile", "check_tiling", "plan_tiles", "predict_images",
            "measure_receptive_field", "release_mapped_pages", "DEFAULT_TILE_SIZE"]
 
-#: Default tile side (input pixels, halo included) on a CPU and on a GPU.
-DEFAULT_TILE_SIZE = {"cpu": 512, "cuda": 1024}
+#: Default tile side (input pixels, halo included) on a CPU and on a GPU. On a CPU, 576
+#: cuts a 1024^2 image into 2x2 tiles for a halo up to 32 (3x3 at 512 read 18 % more
+#: pixels), with a 4096^2 run's peak memory still near 1 GB (`benchmark speed`).
+DEFAULT_TILE_SIZE = {"cpu": 576, "cuda": 1024}
 
 
 @dataclass(frozen=True)
