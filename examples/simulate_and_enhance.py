@@ -1,4 +1,8 @@
-"""Simulate an observed lens, write it as FITS, super-resolve it and check the result.
+"""
+Simulate, write, super-resolve and check one lens (a script)
+============================================================
+
+Simulate an observed lens, write it as FITS, super-resolve it and check the result.
 
 Run with ``python examples/simulate_and_enhance.py [OUT_DIR]``.
 """
