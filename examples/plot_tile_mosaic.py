@@ -88,6 +88,7 @@ for tile, colour in zip(plan, plt.cm.tab10.colors * 10):
 ax.set_title(f"{len(plan)} tiles of {tiled.tile_size} input px, halo {tiled.halo} px "
              f"(drawn on the x{s} output)")
 ax.set_axis_off()
+plt.show()
 
 # %%
 # Across a seam
@@ -111,3 +112,4 @@ im = axes[2].imshow(difference[window], origin="lower", cmap="RdBu_r", vmin=-lim
 axes[2].set_title("tiled - whole")
 axes[2].set_axis_off()
 fig.colorbar(im, ax=axes[2], shrink=0.8, label="electron / s")
+plt.show()

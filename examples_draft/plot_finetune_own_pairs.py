@@ -129,6 +129,7 @@ for ax, (title, image) in zip(axes, panels.items()):
         title += f"\nPSNR {scores[title]['psnr'][k]:.1f} dB"
     ax.set_title(title, fontsize=10)
     ax.set_axis_off()
+plt.show()
 
 # %%
 # The temporary folder goes with the example.

@@ -75,6 +75,7 @@ for i in range(6):
     axes[1, i].set_title("simulated", fontsize=9)
 for ax in axes.flat:
     ax.set_axis_off()
+plt.show()
 
 # %%
 # Radial profile
@@ -103,6 +104,7 @@ ax.set_yscale("log")
 ax.set_xlabel("radius [arcsec]")
 ax.set_ylabel(f"mean in ring [{generated.attrs['unit']} per pixel]")
 ax.legend()
+plt.show()
 
 # %%
 # Pixel histogram, with its floor
@@ -130,6 +132,7 @@ ax.set_yscale("log")
 ax.set_xlabel("asinh-scaled pixel value")
 ax.set_ylabel("density")
 ax.legend()
+plt.show()
 
 # %%
 # A few dozen images and two simple statistics cannot rank generators; ``lensenhance

@@ -129,6 +129,7 @@ for ax in axes[-1]:
     ax.set_xlabel("arcsec")
 fig.suptitle(f"lens 0 ({pairs['substructure'].values[k]}); PSNR with data range "
              f"{data_range[k]:.3g} e-/s")
+plt.show()
 
 # %%
 # Residuals
@@ -144,6 +145,7 @@ for ax, name in zip(axes, ("bicubic", best)):
     ax.set_title(f"{name} - truth")
     ax.set_xlabel("arcsec")
 fig.colorbar(im, ax=axes, label="electron / s per 0.05\" pixel", shrink=0.8)
+plt.show()
 
 # %%
 # PSNR of every method
@@ -157,3 +159,4 @@ ax.errorbar(range(len(names)), [s["mean"] for s in summary], yerr=[s["se"] for s
 ax.set_xticks(range(len(names)), names)
 ax.set_ylabel("PSNR [dB]")
 ax.set_title(f"mean ± standard error over n = {n_images} images")
+plt.show()

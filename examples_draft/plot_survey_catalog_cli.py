@@ -130,6 +130,7 @@ for i, (title, image, factor) in enumerate(panels):
     ax.coords[1].set_axislabel("Dec" if i == 0 else " ")
     ax.coords[0].set_ticklabel(exclude_overlapping=True)
 fig.suptitle(f"{row['key']} ({row['substructure']}): Euclid-like, x2")
+plt.show()
 
 # %%
 # The temporary folder goes with the example.
