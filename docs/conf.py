@@ -1,6 +1,12 @@
 """Sphinx configuration for lensenhance."""
 
+import sys
+from pathlib import Path
+
 import lensenhance
+
+# docs/_ext: the model zoo and benchmark pages, generated from the cards and the JSON.
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 project = "lensenhance"
 author = "The lensenhance developers"
@@ -16,6 +22,7 @@ extensions = [
     "numpydoc",
     "sphinx_click",
     "sphinx_gallery.gen_gallery",
+    "lensenhance_pages",
 ]
 numpydoc_show_class_members = False
 numpydoc_xref_param_type = False

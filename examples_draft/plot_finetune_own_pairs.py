@@ -34,7 +34,6 @@ from astropy.visualization import AsinhStretch, ImageNormalize, PercentileInterv
 import lensenhance as le
 from lensenhance.datasets import training_pairs
 from lensenhance.metrics import batch_metrics, mean_and_se, paired_differences
-from lensenhance.models import load_pretrained
 from lensenhance.training import train_sr
 
 folder = tempfile.TemporaryDirectory()
@@ -60,18 +59,19 @@ print(f"{len(rows)} pairs: LR {own['lr'].shape[1:]}, HR {own['hr'].shape[1:]}; "
 # Fine-tune from the shipped weights
 # ----------------------------------
 # ``training_pairs`` reads the catalogue, holds back ``n_val`` pairs for validation and
-# normalises every pair exactly as the Enhancer normalises its input. `train_sr` takes a
-# built network as well as an architecture name: given the shipped network it starts
-# from its weights. (On the command line, ``lensenhance train sr --data pairs.ecsv``
-# trains on the same catalogue from scratch; it has no option to start from shipped
-# weights, so fine-tuning is done from Python.) The run folder gets checkpoints, a
-# history and ``weights.safetensors``, the exponential moving average of the weights.
+# normalises every pair exactly as the Enhancer normalises its input. ``init=`` starts
+# `train_sr` from the shipped weights (a model's name or a weights file). The command
+# line does the same::
+#
+#     lensenhance train sr --init fsrcnn-x2 --data pairs.ecsv --steps 2000 --out run
+#
+# The run folder gets checkpoints, a history (with the SHA-256 of the initial weights)
+# and ``weights.safetensors``, the exponential moving average of the weights.
 
 source, validation = training_pairs(catalog, scale=2, patch_size=32, n_val=8,
                                     progress=False)
-network = load_pretrained("fsrcnn-x2")
 steps = 60
-history = train_sr(model=network, scale=2, data=source, val_data=validation, steps=steps,
+history = train_sr(init="fsrcnn-x2", scale=2, data=source, val_data=validation, steps=steps,
                    out_dir=work / "run", batch_size=8, lr=1e-4, ema_decay=0.99,
                    val_every=20, checkpoint_every=steps, progress=False, device="cpu",
                    metadata={"note": "fine-tuned from fsrcnn-x2 in an example"})

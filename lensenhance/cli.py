@@ -657,6 +657,9 @@ def _parse_loss(text):
 @click.option("--feature-net", default="thetae-resnet", show_default=True,
               help="Shipped frozen network of the feature loss (used when --loss has a "
                    "feature weight).")
+@click.option("--init", "init_weights", default=None,
+              help="Start from these weights (a shipped model's name or a weights file): "
+                   "fine-tuning. --model and --size are then not used.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out.")
 @click.option("--overwrite", is_flag=True, help="Start afresh, deleting checkpoints in --out.")
@@ -664,8 +667,8 @@ def _parse_loss(text):
 def train_sr_command(ctx, model, scale, size, preset, data, n_train, lr_on_preset_grid,
                      noise_free_lr, n_val, data_seed, steps, max_steps,
                      batch_size, patch_size, learning_rate, loss, ema_decay, grad_clip,
-                     val_every, checkpoint_every, seed, workers, device, feature_net, out_dir,
-                     resume, overwrite):
+                     val_every, checkpoint_every, seed, workers, device, feature_net,
+                     init_weights, out_dir, resume, overwrite):
     """Train a residual super-resolution network; exports EMA weights as safetensors."""
     from .datasets import training_pairs
     from .models import load_feature_network
@@ -689,7 +692,7 @@ def train_sr_command(ctx, model, scale, size, preset, data, n_train, lr_on_prese
             loss_weights=loss_weights, ema_decay=ema_decay, grad_clip=grad_clip or None,
             val_every=val_every, checkpoint_every=checkpoint_every, resume=resume,
             overwrite=overwrite, seed=seed, device=device, progress=ctx.obj["progress"],
-            feature_net=frozen, max_steps=max_steps,
+            feature_net=frozen, max_steps=max_steps, init=init_weights,
             metadata={"command": _command_line(ctx), "data_preset": preset, "data": str(data),
                       "lr_on_preset_grid": lr_on_preset_grid, "noise_free_lr": noise_free_lr})
     except FileExistsError as error:

@@ -77,6 +77,12 @@ def flux_split_factor(unit, scale, *, name="image"):
     -----
     AstropyUserWarning
         For a unit astropy does not know: it is taken as flux per pixel.
+
+    Examples
+    --------
+    >>> import astropy.units as u
+    >>> flux_split_factor(u.electron / u.s, 2), flux_split_factor(u.MJy / u.sr, 2)
+    (0.25, 1.0)
     """
     if unit is None:
         return 1.0 / scale**2

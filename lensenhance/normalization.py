@@ -177,6 +177,17 @@ def fit_normalization(data, *, mask=None, method="sigma_clip", box_size=64, offs
     ------
     ValueError
         Unknown method, ``"fixed"`` without offset and scale, or no good pixel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.random.default_rng(0).normal(10.0, 1.0, (64, 64))
+    >>> image[30:34, 30:34] += 100.0                  # a source on a sky of 10
+    >>> norm = fit_normalization(image)
+    >>> round(norm.offset, 1)
+    10.0
+    >>> np.allclose(norm.invert(norm.apply(image)), image)
+    True
     """
     if method not in METHODS:
         raise ValueError(f"fit_normalization: method must be one of {METHODS}, got {method!r}")

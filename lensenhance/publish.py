@@ -231,6 +231,12 @@ def publish_sr_weights(run_dir, name, *, n_eval=300, overwrite=False, progress=F
     return _write_card(name, card)
 
 
+def _differences_of(name, result):
+    """The benchmark's paired differences ("a - b") that involve ``name``."""
+    return {pair: stats for pair, stats in result.get("differences", {}).items()
+            if name in pair.split(" - ")}
+
+
 def _sr_metrics(name, result):
     """A residual SR model's card figures from a ``benchmark sr`` result."""
     row, bicubic = result["rows"][name], result["rows"]["bicubic"]
@@ -241,9 +247,7 @@ def _sr_metrics(name, result):
         **{f"{key}_sem": overall[f"{key}_sem"] for key in ("mse", "psnr", "ssim")},
         "bicubic_psnr": bicubic["metrics"]["all"]["psnr"],
         "per_class_psnr": {k: v["psnr"] for k, v in row["metrics"].items() if k != "all"},
-        "psnr_differences": {pair: stats for pair, stats in
-                             result.get("differences", {}).items()
-                             if name in pair.split(" - ")},
+        "psnr_differences": _differences_of(name, result),
         "seconds_per_image": row["seconds_per_image"],
     }
 
@@ -442,9 +446,7 @@ def add_benchmark_figures(name, benchmark_json):
         compared = {key: {"psnr": r["figures"]["psnr"], "ssim": r["figures"]["ssim"]}
                     for key, r in rows.items() if key != name}
     figures.pop("psnr_per_image", None)  # in the benchmark's JSON; a card keeps the summary
-    figures["psnr_differences"] = {
-        pair: stats for pair, stats in result.get("differences", {}).items()
-        if name in pair.split(" - ")}
+    figures["psnr_differences"] = _differences_of(name, result)
     card["metrics"] = {"n": result["n"], "command": result.get("command"),
                        "set": result.get("set"), **figures,
                        "seconds_per_image": row["seconds_per_image"],

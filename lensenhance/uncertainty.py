@@ -236,6 +236,16 @@ def interval_coverage(truth, mean, std, *, levels=DEFAULT_LEVELS, mask=None):
         ``{level: fraction}``, plain floats. Its binomial standard error is
         ``sqrt(p (1 - p) / n)`` for ``n`` independent pixels; neighbouring pixels of an
         image are correlated, so the real error is larger.
+
+    Examples
+    --------
+    A prediction whose standard deviation is the true one covers 68 % and 95 %:
+
+    >>> import numpy as np
+    >>> truth = np.random.default_rng(1).normal(0.0, 2.0, 100_000)
+    >>> coverage = interval_coverage(truth, np.zeros_like(truth), 2.0)
+    >>> {level: round(value, 2) for level, value in coverage.items()}
+    {0.68: 0.68, 0.95: 0.95}
     """
     levels = _levels(levels)
     v = _gather([("truth", truth), ("mean", mean), ("std", std)], mask, scalar_ok=("std",),

@@ -172,7 +172,8 @@ def test_release_mapped_pages_keeps_what_was_written(tmp_path):
 
 
 def test_batch_norms_are_folded_without_changing_the_output():
-    from lensenhance.predictors import NetworkPredictor, fold_batch_norms
+    from lensenhance.nn.inference import fold_batch_norms
+    from lensenhance.predictors import NetworkPredictor
 
     torch.manual_seed(0)
     net = tiny("srresnet")
@@ -223,3 +224,35 @@ def test_alignment_must_be_a_positive_integer():
 
     with pytest.raises(ValueError, match="align must be a positive integer"):
         plan_tiles((10, 10), tile_size=8, halo=1, align=0)
+
+
+@pytest.mark.parametrize("stride, kernel, padding, output_padding",
+                         [(2, 9, 4, 1), (2, 4, 1, 0), (3, 9, 3, 0), (4, 8, 2, 0)])
+def test_transposed_convolution_as_subpixel_is_exact(stride, kernel, padding, output_padding):
+    from lensenhance.nn.inference import SubPixelTransposedConv, transposed_as_subpixel
+
+    torch.manual_seed(stride + kernel)
+    deconv = torch.nn.ConvTranspose2d(5, 2, kernel, stride=stride, padding=padding,
+                                      output_padding=output_padding)
+    x = torch.randn(3, 5, 11, 13)
+    fast = transposed_as_subpixel(deconv)
+    assert isinstance(fast, SubPixelTransposedConv)
+    with torch.no_grad():
+        expected = deconv(x)
+        assert expected.shape[-2:] == (11 * stride, 13 * stride)
+        torch.testing.assert_close(fast(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_inference_copy_of_fsrcnn_is_exact_and_leaves_the_original():
+    from lensenhance.nn.inference import SubPixelTransposedConv, inference_copy
+
+    torch.manual_seed(0)
+    net = tiny("fsrcnn").eval()
+    x = torch.randn(2, 1, 17, 19)
+    with torch.no_grad():
+        expected = net(x)
+        fast = inference_copy(net)
+        out = fast(x.contiguous(memory_format=torch.channels_last))
+    assert any(isinstance(m, SubPixelTransposedConv) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in net.modules())
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)

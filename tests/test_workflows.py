@@ -254,3 +254,29 @@ def test_benchmark_speed_enhance_small(tmp_path):
     assert result["cli_memory"]["peak_rss_gb"] > 0.05
     assert 0 < result["models"][0]["share_of_conv_peak"]
     assert json.loads((tmp_path / "speed.json").read_text())["seams"][0]["model"] == "rcan-x2"
+
+
+def test_train_sr_init_fine_tunes_a_shipped_model(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from lensenhance.models import file_sha256, weights_path
+
+    runner = CliRunner()
+    out = tmp_path / "ft"
+    args = ["-q", "train", "sr", "--init", "fsrcnn-x2", "--n-train", "6", "--n-val", "3",
+            "--steps", "1", "--batch-size", "2", "--patch-size", "16", "--lr", "1e-12",
+            "--out", str(out)]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    history = json.loads((out / "history.json").read_text())
+    assert history["config"]["init"] == {"weights": "fsrcnn-x2",
+                                         "sha256": file_sha256(weights_path("fsrcnn-x2"))}
+    # one step at a negligible learning rate: the weights are still the shipped ones
+    shipped, tuned = load_file(weights_path("fsrcnn-x2")), load_file(out / "weights.safetensors")
+    assert shipped.keys() == tuned.keys()
+    assert all(torch.allclose(shipped[k].float(), tuned[k].float(), atol=1e-4) for k in shipped)
+
+    result = runner.invoke(cli, [*args[:4], "no-such-model", *args[5:-1], str(tmp_path / "x")])
+    assert result.exit_code != 0
+    assert "no-such-model" in result.output and "Traceback" not in result.output

@@ -24,6 +24,7 @@ comes from; the best of the repeats counts.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import time
@@ -39,6 +40,9 @@ __all__ = ["benchmark_simulate", "benchmark_enhance", "SIMULATE_TARGETS", "ENHAN
 #: Targets of issue 9.
 ENHANCE_TARGETS = {"tiled_over_whole_1024": 1.15, "cli_peak_rss_gb_4096": 1.5,
                    "share_of_conv_peak": 0.5}
+
+#: Runs of the plain convolution that measures the CPU's peak (each about 30 ms).
+PEAK_REPEATS = 20
 
 #: Targets of issue 3 on a 2-core machine: images/s with 2 workers, and 2-vs-1 speedup.
 SIMULATE_TARGETS = {
@@ -238,14 +242,21 @@ def _conv_flops(module, shape):
 
 
 def _conv_peak(repeats):
-    """GFLOP/s of a large plain 3x3 conv2d (64 -> 64 channels, 256 x 256)."""
+    """GFLOP/s of a large plain 3x3 conv2d (64 -> 64 channels, 256 x 256), float32.
+
+    The faster of the two memory layouts (NCHW and channels_last, which the predictors
+    use), so that a model's share is of the best this CPU does, not of a slow layout.
+    """
     import torch
 
     conv = torch.nn.Conv2d(64, 64, 3, padding=1)
     x = torch.randn(1, 64, 256, 256)
+    best = math.inf
     with torch.inference_mode():
-        conv(x)
-        best, _ = _best_time(lambda: conv(x), repeats)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            layer, data = conv.to(memory_format=layout), x.contiguous(memory_format=layout)
+            layer(data)
+            best = min(best, _best_time(lambda layer=layer, data=data: layer(data), repeats)[0])
     return 2 * 64 * 64 * 9 * 256 * 256 / best / 1e9
 
 
@@ -270,7 +281,6 @@ except SystemExit as end:
     code = end.code
 else:
     code = 0
-peak = None
 try:
     with open("/proc/self/status") as status:
         peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
@@ -305,13 +315,15 @@ def _cli_peak_rss(size, model, tile_size):
         return int(peak_file.read_text()), seconds
 
 
-#: Seam measurements: (model, image side, tile side, posterior samples, sampler steps).
+#: Seam measurements, tiled against whole, exact or not (raunet-denoise tiles exactly:
+#: its run checks that it stays 0): (model, image side, tile side, posterior
+#: samples, sampler steps).
 SEAM_RUNS = (("rcan-x2", 512, 160, None, None), ("raunet-denoise", 384, 160, None, None),
-             ("diffusion-denoise", 192, 96, 4, 4))
+             ("diffusion-denoise", 192, 96, 4, 4), ("diffusion-denoise", 768, 576, 4, 4))
 
 
 def _seam_error(name, size, tile_size, n_samples, steps, noise=0.2):
-    """Tiled against whole-image output of a network with global operations.
+    """Tiled against whole-image output of a model (one with global operations or not).
 
     The differences are given beside the input's noise and, for a posterior, the median
     of its standard deviation: a seam well below both is one no one can see. The field's
@@ -387,9 +399,12 @@ def benchmark_enhance(*, size=1024, model="edsr-x2", models=None, model_size=256
     result = {"benchmark": "speed/enhance", "command": command, "repeats": repeats,
               "note": note,
               "targets": ENHANCE_TARGETS, "torch_threads": cores}
-    peak = _conv_peak(repeats + 1)
-    result["conv_peak_gflops"] = {"value": peak, "n_repeats": repeats + 1,
-                                  "what": "3x3 conv2d 64->64 ch on 256x256, float32"}
+    # The peak is the best of many short runs, before and after the models: one short
+    # measurement varied by 30 % between runs on this machine.
+    peak = _conv_peak(PEAK_REPEATS)
+    result["conv_peak_gflops"] = {"value": peak, "n_repeats": PEAK_REPEATS,
+                                  "what": "3x3 conv2d 64->64 ch on 256x256, float32, the "
+                                          "faster of NCHW and channels_last"}
 
     image = _lens_field(size)
     whole = Enhancer.from_pretrained(model, device="cpu", tile_size=None)
@@ -432,6 +447,14 @@ def benchmark_enhance(*, size=1024, model="edsr-x2", models=None, model_size=256
                      "share_of_conv_peak": flops / best / 1e9 / peak,
                      "passed": bool(flops / best / 1e9 / peak
                                     >= ENHANCE_TARGETS["share_of_conv_peak"])})
+    after = _conv_peak(PEAK_REPEATS)
+    result["conv_peak_gflops"].update(before=peak, after=after, n_repeats=2 * PEAK_REPEATS)
+    if after > peak:  # the shares are of the best the CPU did
+        peak = result["conv_peak_gflops"]["value"] = after
+        for row in rows:
+            row["share_of_conv_peak"] = row["gflops"] / peak
+            row["passed"] = bool(row["share_of_conv_peak"]
+                                 >= ENHANCE_TARGETS["share_of_conv_peak"])
     result["models"] = rows
 
     result["seams"] = [_seam_error(*run) for run in seams]
@@ -456,7 +479,10 @@ def benchmark_enhance(*, size=1024, model="edsr-x2", models=None, model_size=256
 
 def format_enhance_table(result):
     """The enhancement benchmark as text."""
-    lines = [f"conv peak: {result['conv_peak_gflops']['value']:.1f} GFLOP/s"]
+    peak = result["conv_peak_gflops"]
+    lines = [f"conv peak: {peak['value']:.1f} GFLOP/s" + (
+        f" (best of {peak['n_repeats'] // 2} runs before the models, {peak['before']:.1f}, "
+        f"and {peak['n_repeats'] // 2} after, {peak['after']:.1f})" if "after" in peak else "")]
     w = result["whole_vs_tiled"]
     lines.append(f"{w['model']} {w['image'][0]}^2: whole {w['whole_s']:.2f} s, tiled "
                  f"{w['tiled_s']:.2f} s (tile {w['tile_size']}, halo {w['halo']}): "

@@ -153,7 +153,19 @@ def upsample_wcs(wcs, factor):
     -----
     WCSResampleWarning
         Lookup-table distortions (CPDIS, D2IM) are dropped.
-    """
+
+
+    Examples
+    --------
+    The split pixels are half the size, and the image's corner stays where it was:
+
+    >>> from astropy.wcs import WCS
+    >>> wcs = WCS(naxis=2)
+    >>> wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    >>> wcs.wcs.crval, wcs.wcs.crpix, wcs.wcs.cdelt = [150, 2], [50.5, 50.5], [-1e-4, 1e-4]
+    >>> fine = upsample_wcs(wcs, 2)
+    >>> fine.wcs.cdelt.tolist(), fine.wcs.crpix.tolist()
+    ([-5e-05, 5e-05], [100.5, 100.5])    """
     return _resample_wcs(wcs, _check_factor(factor), 1)
 
 

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from ..diffusion import NoiseSchedule, diffusion_loss
 from ..posterior import SIGMA_FLOOR, estimate_sigma, residual_condition
 from .diffusion import validation_loss
+from .initial import init_record, initial_network, weights_file
 from .loop import check_int, train
 
 __all__ = ["snr_pairs", "normalise_posterior_data", "SigmaDenoiseTask",
@@ -355,7 +356,7 @@ def train_denoiser(*, out_dir, preset="model_ii", n_train=6000, n_val=200, data_
     snr = snr_of(x, sigma)
     attrs = data["attrs"]
     torch.manual_seed(seed)
-    net = RAUNet(channels=channels, blocks=blocks) if init is None else _initial(init)
+    net = RAUNet(channels=channels, blocks=blocks) if init is None else initial_network(init)
     task = SigmaDenoiseTask(data["train"], patch=patch, validation=data["val"], metadata={
         "data_preset": attrs.get("preset"), "unit": attrs.get("unit"),
         "pixel_scale": attrs.get("pixel_scale"),
@@ -366,7 +367,7 @@ def train_denoiser(*, out_dir, preset="model_ii", n_train=6000, n_val=200, data_
                  checkpoint_every=250, resume=resume, overwrite=overwrite, seed=seed,
                  progress=progress, device=device, metadata=metadata, max_steps=max_steps,
                  extra_config={"n_train": len(x), "data_seed": data_seed,
-                               "init": _init_record(init)})
+                               "init": init_record(init)})
 
 
 def base_means(model, x, sigma, *, batch_size=32, device="cpu"):
@@ -417,7 +418,7 @@ def train_residual_diffusion(*, out_dir, base, data, scale, steps=6000, batch_si
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    base_path = _weights_path(base)
+    base_path = weights_file(base)
     model = load_weights(base_path)
     cache = out_dir / "base_means.npz"
     digest = file_sha256(base_path)
@@ -442,7 +443,7 @@ def train_residual_diffusion(*, out_dir, base, data, scale, steps=6000, batch_si
     attrs = data["attrs"]
     torch.manual_seed(seed)
     net = (DiffusionUNet(sample_size=patch, cond_channels=3, **{**POSTERIOR_UNET, **(unet or {})})
-           if init is None else _initial(init))
+           if init is None else initial_network(init))
     task = ResidualDiffusionTask((x, sigma, mean, truth), scale=s, schedule=schedule,
                                  patch=patch, validation=validation, metadata={
         "base_model": str(base), "base_sha256": digest,
@@ -455,31 +456,7 @@ def train_residual_diffusion(*, out_dir, base, data, scale, steps=6000, batch_si
                  weight_decay=0.0, ema_decay=ema_decay, grad_clip=1.0, val_every=500,
                  checkpoint_every=250, resume=resume, overwrite=overwrite, seed=seed,
                  progress=progress, device=device, metadata=metadata, max_steps=max_steps,
-                 extra_config={"n_train": len(x), "init": _init_record(init)})
-
-
-def _weights_path(base):
-    path = Path(base)
-    if path.is_file():
-        return path
-    from ..models import weights_path
-
-    return weights_path(str(base))
-
-
-def _initial(init):
-    """A network loaded from weights to be trained further."""
-    from ..nn.weights import load_weights
-
-    return load_weights(_weights_path(init)).train()
-
-
-def _init_record(init):
-    if init is None:
-        return None
-    from ..models import file_sha256
-
-    return {"weights": str(init), "sha256": file_sha256(_weights_path(init))}
+                 extra_config={"n_train": len(x), "init": init_record(init)})
 
 
 #: HSC ``train`` pairs held back from fine-tuning to calibrate the standard deviation

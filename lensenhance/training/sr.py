@@ -15,6 +15,7 @@ from torch import nn
 
 from ..datasets import ArrayPairSource, PairSource, as_image_stack
 from ..nn.sr import build_sr_model
+from .initial import init_record
 from .loop import check_int, train
 
 __all__ = ["LOSS_TERMS", "SRLoss", "SRTask", "ssim", "train_sr", "validation_psnr"]
@@ -227,7 +228,7 @@ def train_sr(*, model="rcan", scale: int = 2, preset: str = "small", data, steps
              overwrite: bool = False, seed: int = 0, progress: bool = True, device=None,
              feature_net: nn.Module | None = None, model_overrides: dict | None = None,
              log_every: int = 10, metadata: dict | None = None,
-             max_steps: int | None = None) -> dict:
+             max_steps: int | None = None, init=None) -> dict:
     """Train a super-resolution network and export its EMA weights.
 
     Parameters
@@ -287,6 +288,10 @@ def train_sr(*, model="rcan", scale: int = 2, preset: str = "small", data, steps
         Extra metadata for the exported weights (e.g. the training command).
     max_steps : int, optional
         Stop (checkpointed) after this step; resume later to finish the schedule.
+    init : str or path-like, optional
+        Start from these weights (a shipped model's name or a weights file): fine-tuning,
+        e.g. on your own survey pairs. ``model``, ``preset`` and ``model_overrides`` are
+        then not used; the weights' scale must be ``scale``.
 
     Returns
     -------
@@ -300,7 +305,11 @@ def train_sr(*, model="rcan", scale: int = 2, preset: str = "small", data, steps
                         (checkpoint_every, "checkpoint_every"), (log_every, "log_every")):
         check_int(value, name)
     seed = check_int(seed, "seed", 0)
-    if isinstance(model, str):
+    if init is not None:
+        from .initial import initial_network
+
+        net = initial_network(init)
+    elif isinstance(model, str):
         net = None
     elif isinstance(model, nn.Module) and isinstance(getattr(model, "config", None), dict):
         net = model
@@ -323,7 +332,8 @@ def train_sr(*, model="rcan", scale: int = 2, preset: str = "small", data, steps
                  log_every=log_every, resume=resume, overwrite=overwrite, seed=seed,
                  progress=progress, device=device, metadata=metadata, max_steps=max_steps,
                  extra_config={"model": net.config["architecture"], "preset": preset,
-                               "model_overrides": model_overrides or {}})
+                               "model_overrides": model_overrides or {},
+                               "init": init_record(init)})
 
 
 class SRTask:

@@ -1,0 +1,261 @@
+"""Pages generated at build time: the model zoo from the model cards, the benchmarks from
+their JSON results.
+
+Nothing on these pages is typed by hand: each build reads the cards shipped in
+``lensenhance/models/weights`` and the files in ``benchmark_results/``, so a page cannot
+disagree with the package it documents. The pages are written to ``docs/generated/``
+(ignored by git) when the builder starts, before Sphinx reads the sources.
+"""
+
+import json
+import math
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parents[1]
+RESULTS = DOCS.parent / "benchmark_results"
+OUT = DOCS / "generated"
+
+#: Sections of the model zoo, in order: (task, title, what the models do).
+TASKS = (
+    ("sr", "Super-resolution", "Residual networks that map a cutout to one sampled s times "
+     "finer; deterministic, with a Monte-Carlo propagation of the input's uncertainty."),
+    ("posterior", "Conditional diffusion (posterior samples)",
+     "A deterministic mean plus a diffusion model of the residual: many samples give the "
+     "posterior mean and a calibrated per-pixel standard deviation."),
+    ("denoise", "Denoising", "Residual attention U-Nets that take the image and its "
+                             "per-pixel sigma."),
+    ("generate", "Generation", "An unconditional DDPM of lensing images."),
+    ("classify", "Classification", "A small classifier of the substructure class, whose "
+                                   "features measure generated images."),
+    ("features", "Regression", "A small ResNet that measures the Einstein radius."),
+)
+
+#: Benchmark files, in order: (file name, title, what was measured).
+BENCHMARKS = (
+    ("sr_x2_n1000.json", "Super-resolution x2",
+     "Every x2 network against the interpolation baselines on simulated model_i pairs, "
+     "with paired differences against the model chosen by its validation PSNR, and the "
+     "downstream theta_E regression over three seeds."),
+    ("sr_x2_n100_self_ensemble.json", "Super-resolution x2 with the D4 self-ensemble",
+     "Each network with and without averaging over the 8 rotations and flips."),
+    ("sr_x4_n300.json", "Super-resolution x4", "edsr-x4 against the baselines."),
+    ("sr_lens64_x2_n300.json", "Super-resolution x2 of noise-free lenses",
+     "edsr-lens64-x2 on noise-free model_ii images on the preset's own grid."),
+    ("sr_x2_diffusion_n100.json", "Diffusion super-resolution x2",
+     "diffusion-sr-x2's posterior mean and calibration against its deterministic base."),
+    ("denoise_n100.json", "Denoising, simulated",
+     "The denoisers against tuned classical baselines on simulated images of known noise."),
+    ("denoise_hsc_val.json", "Denoising, real HSC Wide against Deep/UltraDeep",
+     "All validation pairs of the HSC sample; the deep image is the reference."),
+    ("generate_n200.json", "Generation", "ddpm-lens64 against simulated images: Frechet "
+                                         "and kernel distances with their floors."),
+    ("speed_enhance.json", "Speed of the enhancement engine",
+     "Whole against tiled, dask workers, the command line's peak memory at 4096x4096, "
+     "throughput and share of the CPU's convolution peak, seams."),
+    ("speed_simulate.json", "Speed of the simulator", "Images per second, 1 and 2 workers."),
+)
+
+
+def _rst_table(header, rows):
+    """A list-table directive."""
+    lines = [".. list-table::", "   :header-rows: 1", ""]
+    for row in [header, *rows]:
+        lines.append(f"   * - {row[0]}")
+        lines += [f"     - {cell}" for cell in row[1:]]
+    return lines + [""]
+
+
+def _number(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+        return f"{value:.4g}"
+    return f"{value:.4g}" if abs(value) < 1 else f"{value:.2f}"
+
+
+def _value_and_error(value, error):
+    """``value ± error``, the error to 2 significant digits and the value to match."""
+    if not (isinstance(error, float) and math.isfinite(error) and error > 0):
+        return _number(value)
+    if abs(value) < 1e-3 or abs(value) >= 1e5:
+        return f"{value:.4g} ± {error:.2g}"
+    decimals = max(0, 1 - math.floor(math.log10(error)))
+    return f"{value:.{decimals}f} ± {error:.{decimals}f}"
+
+
+def _with_error(metrics, key):
+    """``value ± se`` from a card's metrics (``{key}_sem`` or a ``{mean, se}`` dict)."""
+    value = metrics.get(key)
+    if isinstance(value, dict) and "mean" in value:
+        value, error = value["mean"], value.get("se")
+    else:
+        error = metrics.get(f"{key}_sem")
+    if not isinstance(value, (int, float)):
+        return ""
+    return _value_and_error(value, error)
+
+
+def _flatten(figures, prefix=""):
+    """(dotted key, scalar) pairs of a nested dict; long lists are summarised."""
+    for key, value in figures.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and "mean" in value:  # a mean with its standard error
+            yield name, _value_and_error(value["mean"], value.get("se"))
+        elif isinstance(value, dict):
+            yield from _flatten(value, name + ".")
+        elif isinstance(value, list):
+            if all(isinstance(v, (int, float)) for v in value) and len(value) <= 8:
+                yield name, ", ".join(_number(v) for v in value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            yield name, str(value)
+        else:
+            yield name, _number(value)
+
+
+def _code(command):
+    return ["::", "", f"    {command}", ""]
+
+
+def model_zoo_page():
+    """The model zoo as reStructuredText."""
+    from lensenhance.models import list_pretrained, model_card, weights_path
+
+    cards = {name: model_card(name) for name in list_pretrained()}
+    lines = ["Model zoo", "=========", "",
+             "Every model that ships with the package, generated from its model card when "
+             "these pages are built (``lensenhance models`` prints the same figures). Each "
+             "figure gives ``n``, the number of images it comes from, and a standard error "
+             "where one applies; the command under *measured by* reproduces the figures, and "
+             "the command under *rebuilt by* trains the weights again. Load any of them with "
+             "``Enhancer.from_pretrained(name)`` (or ``Generator.from_pretrained`` for the "
+             "generator).", ""]
+    for task, title, what in TASKS:
+        members = [name for name, card in cards.items() if card.get("task") == task]
+        if not members:
+            continue
+        lines += [title, "-" * len(title), "", what, ""]
+        rows = []
+        for name in members:
+            card, metrics = cards[name], cards[name].get("metrics", {})
+            headline = {"sr": "psnr", "posterior": "psnr", "denoise": "psnr", "generate": "fd",
+                        "classify": "accuracy", "features": "theta_e_mae_arcsec"}[task]
+            rows.append([f"`{name}`_", card.get("architecture", ""),
+                         f"x{card['scale']}" if "scale" in card else "-",
+                         f"{card.get('parameters', 0):,}", card.get("preset", ""),
+                         _with_error(metrics, headline), _number(metrics.get("n", ""))])
+        lines += _rst_table(["model", "architecture", "scale", "parameters", "trained on",
+                             {"sr": "PSNR (dB)", "posterior": "PSNR (dB)",
+                              "denoise": "PSNR (dB)", "generate": "FD",
+                              "classify": "accuracy",
+                              "features": "theta_E MAE (arcsec)"}[task], "n"], rows)
+        for name in members:
+            lines += _model_section(name, cards[name], weights_path(name))
+    return "\n".join(lines) + "\n"
+
+
+def _model_section(name, card, path):
+    metrics = dict(card.get("metrics", {}))
+    lines = [name, "^" * len(name), ""]
+    facts = [("task", card.get("task")), ("architecture", card.get("architecture")),
+             ("parameters", f"{card.get('parameters', 0):,}"),
+             ("training data", card.get("preset")), ("degradation", card.get("degradation")),
+             ("base model", card.get("base_model")),
+             ("training steps", _number(card.get("steps"))),
+             ("wall time", f"{card['wall_time_s'] / 3600:.2f} h on {card.get('machine')}"
+              if isinstance(card.get("wall_time_s"), (int, float)) else None),
+             ("weights", f"``{path.name}``, {path.stat().st_size / 1e6:.1f} MB, "
+                         f"sha256 ``{card.get('sha256', '')[:16]}...``"),
+             ("license", card.get("license"))]
+    lines += [f":{key}: {value}" for key, value in facts if value not in (None, "")]
+    lines += ["", "Rebuilt by:", "", *_code(card.get("command", "(not recorded)"))]
+    command = metrics.pop("command", None)
+    differences = metrics.pop("psnr_differences", None) or {}
+    compared = metrics.pop("compared", None)
+    lines += [f"Measured on n = {metrics.get('n')} images by:", "",
+              *_code(command or "(not recorded)")]
+    scalars = [(key, value) for key, value in _flatten(metrics)
+               if not key.endswith("_sem") and key != "n"]
+    for key, value in list(scalars):
+        if f"{key}_sem" in metrics:
+            scalars[scalars.index((key, value))] = (key, _with_error(metrics, key))
+    if scalars:
+        lines += _rst_table(["figure", "value"], [[f"``{k}``", v] for k, v in scalars])
+    if differences:
+        lines += ["Paired PSNR differences (the same images; significant: beyond 2 standard "
+                  "errors):", ""]
+        lines += _rst_table(["pair", "mean (dB)", "n", "significant"],
+                            [[pair, _value_and_error(d["mean"], d["se"]), d["n"],
+                              "yes" if d["significant"] else "no"]
+                             for pair, d in differences.items()])
+    if compared:
+        lines += ["Other rows of the same benchmark: "
+                  + "; ".join(f"{key} {', '.join(f'{k} {v}' for k, v in _flatten(row))}"
+                              for key, row in compared.items()) + ".", ""]
+    return lines
+
+
+def _benchmark_table(result):
+    """The plain text the benchmark printed, from its JSON."""
+    from lensenhance.benchmark import denoise, generate, speed
+
+    if "table" in result:  # benchmark sr keeps its printed table
+        return result["table"]
+    kind = result.get("benchmark")
+    if kind == "denoise":
+        return denoise.format_denoise_table(result)
+    if kind == "speed/enhance":
+        return speed.format_enhance_table(result)
+    if kind == "speed/simulate":
+        return speed.format_simulate_table(result)
+    if "generator" in result:
+        return generate.format_generate_table(result)
+    raise ValueError(f"no formatter for the benchmark {kind!r}")
+
+
+def benchmarks_page():
+    """The benchmark results as reStructuredText."""
+    lines = ["Benchmarks", "==========", "",
+             "Every number below is read from a JSON file in ``benchmark_results/`` when "
+             "these pages are built, and printed by the same function as the command that "
+             "wrote it. Each section gives the command (rerun it to check the figures), the "
+             "number of images and, where the benchmark timed anything, the machine it ran "
+             "on. Standard errors (±) are of the mean over the images; paired differences "
+             "compare models on the same images and say whether the difference is beyond "
+             "two standard errors.", ""]
+    for filename, title, what in BENCHMARKS:
+        path = RESULTS / filename
+        if not path.exists():
+            continue
+        result = json.loads(path.read_text())
+        lines += [title, "-" * len(title), "", what, "",
+                  f":file: ``benchmark_results/{filename}``"]
+        if result.get("n") is not None:
+            lines.append(f":images: {result['n']}")
+        machine = result.get("note") or result.get("machine")
+        if machine:
+            if isinstance(machine, dict):
+                machine = ", ".join(f"{k} {v}" for k, v in machine.items())
+            lines.append(f":machine: {machine}")
+        lines += ["", "Command:", "", *_code(result.get("command", "(not recorded)")),
+                  "Result::", ""]
+        lines += [f"    {line}" for line in _benchmark_table(result).splitlines()] + [""]
+    return "\n".join(lines) + "\n"
+
+
+def _write_if_changed(path, text):
+    # An unchanged file keeps its time stamp, so Sphinx does not rebuild the page.
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
+def generate_pages(app):
+    OUT.mkdir(exist_ok=True)
+    _write_if_changed(OUT / "model_zoo.rst", model_zoo_page())
+    _write_if_changed(OUT / "benchmarks.rst", benchmarks_page())
+
+
+def setup(app):
+    app.connect("builder-inited", generate_pages)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
