@@ -256,3 +256,17 @@ def test_inference_copy_of_fsrcnn_is_exact_and_leaves_the_original():
     assert any(isinstance(m, SubPixelTransposedConv) for m in fast.modules())
     assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in net.modules())
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_inference_copy_of_rdn_reuses_buffers_and_is_exact():
+    from lensenhance.nn.inference import inference_copy
+
+    torch.manual_seed(0)
+    net = tiny("rdn").eval()
+    fast = inference_copy(net)
+    for shape in ((2, 1, 17, 19), (1, 1, 24, 24)):  # a second shape: buffers follow it
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            torch.testing.assert_close(fast(x.contiguous(memory_format=torch.channels_last)),
+                                       net(x), rtol=1e-4, atol=1e-5)
+        assert fast.workspace == {}  # freed after each pass

@@ -269,9 +269,12 @@ def test_train_sr_init_fine_tunes_a_shipped_model(tmp_path):
             "--out", str(out)]
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
-    history = json.loads((out / "history.json").read_text())
-    assert history["config"]["init"] == {"weights": "fsrcnn-x2",
-                                         "sha256": file_sha256(weights_path("fsrcnn-x2"))}
+    from lensenhance.nn.weights import read_weights_metadata
+
+    train_args = read_weights_metadata(out / "weights.safetensors")["train_args"]
+    train_args = json.loads(train_args) if isinstance(train_args, str) else train_args
+    assert train_args["init"] == {"weights": "fsrcnn-x2",
+                                  "sha256": file_sha256(weights_path("fsrcnn-x2"))}
     # one step at a negligible learning rate: the weights are still the shipped ones
     shipped, tuned = load_file(weights_path("fsrcnn-x2")), load_file(out / "weights.safetensors")
     assert shipped.keys() == tuned.keys()

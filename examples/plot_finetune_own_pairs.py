@@ -65,8 +65,9 @@ print(f"{len(rows)} pairs: LR {own['lr'].shape[1:]}, HR {own['hr'].shape[1:]}; "
 #
 #     lensenhance train sr --init fsrcnn-x2 --data pairs.ecsv --steps 2000 --out run
 #
-# The run folder gets checkpoints, a history (with the SHA-256 of the initial weights)
-# and ``weights.safetensors``, the exponential moving average of the weights.
+# The run folder gets checkpoints, a history and ``weights.safetensors``, the
+# exponential moving average of the weights (its metadata name the initial weights and
+# their SHA-256).
 
 source, validation = training_pairs(catalog, scale=2, patch_size=32, n_val=8,
                                     progress=False)
