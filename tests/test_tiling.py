@@ -270,3 +270,21 @@ def test_inference_copy_of_rdn_reuses_buffers_and_is_exact():
             torch.testing.assert_close(fast(x.contiguous(memory_format=torch.channels_last)),
                                        net(x), rtol=1e-4, atol=1e-5)
         assert fast.workspace == {}  # freed after each pass
+    # several threads through one module (dask's parallel=2) keep their buffers apart
+    from concurrent.futures import ThreadPoolExecutor
+
+    inputs = [torch.randn(2, 1, 40, 40) for _ in range(6)]
+    with torch.no_grad():
+        expected = [net(x) for x in inputs]
+        with ThreadPoolExecutor(3) as pool:  # grad mode is per thread
+            outputs = list(pool.map(lambda x: _no_grad(fast, x), inputs))
+    for out, want in zip(outputs, expected):
+        torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-5)
+    assert fast.workspace == {}
+    # with gradients on, the plain concatenation: the same values
+    torch.testing.assert_close(fast(inputs[0]), expected[0], rtol=1e-4, atol=1e-5)
+
+
+def _no_grad(module, x):
+    with torch.no_grad():
+        return module(x)

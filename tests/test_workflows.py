@@ -283,3 +283,5 @@ def test_train_sr_init_fine_tunes_a_shipped_model(tmp_path):
     result = runner.invoke(cli, [*args[:4], "no-such-model", *args[5:-1], str(tmp_path / "x")])
     assert result.exit_code != 0
     assert "no-such-model" in result.output and "Traceback" not in result.output
+    result = runner.invoke(cli, [*args[:4], "raunet-denoise", *args[5:-1], str(tmp_path / "y")])
+    assert result.exit_code != 0 and "not of a super-resolution network" in result.output

@@ -19,6 +19,7 @@ convolution peak of every shipped model).
 from __future__ import annotations
 
 import copy
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -191,8 +192,12 @@ class _DenseBlockInPlace(nn.Module):
         features = x
         for layer in self.layers:
             new = F.relu(layer.conv(features))
+            if torch.is_grad_enabled():  # cat(out=) does not record gradients
+                features = torch.cat([features, new], dim=1)
+                continue
             shape = (x.shape[0], features.shape[1] + new.shape[1], *x.shape[2:])
-            key = (shape, x.dtype, x.device)
+            # per thread: dask may run tiles through the same module in several threads
+            key = (threading.get_ident(), shape, x.dtype, x.device)
             buffer = self.workspace.get(key)
             if buffer is None:
                 buffer = self.workspace[key] = torch.empty(
@@ -203,7 +208,7 @@ class _DenseBlockInPlace(nn.Module):
 
 
 class _ReleasesWorkspace(nn.Module):
-    """Runs a network and then frees the buffers its dense blocks kept."""
+    """Runs a network and then frees the buffers its dense blocks kept in this thread."""
 
     def __init__(self, network, workspace):
         super().__init__()
@@ -214,7 +219,9 @@ class _ReleasesWorkspace(nn.Module):
         try:
             return self.network(*args)
         finally:
-            self.workspace.clear()
+            thread = threading.get_ident()
+            for key in [key for key in list(self.workspace) if key[0] == thread]:
+                del self.workspace[key]
 
 
 def dense_blocks_in_place(module):

@@ -15,7 +15,8 @@ from torch import nn
 
 from ..datasets import ArrayPairSource, PairSource, as_image_stack
 from ..nn.sr import build_sr_model
-from .initial import init_record
+from ..nn.weights import read_weights_metadata
+from .initial import init_record, initial_network, weights_file
 from .loop import check_int, train
 
 __all__ = ["LOSS_TERMS", "SRLoss", "SRTask", "ssim", "train_sr", "validation_psnr"]
@@ -306,8 +307,10 @@ def train_sr(*, model="rcan", scale: int = 2, preset: str = "small", data, steps
         check_int(value, name)
     seed = check_int(seed, "seed", 0)
     if init is not None:
-        from .initial import initial_network
-
+        task = read_weights_metadata(weights_file(init)).get("task")
+        if task != "sr":
+            raise ValueError(f"{init}: the weights of a {task!r} model, not of a "
+                             "super-resolution network")
         net = initial_network(init)
     elif isinstance(model, str):
         net = None
