@@ -183,8 +183,9 @@ class _DenseBlockInPlace(nn.Module):
 
     def __init__(self, block, workspace):
         super().__init__()
-        *self.layers, self.fusion = list(block.body)
-        self.layers = nn.ModuleList(self.layers)
+        *layers, fusion = block.body  # the dense layers, then the 1x1 local fusion
+        self.layers = nn.ModuleList(layers)
+        self.fusion = fusion
         self.res_scale = block.res_scale
         self.workspace = workspace  # a plain dict shared by the blocks of one network
 
