@@ -115,7 +115,7 @@ def _flatten(figures, prefix=""):
 
 
 def _code(command):
-    return ["::", "", f"    {command}", ""]
+    return [".. code-block:: text", "", f"    {command}", ""]
 
 
 def model_zoo_page():
@@ -239,7 +239,7 @@ def benchmarks_page():
                 machine = ", ".join(f"{k} {v}" for k, v in machine.items())
             lines.append(f":machine: {machine}")
         lines += ["", "Command:", "", *_code(result.get("command", "(not recorded)")),
-                  "Result::", ""]
+                  "Result:", "", ".. code-block:: text", ""]
         lines += [f"    {line}" for line in _benchmark_table(result).splitlines()] + [""]
     return "\n".join(lines) + "\n"
 
