@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .nn.inference import inference_copy
 from .predictors import Prediction, Predictor, count_receptive_field, position_noise
 
 __all__ = ["PosteriorPredictor", "estimate_sigma", "residual_condition", "SIGMA_FLOOR",
@@ -135,8 +136,9 @@ class PosteriorPredictor(Predictor):
             raise ValueError(f"sampler must be 'dpm' or 'ddim' (deterministic), got {sampler!r}")
         if not std_scale > 0:
             raise ValueError(f"std_scale must be > 0, got {std_scale!r}")
-        self.base = base.eval()
-        self.unet = unet.eval()
+        # Exact rewrites for faster inference (channels_last: 13 % on this CPU), on copies.
+        self.base = inference_copy(base.eval())
+        self.unet = inference_copy(unet.eval())
         self.schedule = schedule
         self.scale = int(scale)
         self.n_samples = int(n_samples)
