@@ -438,6 +438,27 @@ def write_image(ccd, path, *, overwrite=False, history=None):
         ``path`` exists and ``overwrite`` is False.
     TypeError
         ``ccd`` is not NDData, or its data are not real numbers.
+
+    Examples
+    --------
+    The unit, the uncertainty and the mask come back as they went in:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from astropy.nddata import CCDData, StdDevUncertainty
+    >>> ccd = CCDData(np.ones((4, 4)), unit="electron/s", mask=np.eye(4, dtype=bool),
+    ...               uncertainty=StdDevUncertainty(np.full((4, 4), 0.1)))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     write_image(ccd, Path(folder) / "image.fits")
+    ...     back = read_image(Path(folder) / "image.fits")
+    ...     try:
+    ...         write_image(ccd, Path(folder) / "image.fits")
+    ...     except FileExistsError:
+    ...         print("not overwritten")
+    not overwritten
+    >>> back.unit, int(back.mask.sum()), back.uncertainty.array.dtype  # float32 by default
+    (Unit("electron / s"), 4, dtype('float32'))
     """
     if not isinstance(ccd, NDData):
         raise TypeError(f"write_image: expected CCDData or NDData, got {type(ccd).__name__}")
