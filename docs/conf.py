@@ -30,6 +30,8 @@ automodapi_toctreedirnm = "api"
 automodsumm_inherited_members = False
 autodoc_typehints = "none"
 nitpicky = False
+# `name` in the pages is a cross-reference, as in the docstrings (numpydoc).
+default_role = "obj"
 suppress_warnings = ["toc.not_included"]
 
 # Offline builds: intersphinx inventories cannot be fetched, so none are configured.
