@@ -19,9 +19,9 @@ normalised value ``|(x - offset) / scale|`` exceeds ``outlier_threshold`` (defau
 fifty times the normalisation scale, the 99.5th percentile of the sky-subtracted
 image, where the bright parts of a lens sit near 1). Hot pixels and cosmic rays are far
 outside the range the networks were trained on; the cores of stars this bright are
-masked too (raise the threshold, or pass None, to keep them). Bad pixels are filled by
-`astropy.convolution.interpolate_replace_nans` (Gaussian kernel, 1 pixel) for the
-network, and masked in the output.
+masked too (raise the threshold, or pass None, to keep them). Bad pixels are filled
+from their neighbourhood for the network (`lensenhance.pixels.fill_bad_pixels`), and
+masked in the output.
 """
 
 from __future__ import annotations
@@ -38,11 +38,12 @@ from astropy.nddata import CCDData, NDData, StdDevUncertainty
 from astropy.utils.exceptions import AstropyUserWarning
 
 from . import io
+from ._device import resolve_device
 from ._version import __version__
 from .normalization import fit_normalization
+from .pixels import fill_bad_pixels, flux_split_factor
 
-__all__ = ["Enhancer", "enhance_files", "flux_split_factor", "is_probabilistic",
-           "OUTLIER_THRESHOLD"]
+__all__ = ["Enhancer", "is_probabilistic", "OUTLIER_THRESHOLD"]
 
 #: Default outlier rule: ``|normalised value|`` above this is a bad pixel.
 OUTLIER_THRESHOLD = 50.0
@@ -51,73 +52,6 @@ _FIT_PIXELS = 1 << 22
 # Rows handled at once when normalising and finishing, to bound memory.
 _ROWS = 512
 _UNSET = object()
-
-
-def flux_split_factor(unit, scale, *, name="image"):
-    """The factor applied to values when each pixel is split into ``scale**2`` pixels.
-
-    Flux per pixel (counts, electrons, ADU, Jy, electron/s, dimensionless) is shared out:
-    ``1 / scale**2``. Surface brightness (per steradian, per square arcsecond, per beam)
-    and temperatures do not depend on the pixel size: 1. Magnitudes are refused: they
-    are logarithmic, and a network trained on linear fluxes cannot enhance them.
-
-    Parameters
-    ----------
-    unit : astropy unit or None
-    scale : int
-    name : str, optional
-        Names the image in messages.
-
-    Raises
-    ------
-    ValueError
-        For magnitudes.
-
-    Warns
-    -----
-    AstropyUserWarning
-        For a unit astropy does not know: it is taken as flux per pixel.
-
-    Examples
-    --------
-    >>> import astropy.units as u
-    >>> flux_split_factor(u.electron / u.s, 2), flux_split_factor(u.MJy / u.sr, 2)
-    (0.25, 1.0)
-    """
-    if unit is None:
-        return 1.0 / scale**2
-    if isinstance(unit, u.UnrecognizedUnit):
-        warnings.warn(f"{name}: the unit {unit.name!r} is not one astropy knows; taking the "
-                      "values as flux per pixel, divided among the new pixels",
-                      AstropyUserWarning, stacklevel=3)
-        return 1.0 / scale**2
-    if isinstance(unit, u.FunctionUnitBase) or u.mag in getattr(unit, "bases", []):
-        raise ValueError(f"{name}: values in magnitudes ({unit}) are logarithmic; convert "
-                         "them to flux before enhancing")
-    unit = u.Unit(unit)
-    if unit.physical_type == "temperature":
-        return 1.0
-    for base, power in zip(unit.bases, unit.powers):
-        if power < 0 and (base == u.beam or base.physical_type in ("angle", "solid angle")):
-            return 1.0
-    return 1.0 / scale**2
-
-
-def _resolve_device(device):
-    import torch
-
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or "
-                         f"'cuda:N' ({error})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} asked for, but CUDA is not available")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unsupported device {str(device)!r}: use 'auto', 'cpu' or 'cuda'")
-    return device
 
 
 def _load_weights_file(path):
@@ -228,7 +162,7 @@ class Enhancer:
         from .predictors import NetworkPredictor, Predictor
         from .tiling import DEFAULT_TILE_SIZE, _parallel_setup, check_tiling
 
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         if isinstance(model, (str, os.PathLike)) and _is_posterior_file(model):
             from .posterior import load_posterior
 
@@ -297,7 +231,7 @@ class Enhancer:
 
         card = model_card(name)
         task = card.get("task")
-        torch_device = _resolve_device(device)
+        torch_device = resolve_device(device)
         if task == "posterior":
             from .posterior import load_posterior
 
@@ -353,7 +287,7 @@ class Enhancer:
             if _is_posterior_file(model):
                 from .posterior import load_posterior
 
-                device = _resolve_device(kwargs.pop("device", "auto"))
+                device = resolve_device(kwargs.pop("device", "auto"))
                 return cls(load_posterior(model, device=device, name=kwargs.get("name"),
                                           **sampling), device=device, **kwargs)
             if sampling:
@@ -445,7 +379,7 @@ class Enhancer:
                 bad[rows] |= outliers
             z[bad[rows]] = np.nan
             image[rows] = z
-        _fill_bad(image, bad)
+        fill_bad_pixels(image, bad)
         sigma = None
         estimate = None
         if uncertainty is not None:
@@ -789,105 +723,9 @@ def _read_array(array):
                          dtype=None)
 
 
-def _fill_bad(image, bad, *, kernel_sigma=1.0, max_passes=50):
-    """Fill the bad pixels of ``image`` (NaN there) from their neighbourhood, in place.
-
-    Each connected group of bad pixels is filled inside a small window around it by
-    `astropy.convolution.interpolate_replace_nans` with a Gaussian kernel, repeated
-    until the group is filled (a large group fills from its rim inwards); whatever is
-    left (nothing valid nearby) gets the background level, 0 once normalised.
-    """
-    if not bad.any():
-        return
-    from astropy.convolution import Gaussian2DKernel, interpolate_replace_nans
-    from scipy import ndimage
-
-    kernel = Gaussian2DKernel(kernel_sigma)
-    pad = kernel.shape[0]
-    labels, _ = ndimage.label(bad)
-    for box in ndimage.find_objects(labels):
-        window = tuple(slice(max(0, b.start - pad), b.stop + pad) for b in box)
-        sub = image[window].astype(np.float64)
-        for _ in range(max_passes):
-            if not np.isnan(sub).any():
-                break
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", AstropyUserWarning)
-                filled = interpolate_replace_nans(sub, kernel, boundary="extend")
-            if np.isnan(filled).sum() == np.isnan(sub).sum():
-                break
-            sub = filled
-        sub[np.isnan(sub)] = 0.0
-        image[window] = np.where(bad[window], sub, image[window])
-    image[bad & np.isnan(image)] = 0.0
-
-
 def _xarray_or_none():
     try:
         import xarray
     except ImportError:  # pragma: no cover - xarray is a dependency
         return None
     return xarray
-
-
-def enhance_files(paths, out_dir, *, enhancer, overwrite=False, suffix=None, hdu=None,
-                  progress=True):
-    """Enhance FITS files one by one into ``out_dir``; a bad file does not stop the batch.
-
-    Each file goes through `Enhancer.enhance_file`, so memory stays bounded whatever
-    the image size.
-
-    Parameters
-    ----------
-    paths : iterable of path-like
-        Input FITS files.
-    out_dir : path-like
-        Output folder (created); each output is ``<stem>_<suffix>.fits``, in the
-        sub-folder that mirrors the input's folder below the deepest folder holding all
-        inputs (``a/x.fits`` and ``b/x.fits`` give ``a/x_<suffix>.fits`` and
-        ``b/x_<suffix>.fits``: never one file for two inputs).
-    enhancer : Enhancer
-    overwrite : bool
-        Replace existing outputs; otherwise an existing output counts as a failure.
-    suffix : str, optional
-        Default: the enhancer's name.
-    hdu : int or str, optional
-        The HDU of the inputs.
-    progress : bool
-        Show a progress bar over files.
-
-    Returns
-    -------
-    dict
-        ``written`` (list of output paths) and ``failures`` (input path -> reason).
-
-    See Also
-    --------
-    lensenhance.catalog.enhance_catalog : the same over a catalog or a list of files,
-        resumable, with an output catalog, worker processes or a dask cluster.
-    """
-    from pathlib import Path
-
-    from tqdm.auto import tqdm
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    suffix = suffix or enhancer.name.replace(" ", "_")
-    paths = [Path(p) for p in paths]
-    if not paths:
-        return {"written": [], "failures": {}}
-    resolved = [p.expanduser().resolve() for p in paths]
-    root = Path(os.path.commonpath([str(p.parent) for p in resolved]))
-    written, failures = [], {}
-    for path, full in tqdm(list(zip(paths, resolved)), desc="enhance", unit="image",
-                           disable=not progress):
-        stem = path.name.removesuffix('.gz').removesuffix('.fits')
-        target = out_dir / full.parent.relative_to(root) / f"{stem}_{suffix}.fits"
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            enhancer.enhance_file(path, target, hdu=hdu, overwrite=overwrite)
-        except (OSError, ValueError, TypeError, KeyError) as error:
-            failures[str(path)] = str(error)
-            continue
-        written.append(target)
-    return {"written": written, "failures": failures}

@@ -18,18 +18,9 @@ import json
 
 import numpy as np
 
+from ._device import resolve_device
+
 __all__ = ["Generator", "to_ccddata"]
-
-
-def _resolve_device(device):
-    import torch
-
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f"unknown device {device!r}: {error}") from None
 
 
 class Generator:
@@ -74,7 +65,7 @@ class Generator:
 
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.schedule = schedule
         self.scaling = scaling
@@ -249,7 +240,7 @@ class Generator:
         labels = None if labels is None else labels[start:]
         names = names[start:]
         if device is not None:
-            self.device = _resolve_device(device)
+            self.device = resolve_device(device)
             self.model.to(self.device)
         scaled = self.sample_scaled(int(n), steps=steps, sampler=sampler, seed=seed,
                                     labels=labels, guidance=guidance, eta=eta,

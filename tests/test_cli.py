@@ -121,7 +121,7 @@ def test_enhance_command_tiles_a_file_with_a_weights_file(runner, tmp_path):
 def test_command_line_repeats_a_multiple_option():
     import click
 
-    from lensenhance.cli import _command_line
+    from lensenhance.cli._common import command_line as _command_line
 
     @click.command("sr")
     @click.option("--model", "models", multiple=True)

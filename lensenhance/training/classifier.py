@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .._atomic import atomic_write_bytes
+from .._device import resolve_device
 from ..nn.weights import export_weights
 from .checkpoints import json_bytes
 from .loop import HISTORY_FILE, WEIGHTS_FILE, check_int
@@ -169,7 +170,7 @@ def train_classifier(out_dir, *, n=6000, n_val=600, epochs=30, preset="model_ii"
                          f"{flux.shape[1:]}")
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     truth = {name: np.asarray(values, dtype=np.float64) for name, values in
              (truth or {}).items()}
     if any(values.shape != (len(flux),) for values in truth.values()):

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .._atomic import atomic_write_bytes
+from .._device import resolve_device
 from ..nn.weights import export_weights
 from .checkpoints import json_bytes
 from .loop import HISTORY_FILE, WEIGHTS_FILE
@@ -118,7 +119,7 @@ def train_regressor(images, targets, *, epochs=20, batch_size=32, lr=2e-3, seed=
     """
     from ..nn.resnet import SmallResNet
 
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     x = torch.from_numpy(np.asarray(images, dtype=np.float32))[:, None]
     target = np.asarray(targets, dtype=np.float32)
     if len(target) != len(x) or len(x) < 2:

@@ -1,0 +1,166 @@
+"""The ``benchmark`` group: commands that print figures and write JSON."""
+
+from pathlib import Path
+
+import click
+
+from ._common import command_line, fail
+
+
+@click.group("benchmark")
+def benchmark_group():
+    """Benchmarks that print figures and write JSON."""
+
+
+@click.command("speed")
+@click.option("--part", type=click.Choice(["simulate", "enhance"]), default="simulate",
+              show_default=True)
+@click.option("-n", "n_images", type=click.IntRange(1), default=2000, show_default=True,
+              help="Images per simulation run (--part simulate).")
+@click.option("--size", type=click.IntRange(64), default=1024, show_default=True,
+              help="Image side for whole vs tiled and dask (--part enhance).")
+@click.option("--memory-size", type=click.IntRange(0), default=4096, show_default=True,
+              help="FITS side for the command line's peak memory (0: skip).")
+@click.option("--model", default="edsr-x2", show_default=True, help="--part enhance model.")
+@click.option("--repeats", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--no-seams", is_flag=True,
+              help="Skip the seam measurements of networks with global operations.")
+@click.option("--note", default=None, help="Recorded in the JSON (e.g. other load).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.pass_context
+def benchmark_speed_command(ctx, part, n_images, size, memory_size, model, repeats, no_seams,
+                            note, json_path):
+    """Speed: simulation images/s, or the enhancement engine (tiles, dask, memory, seams)."""
+    if part == "enhance":
+        from ..benchmark.speed import SEAM_RUNS, benchmark_enhance
+
+        benchmark_enhance(size=size, model=model, repeats=repeats,
+                          memory_size=memory_size or None, json_path=json_path, note=note,
+                          seams=() if no_seams else SEAM_RUNS, command=command_line(ctx))
+        return
+    from ..benchmark.speed import benchmark_simulate
+
+    benchmark_simulate(n=n_images, json_path=json_path)
+
+
+@click.command("sr")
+@click.option("-n", "n_images", type=click.IntRange(3), default=1000, show_default=True,
+              help="Held-out images (classes in equal parts).")
+@click.option("--scale", type=click.Choice(["2", "4"]), default="2", show_default=True)
+@click.option("--model", "models", multiple=True,
+              help="Pretrained model(s) to include (default: all of this scale).")
+@click.option("--no-self-ensemble", is_flag=True, help="Skip the D4 self-ensemble rows.")
+@click.option("--no-regression", is_flag=True, help="Skip the downstream theta_E regression.")
+@click.option("--regression-seeds", type=click.IntRange(1), default=3, show_default=True,
+              help="Repeats of the theta_E regression (split and initialisation).")
+@click.option("--preset", default="model_i", show_default=True,
+              type=click.Choice(["model_i", "model_ii", "model_iii"]))
+@click.option("--lr-on-preset-grid", is_flag=True,
+              help="LR images on the preset's own grid, HR scale times finer.")
+@click.option("--noise-free-lr", is_flag=True, help="LR = HR binned, without noise.")
+@click.option("--n-samples", type=click.IntRange(2), default=16, show_default=True,
+              help="Posterior samples per image of diffusion models (--model diffusion-sr-x2).")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.pass_context
+def benchmark_sr_command(ctx, n_images, scale, models, no_self_ensemble, no_regression,
+                         regression_seeds, preset, lr_on_preset_grid, noise_free_lr, n_samples,
+                         workers, json_path):
+    """Super-resolution: MSE/PSNR/SSIM of every model and baseline, and theta_E regression."""
+    from ..benchmark.sr import benchmark_sr
+
+    benchmark_sr(n=n_images, scale=int(scale), models=list(models) or None, preset=preset,
+                 lr_on_preset_grid=lr_on_preset_grid, noise_free_lr=noise_free_lr,
+                 self_ensemble=not no_self_ensemble, regression=not no_regression,
+                 regression_seeds=regression_seeds, n_samples=n_samples, workers=workers,
+                 json_path=json_path,
+                 progress=ctx.obj["progress"], command=command_line(ctx))
+
+
+@click.command("generate")
+@click.option("-n", "n_images", type=click.IntRange(4), default=1000, show_default=True,
+              help="Images per row and per simulated comparison set.")
+@click.option("--n-ddpm", type=click.IntRange(4), default=None,
+              help="Images for rows of more than 100 steps (default -n).")
+@click.option("--model", default="ddpm-lens64", show_default=True,
+              help="A shipped generator or a weights file.")
+@click.option("--classifier", default="lens-classifier", show_default=True,
+              help="A shipped classifier or a weights file (its features measure images).")
+@click.option("--samplers", default="ddpm:1000,ddim:50,dpm:20", show_default=True,
+              help="Rows as sampler:steps pairs.")
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--no-memorisation", is_flag=True, help="Skip the memorisation check.")
+@click.option("--tstr-epochs", type=click.IntRange(0), default=15, show_default=True,
+              help="Epochs of the train-on-generated classifiers (0: skip).")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.pass_context
+def benchmark_generate_command(ctx, n_images, n_ddpm, model, classifier, samplers,
+                               batch_size, no_memorisation, tstr_epochs, seed, workers,
+                               json_path):
+    """FD/KID vs the real-vs-real floor, TSTR accuracy, memorisation, time per image."""
+    from ..benchmark.generate import benchmark_generate, format_generate_table
+
+    try:
+        rows = [(name, int(steps)) for name, steps in
+                (item.split(":") for item in samplers.split(","))]
+    except ValueError:
+        raise click.BadParameter(f"{samplers!r}: expected sampler:steps pairs, e.g. "
+                                 "ddim:50,dpm:20", param_hint="--samplers") from None
+    try:
+        result = benchmark_generate(generator=model, classifier=classifier, n=n_images,
+                                    n_ddpm=n_ddpm, samplers=rows, batch_size=batch_size,
+                                    memorisation=not no_memorisation,
+                                    tstr_epochs=tstr_epochs, seed=seed, json_path=json_path,
+                                    workers=workers, progress=ctx.obj["progress"],
+                                    command=command_line(ctx))
+    except (OSError, ValueError) as error:
+        fail(str(error))
+    click.echo(format_generate_table(result))
+
+
+@click.command("denoise")
+@click.option("-n", "n_images", type=click.IntRange(2), default=100, show_default=True,
+              help="Held-out images (at most this many HSC 'val' pairs with --real).")
+@click.option("--model", "models", multiple=True,
+              help="A shipped model or weights file (repeat; default: the shipped "
+                   "denoisers for the set).")
+@click.option("--real", "real_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="HSC Wide -> Deep pairs folder: score on its 'val' split.")
+@click.option("--n-samples", type=click.IntRange(2), default=16, show_default=True,
+              help="Posterior samples per image of the diffusion models.")
+@click.option("--steps", type=click.IntRange(1), default=None,
+              help="Sampler steps of the diffusion models (default: the model's).")
+@click.option("--n-tune", type=click.IntRange(2), default=24, show_default=True,
+              help="Images on which the classical denoisers' strengths are tuned.")
+@click.option("--plot", "plot_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="Write PNG panels (input, mean, std, truth, residual, z).")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
+@click.pass_context
+def benchmark_denoise_command(ctx, n_images, models, real_dir, n_samples, steps, n_tune,
+                              plot_dir, workers, json_path, overwrite):
+    """Denoising: posterior mean PSNR/SSIM, calibration and fine-scale power of every denoiser."""
+    from ..benchmark import write_json
+    from ..benchmark.denoise import benchmark_denoise, format_denoise_table
+    from ..models import list_pretrained
+
+    if json_path is not None and json_path.exists() and not overwrite:
+        fail(f"{json_path} exists (use --overwrite)")
+    if not models:
+        wanted = (("diffusion-denoise-hsc", "raunet-denoise-hsc", "diffusion-denoise")
+                  if real_dir else ("diffusion-denoise", "raunet-denoise"))
+        models = [name for name in wanted if name in list_pretrained()]
+    try:
+        result = benchmark_denoise(n=n_images, models=models, n_samples=n_samples,
+                                   steps=steps, n_tune=n_tune, real=real_dir,
+                                   plot_dir=plot_dir, workers=workers,
+                                   progress=ctx.obj["progress"])
+    except (OSError, ValueError) as error:
+        fail(str(error))
+    result["command"] = command_line(ctx)
+    click.echo(format_denoise_table(result))
+    if json_path is not None:
+        write_json(result, json_path)

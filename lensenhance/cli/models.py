@@ -1,0 +1,57 @@
+"""The ``models`` command: the shipped models and their figures."""
+
+import click
+
+
+@click.command("models")
+@click.option("--task", type=click.Choice(["sr", "denoise", "posterior", "generate", "classify",
+                                           "features"]),
+              default=None, help="Only the models of this task.")
+def models_command(task):
+    """List the pretrained models shipped with the package, one section per task."""
+    from ..models import TASKS, list_pretrained, model_card
+
+    def figure(metrics, key, label, fmt, unit=""):
+        value = metrics
+        for part in key.split("."):  # nested figures: "calibration_light.coverage_68"
+            value = value.get(part) if isinstance(value, dict) else None
+        error = ""
+        if isinstance(value, dict) and "mean" in value:  # a mean with its standard error
+            error = f" +- {value['se']:{fmt}}" if isinstance(value.get("se"), float) else ""
+            value = value["mean"]
+        elif isinstance(metrics.get(f"{key}_sem"), float):  # residual SR cards
+            error = f" +- {metrics[f'{key}_sem']:{fmt}}"
+        if not isinstance(value, (int, float)):
+            return None
+        floor = metrics.get(f"{key}_floor")  # generators: the real-vs-real distance
+        return f"{label} {value:{fmt}}{error}{unit}" + (
+            f" (floor {floor:{fmt}})" if isinstance(floor, (int, float)) else "")
+
+    # each task's own figures: (metrics key, label, format[, unit])
+    shown = {"sr": [("psnr", "PSNR", ".2f", " dB"), ("ssim", "SSIM", ".4f")],
+             "denoise": [("psnr", "PSNR", ".2f", " dB"), ("ssim", "SSIM", ".4f")],
+             "posterior": [("psnr", "PSNR", ".2f", " dB"),
+                           ("calibration_light.coverage_68", "68% coverage", ".3f"),
+                           ("calibration_light.coverage_95", "95% coverage", ".3f")],
+             "generate": [("fd", "FD", ".4g"), ("kid", "KID", ".3g")],
+             "classify": [("accuracy", "accuracy", ".3f")],
+             "features": [("theta_e_mae_arcsec", "theta_E MAE", ".4f", '"')]}
+    names = list_pretrained(task=task)
+    if not names:
+        click.echo(f"no pretrained {task + ' ' if task else ''}models installed")
+    cards = {name: model_card(name) for name in names}
+    for section in TASKS if task is None else (task,):
+        members = [name for name, card in cards.items() if card.get("task") == section]
+        if not members:
+            continue
+        click.echo(f"[{section}]")
+        for name in members:
+            card = cards[name]
+            metrics = card.get("metrics") or {}
+            figures = [f for f in (figure(metrics, *spec) for spec in shown[section]) if f]
+            if "n" in metrics:
+                figures.append(f"n={metrics['n']}")
+            scaled = section in ("sr", "denoise", "posterior")
+            where = f"x{card.get('scale', 1)}" if scaled else card.get("architecture", "")
+            click.echo(f"  {name:<22}{where:<13}{card.get('preset', ''):<14}"
+                       + ", ".join(figures))
