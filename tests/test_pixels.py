@@ -1,0 +1,56 @@
+"""Bad-pixel filling and flux splitting, on their own (the Enhancer's use is in test_enhance)."""
+
+import numpy as np
+import pytest
+from astropy import units as u
+
+from lensenhance.pixels import fill_bad_pixels, flux_split_factor
+
+
+def _bad_image(shape=(40, 40)):
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    image = (0.05 * x + 0.02 * y).astype(np.float32)  # a smooth ramp fills exactly enough
+    bad = np.zeros(shape, bool)
+    bad[10, 10] = True  # a hot pixel
+    bad[20:26, 5:12] = True  # a satellite trail's worth of pixels
+    return image, bad
+
+
+def test_good_pixels_are_untouched_and_bad_ones_filled_from_neighbours():
+    image, bad = _bad_image()
+    truth = image.copy()
+    image[bad] = np.nan
+    fill_bad_pixels(image, bad)
+    assert np.isfinite(image).all()
+    np.testing.assert_array_equal(image[~bad], truth[~bad])
+    # A Gaussian-weighted mean of a ramp: close to the ramp, and inside its local range.
+    assert abs(image[10, 10] - truth[10, 10]) < 0.02
+    assert np.abs(image[bad] - truth[bad]).max() < 0.3
+
+
+def test_a_region_with_no_valid_neighbour_gets_the_background():
+    image = np.full((8, 8), np.nan, np.float32)
+    fill_bad_pixels(image, np.ones((8, 8), bool))
+    np.testing.assert_array_equal(image, 0.0)
+
+
+def test_nothing_bad_changes_nothing():
+    image, _ = _bad_image()
+    before = image.copy()
+    fill_bad_pixels(image, np.zeros(image.shape, bool))
+    np.testing.assert_array_equal(image, before)
+
+
+@pytest.mark.parametrize("unit,scale,factor", [
+    (None, 2, 0.25), (u.electron / u.s, 4, 1 / 16), (u.Jy, 2, 0.25),
+    (u.MJy / u.sr, 2, 1.0), (u.Jy / u.beam, 2, 1.0), (u.erg / u.s / u.cm**2 / u.arcsec**2, 2, 1.0),
+    (u.K, 2, 1.0)])
+def test_flux_split_factor(unit, scale, factor):
+    assert flux_split_factor(unit, scale) == pytest.approx(factor)
+
+
+def test_flux_split_factor_refuses_magnitudes_and_names_the_image():
+    with pytest.raises(ValueError, match="cutout.fits.*magnitudes"):
+        flux_split_factor(u.mag, 2, name="cutout.fits")
+    with pytest.raises(ValueError, match="magnitudes"):
+        flux_split_factor(u.ABmag, 2)
