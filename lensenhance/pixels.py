@@ -5,6 +5,7 @@ from its neighbourhood; the output masks them again. `flux_split_factor` says ho
 change when each pixel is split into ``scale**2`` pixels, from the image's unit.
 """
 
+import re
 import warnings
 
 import numpy as np
@@ -18,9 +19,10 @@ def flux_split_factor(unit, scale, *, name="image"):
     """The factor applied to values when each pixel is split into ``scale**2`` pixels.
 
     Flux per pixel (counts, electrons, ADU, Jy, electron/s, dimensionless) is shared out:
-    ``1 / scale**2``. Surface brightness (per steradian, per square arcsecond, per beam)
-    and temperatures do not depend on the pixel size: 1. Magnitudes are refused: they
-    are logarithmic, and a network trained on linear fluxes cannot enhance them.
+    ``1 / scale**2``. Surface brightness (per steradian, per square arcsecond, per beam),
+    surface densities (per pc^2) and temperatures do not depend on the pixel size: 1.
+    Magnitudes and dex are refused: they are logarithmic, and a network trained on linear
+    fluxes cannot enhance them.
 
     Parameters
     ----------
@@ -32,12 +34,13 @@ def flux_split_factor(unit, scale, *, name="image"):
     Raises
     ------
     ValueError
-        For magnitudes.
+        For magnitudes and dex (also unparsed names such as ``ABmag`` or ``MAG``).
 
     Warns
     -----
     AstropyUserWarning
-        For a unit astropy does not know: it is taken as flux per pixel.
+        For a unit astropy does not know, when ``scale > 1``: it is taken as flux per
+        pixel.
 
     Examples
     --------
@@ -47,21 +50,41 @@ def flux_split_factor(unit, scale, *, name="image"):
     """
     if unit is None:
         return 1.0 / scale**2
+    logarithmic = (isinstance(unit, u.FunctionUnitBase)
+                   or any(base in (u.mag, u.dex) for base in getattr(unit, "bases", [])))
     if isinstance(unit, u.UnrecognizedUnit):
-        warnings.warn(f"{name}: the unit {unit.name!r} is not one astropy knows; taking the "
-                      "values as flux per pixel, divided among the new pixels",
-                      AstropyUserWarning, stacklevel=3)
-        return 1.0 / scale**2
-    if isinstance(unit, u.FunctionUnitBase) or u.mag in getattr(unit, "bases", []):
-        raise ValueError(f"{name}: values in magnitudes ({unit}) are logarithmic; convert "
-                         "them to flux before enhancing")
+        # astropy's parser does not know ABmag, STmag, MAG or magnitude as BUNIT values.
+        logarithmic = _LOGARITHMIC_NAME.search(unit.name) is not None
+        if not logarithmic:
+            if scale > 1:
+                warnings.warn(f"{name}: the unit {unit.name!r} is not one astropy knows; "
+                              "taking the values as flux per pixel, divided among the new "
+                              "pixels", AstropyUserWarning, stacklevel=3)
+            return 1.0 / scale**2
+    if logarithmic:
+        raise ValueError(f"{name}: values in magnitudes or dex ({unit}) are logarithmic; "
+                         "convert them to flux before enhancing")
     unit = u.Unit(unit)
     if unit.physical_type == "temperature":
         return 1.0
     for base, power in zip(unit.bases, unit.powers):
-        if power < 0 and (base == u.beam or base.physical_type in ("angle", "solid angle")):
+        if power < 0 and (base == u.beam or base.physical_type in ("angle", "solid angle")
+                          or _is_astronomical_length(base)):
             return 1.0
     return 1.0 / scale**2
+
+
+# Magnitude-like names astropy's parser leaves unrecognised (ABmag, STmag, MAG, mags,
+# magnitude, ABmag/arcsec2), but not words that merely contain "mag" (magnetic).
+_LOGARITHMIC_NAME = re.compile(r"(?i)(?:^|[^a-z])(?:[a-z]{0,2}mag(?:nitude)?s?|dex)(?:$|[^a-z])")
+
+
+def _is_astronomical_length(base):
+    """pc, kpc, AU, lyr...: per such an area the values are a surface density (L_sun/pc2).
+
+    A laboratory area (erg / s / cm2) is the telescope's collecting area: still a flux.
+    """
+    return base.physical_type == "length" and base.si.scale >= u.AU.si.scale
 
 
 def fill_bad_pixels(image, bad, *, kernel_sigma=1.0, max_passes=50):

@@ -415,3 +415,10 @@ def test_open_posterior_file_takes_sampling_options(tiny_posterior):
     assert (enh.predictor.n_samples, enh.predictor.steps) == (3, 2)
     with pytest.raises(ValueError, match="apply to diffusion models"):
         Enhancer.open(str(base), device="cpu", n_samples=3)
+
+
+def test_enhance_file_reads_a_camera_uint16_image(tmp_path, nearest):
+    path = tmp_path / "camera.fits"
+    fits.writeto(path, np.full((8, 6), 1000, np.uint16), fits.Header({"BUNIT": "adu"}))
+    out = nearest.enhance_file(path, tmp_path / "out.fits")
+    np.testing.assert_allclose(fits.getdata(out), 250.0)

@@ -774,3 +774,26 @@ def test_resample_header_wcs_handles_alternates_ltv_and_refuses_the_rest():
     np.testing.assert_allclose(
         WCS(new, key="B").pixel_to_world_values((x + 0.5) * 2 - 0.5, (y + 0.5) * 2 - 0.5),
         WCS(header, key="B").pixel_to_world_values(x, y), atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["uint16", "bscale", "blank"])
+def test_scaled_integer_files_are_read_even_when_mapped(tmp_path, kind):
+    # Camera images store integers with BZERO/BSCALE/BLANK, which astropy cannot map.
+    path = tmp_path / f"{kind}.fits"
+    if kind == "uint16":
+        fits.writeto(path, np.full((6, 5), 40000, np.uint16), fits.Header({"BUNIT": "adu"}))
+        expected = np.full((6, 5), 40000.0)
+    else:
+        hdu = fits.PrimaryHDU(np.arange(30, dtype=np.int16).reshape(6, 5))
+        hdu.header["BUNIT"] = "adu"
+        if kind == "bscale":
+            hdu.header["BSCALE"], hdu.header["BZERO"] = 0.5, 10.0
+            expected = np.arange(30).reshape(6, 5) * 0.5 + 10.0
+        else:
+            hdu.header["BLANK"] = 7
+            expected = np.arange(30, dtype=float).reshape(6, 5)
+            expected[1, 2] = np.nan
+        hdu.writeto(path)
+    for memmap in (False, True):
+        ccd = io.read_image(path, memmap=memmap)
+        np.testing.assert_array_equal(ccd.data, expected.astype(np.float32))

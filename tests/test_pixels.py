@@ -44,7 +44,7 @@ def test_nothing_bad_changes_nothing():
 @pytest.mark.parametrize("unit,scale,factor", [
     (None, 2, 0.25), (u.electron / u.s, 4, 1 / 16), (u.Jy, 2, 0.25),
     (u.MJy / u.sr, 2, 1.0), (u.Jy / u.beam, 2, 1.0), (u.erg / u.s / u.cm**2 / u.arcsec**2, 2, 1.0),
-    (u.K, 2, 1.0)])
+    (u.K, 2, 1.0), (u.solLum / u.pc**2, 2, 1.0), (u.erg / u.s / u.cm**2, 2, 0.25)])
 def test_flux_split_factor(unit, scale, factor):
     assert flux_split_factor(unit, scale) == pytest.approx(factor)
 
@@ -54,3 +54,24 @@ def test_flux_split_factor_refuses_magnitudes_and_names_the_image():
         flux_split_factor(u.mag, 2, name="cutout.fits")
     with pytest.raises(ValueError, match="magnitudes"):
         flux_split_factor(u.ABmag, 2)
+
+
+@pytest.mark.parametrize("bunit", ["ABmag", "STmag", "MAG", "magnitude", "mags", "dex",
+                                   "ABmag/arcsec2", "mag(AB)", "mag/arcsec2"])
+def test_magnitude_names_astropy_does_not_parse_are_refused(bunit):
+    unit = u.Unit(bunit, parse_strict="silent")
+    with pytest.raises(ValueError, match="logarithmic"):
+        flux_split_factor(unit, 2, name="m.fits")
+
+
+def test_an_unknown_unit_warns_only_when_pixels_are_split():
+    import warnings
+
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    unknown = u.Unit("furlongs per fortnight", parse_strict="silent")
+    with pytest.warns(AstropyUserWarning, match="odd.fits.*flux per pixel"):
+        assert flux_split_factor(unknown, 2, name="odd.fits") == 0.25
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert flux_split_factor(unknown, 1) == 1.0

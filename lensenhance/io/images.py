@@ -142,6 +142,10 @@ def _describe(source):
     return type(source).__name__
 
 
+class _ScaledMemmapError(Exception):
+    """astropy cannot map integer data scaled by BZERO/BSCALE/BLANK: read it instead."""
+
+
 def _read_fits_file(path, *, hdu, unit, dtype, memmap):
     path = _check_readable_file(path, "FITS file")
     try:
@@ -150,9 +154,13 @@ def _read_fits_file(path, *, hdu, unit, dtype, memmap):
     except (OSError, ValueError, TypeError) as exc:
         # Replace astropy's deep traceback by one line naming the file.
         raise OSError(f"{path}: not a readable FITS file ({exc})") from None
-    with hdul:
-        return _from_hdulist(hdul, hdu=hdu, unit=unit, name=str(path), dtype=dtype,
-                             keep=bool(memmap))
+    try:
+        with hdul:
+            return _from_hdulist(hdul, hdu=hdu, unit=unit, name=str(path), dtype=dtype,
+                                 keep=bool(memmap))
+    except _ScaledMemmapError:
+        # Scaled integers (a camera's uint16, BLANK) are read whole, then scaled.
+        return _read_fits_file(path, hdu=hdu, unit=unit, dtype=dtype, memmap=False)
 
 
 def _hdu_label(index, hdu):
@@ -213,6 +221,8 @@ def _hdu_data(hdu, name):
     try:
         data = hdu.data
     except (OSError, ValueError, TypeError) as exc:
+        if "memory-mapped" in str(exc) and hdu.header.get("BITPIX", -32) > 0:
+            raise _ScaledMemmapError from None
         raise OSError(
             f"{name}: cannot read the data of HDU {hdu.name!r}; the file is truncated or "
             f"corrupt ({exc})"
