@@ -770,6 +770,8 @@ def test_resample_header_wcs_handles_alternates_ltv_and_refuses_the_rest():
     assert "img.fits" in messages and "'C'" in messages and "DETSEC" in messages
     assert not any(key.endswith("C") and key[:5] in ("CTYPE", "CRPIX") for key in new)
     assert new["LTV1"] == pytest.approx(-20.5) and new["LTM1_1"] == 2.0
+    # LTV2 was absent (0): it is not 0 on the new grid (physical y of a pixel centre)
+    assert new["LTV2"] == pytest.approx(-0.5) and new["LTM2_2"] == 2.0
     x, y = np.array([0.0, 3.0]), np.array([0.0, 7.0])
     np.testing.assert_allclose(
         WCS(new, key="B").pixel_to_world_values((x + 0.5) * 2 - 0.5, (y + 0.5) * 2 - 0.5),

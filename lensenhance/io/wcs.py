@@ -280,9 +280,11 @@ def resample_header_wcs(header, factor, *, name="header"):
         else:
             header[k] = float(value) * factor
     if any(k.startswith("LTM") for k in ltm) or any(k.startswith("LTV") for k in ltm):
-        for axis in (1, 2):  # absent diagonal terms default to 1 and must be scaled too
+        for axis in (1, 2):  # absent terms (LTM diagonal 1, LTV 0) change too
             if f"LTM{axis}_{axis}" not in header:
                 header[f"LTM{axis}_{axis}"] = float(factor)
+            if f"LTV{axis}" not in header:
+                header[f"LTV{axis}"] = (0.0 - 0.5) * factor + 0.5
     removed = [k for k in _SECTION_KEYS if k in header]
     for k in removed:
         del header[k]
