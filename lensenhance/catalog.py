@@ -243,6 +243,9 @@ def _process_row(enhancer, task):
     record = {"row": task["row"], "key": task["key"], "source": task["source"],
               "started": started, "status": "ok", "error": "", "warning": ""}
     try:
+        # The input as it was read: a later change to it makes this output stale.
+        source = os.stat(task["source"])
+        record.update(source_size=source.st_size, source_mtime_ns=source.st_mtime_ns)
         # Warnings go to the row's record, not 100k times to the terminal. (In threads of
         # a dask worker two rows may see each other's warnings: catch_warnings is global.)
         with warnings.catch_warnings(record=True) as caught:
@@ -262,10 +265,27 @@ def _process_row(enhancer, task):
     return record
 
 
-def _output_state(row, task_meta, record, *, plot):
+def _source_changed(row, record):
+    """True when the input differs from the one the logged output was made from."""
+    if record is None or "source_size" not in record:
+        return False  # nothing logged to compare with (a journal from an older version)
+    try:
+        stat = os.stat(row.source)
+    except OSError:
+        return False  # a missing input fails on its own
+    return (record.get("source") != str(row.source) or record["source_size"] != stat.st_size
+            or record["source_mtime_ns"] != stat.st_mtime_ns)
+
+
+def _output_state(row, task_meta, record, *, plot, failed_last=False):
     """What ``row.output`` needs: ``"done"`` (this row's complete output), ``"todo"``
     (missing), ``"plot"`` (done but its panel is missing), ``"redo"`` (this row's
-    output, truncated), else the reason it cannot be replaced."""
+    output, truncated, made from an input changed since, or left from before the row's
+    last attempt failed), else the reason it cannot be replaced.
+
+    ``record`` is the row's last successful journal record, ``failed_last`` whether a
+    failed attempt came after it.
+    """
     from astropy.io import fits
 
     path = row.output
@@ -273,8 +293,9 @@ def _output_state(row, task_meta, record, *, plot):
         return "todo"
     # The output is done; with plot, its panel too (else the row is redone for it).
     done = "plot" if plot and not row.plot.is_file() else "done"
+    stale = failed_last or _source_changed(row, record)
     stat = path.stat()
-    if record is not None and record.get("source") == str(row.source) and \
+    if not stale and record is not None and record.get("source") == str(row.source) and \
             record.get("size") == stat.st_size and record.get("mtime_ns") == stat.st_mtime_ns:
         return done  # the file this run wrote for this input and logged, untouched since
     try:
@@ -292,8 +313,8 @@ def _output_state(row, task_meta, record, *, plot):
     if not mine:
         return (f"{path} exists and is not this row's output of this run; remove it or use "
                 "--overwrite")
-    if end > stat.st_size:
-        return "redo"  # this row's output, cut short (copied, disk full): done again
+    if end > stat.st_size or stale:
+        return "redo"  # this row's output, but cut short (disk full) or stale: done again
     return done
 
 
@@ -576,12 +597,15 @@ def _run_rows(rows, journal, enhancer, settings, outcome, *, hdu, overwrite, plo
 
     from ._version import __version__
 
-    history, attempts = {}, outcome["attempts"]
+    history, failed_last, attempts = {}, set(), outcome["attempts"]
     for record in journal.read():
         key = record.get("key")
         attempts[key] = attempts.get(key, 0) + 1
         if record.get("status") == "ok":
             history[key] = record
+            failed_last.discard(key)
+        elif record.get("status") == "failed":
+            failed_last.add(key)
     records, tasks, skipped = {}, [], 0
     for row in rows:
         meta = {"LEMODEL": settings["model"], ROW_CARD: _card(row.key),
@@ -591,7 +615,8 @@ def _run_rows(rows, journal, enhancer, settings, outcome, *, hdu, overwrite, plo
                                 "seconds": float("nan"), "warning": ""}
             continue
         state = "todo" if overwrite else _output_state(row, meta, history.get(row.key),
-                                                       plot=plot)
+                                                       plot=plot,
+                                                       failed_last=row.key in failed_last)
         if state == "done":
             earlier = history.get(row.key, {})
             records[row.row] = {"status": "ok", "error": "", "warning": earlier.get(

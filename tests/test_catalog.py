@@ -228,6 +228,31 @@ def test_sigkill_then_restart_ends_with_199_outputs_done_once(survey, tmp_path, 
     assert np.all(catalog["attempts"][catalog["status"] == "ok"] <= 1)
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="needs SIGTERM")
+def test_sigterm_cleans_up_like_ctrl_c(survey, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "lensenhance", "-q", "enhance", "--catalog", str(survey),
+               "--out", str(out)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while len(_outputs(out)) < 20:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.01)
+    finally:
+        proc.send_signal(signal.SIGTERM)  # as a batch scheduler or `timeout` stops a job
+        proc.wait(timeout=60)
+        proc.stderr.close()
+    assert proc.returncode != 0
+    done = len(_outputs(out))
+    assert 20 <= done < N_ROWS - 1, "the run ended before it was stopped"
+    assert not _temporaries(out)
+    catalog = Table.read(out / "catalog.ecsv")  # written on the way out
+    assert (catalog["status"] == "ok").sum() == done
+    assert (catalog["status"] == "pending").sum() > 0
+
+
 # -- files, names, parallel runs ------------------------------------------------------------
 
 def _image(path, value=1.0, shape=(8, 8)):
@@ -269,6 +294,31 @@ def test_a_cut_output_is_redone_and_a_foreign_one_is_kept(runner, tmp_path):
     other = _image(tmp_path / "elsewhere" / "a.fits", 7.0)
     again = runner.invoke(cli, ["-q", "enhance", str(other), "--out", str(out)])
     assert again.exit_code != 0 and "not this row's output" in again.output
+
+
+def test_an_output_older_than_its_input_or_its_last_failure_is_redone(runner, tmp_path):
+    a, b = _image(tmp_path / "in" / "a.fits", 1.0), _image(tmp_path / "in" / "b.fits", 1.0)
+    out = tmp_path / "out"
+    args = ["-q", "enhance", str(a), str(b), "--out", str(out)]
+    assert runner.invoke(cli, args).exit_code == 0
+    # The input is replaced by a broken file; the --overwrite attempt fails for it and
+    # keeps the old output (writes are atomic) ...
+    a.write_text("not FITS")
+    assert runner.invoke(cli, [*args, "--overwrite"]).exit_code != 0
+    assert (out / "a_bicubic.fits").is_file()
+    # ... which is not taken for the output of the image that follows.
+    a.unlink()
+    _image(a, 9.0, shape=(4, 4))
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0 and "(1 now, 1 already done)" in result.output
+    assert fits.getdata(out / "a_bicubic.fits").shape == (8, 8)
+    # An input changed after a successful run is done again too.
+    b.unlink()
+    _image(b, 5.0, shape=(6, 6))
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0 and "(1 now, 1 already done)" in result.output
+    assert fits.getdata(out / "b_bicubic.fits").shape == (12, 12)
+    assert "(0 now, 2 already done)" in runner.invoke(cli, args).output
 
 
 def test_key_column_names_outputs_and_duplicates_are_refused(runner, tmp_path):

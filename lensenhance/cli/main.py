@@ -1,7 +1,9 @@
 """The ``lensenhance`` group and the registration of every subcommand, in one place."""
 
 import logging
+import signal
 import sys
+import threading
 
 import click
 
@@ -57,9 +59,25 @@ def _register_commands():
 _register_commands()
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
-    """Console-script entry point."""
-    return cli.main(args=argv, prog_name="lensenhance")
+    """Console-script entry point.
+
+    SIGTERM (a batch scheduler's or ``timeout``'s stop) is handled as Ctrl-C: temporary
+    files are removed, a run's catalog and journal are written, and the same command
+    resumes.
+    """
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return cli.main(args=argv, prog_name="lensenhance")
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover
