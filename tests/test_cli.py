@@ -49,6 +49,19 @@ def test_info_with_wcs(runner, tmp_path):
     assert "1" in result.output
 
 
+def test_info_counts_infinities_and_flags_an_unknown_unit(runner, tmp_path):
+    data = np.ones((8, 8), np.float32)
+    data[0, :3] = [np.nan, np.inf, -np.inf]
+    path = tmp_path / "odd.fits"
+    fits.writeto(path, data, fits.Header({"BUNIT": "foo bar baz"}))
+    result = runner.invoke(cli, ["info", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "not a unit astropy knows" in result.output
+    lines = dict(line.split(None, 1) for line in result.output.splitlines()[1:]
+                 if line.strip().startswith(("NaN", "inf")))
+    assert lines == {"NaN": "pixels   1", "inf": "pixels   2"}
+
+
 def test_info_bad_files_report_and_fail(runner, tmp_path):
     good = hsc_sample()["path"][0]
     text = tmp_path / "notes.txt"
@@ -132,3 +145,6 @@ def test_command_line_repeats_a_multiple_option():
 
     ctx = command.make_context("sr", ["--model", "a", "--model", "b", "--no-regression"])
     assert _command_line(ctx) == "lensenhance --model a --model b -n 3 --no-regression"
+    # A value with spaces or a semicolon pastes back into a shell as one word.
+    ctx = command.make_context("sr", ["--model", "2-core CPU; idle"])
+    assert _command_line(ctx) == "lensenhance --model '2-core CPU; idle' -n 3"

@@ -2,6 +2,8 @@
 
 import importlib
 import json
+import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -50,3 +52,51 @@ def test_benchmark_page_has_every_result_with_its_command(pages):
                                                  (47.0, float("nan"), "47.00")])
 def test_value_and_error_keep_two_significant_digits_of_the_error(pages, value, error, text):
     assert pages._value_and_error(value, error) == text
+
+
+def test_sr_tables_carry_standard_errors(pages):
+    # every benchmark sr table is rebuilt from its rows: PSNR and SSIM with their errors,
+    # also for runs that stored a table without them
+    for filename, _, _ in pages.BENCHMARKS:
+        path = pages.RESULTS / filename
+        result = json.loads(path.read_text()) if path.exists() else {}
+        if "rows" not in result or "table" not in result:
+            continue
+        table = pages._benchmark_table(result)
+        for method in result["rows"]:
+            line = next(line for line in table.splitlines() if line.startswith(method + " "))
+            assert line.count("±") == 2, (filename, line)
+        if "regression" in result:
+            assert "theta_E regression" in table
+
+
+def test_model_zoo_pairs_each_figure_with_its_standard_error(pages):
+    text = pages.model_zoo_page()
+    assert "_sem``" not in text and "_se``" not in text  # no error on a row of its own
+    for name in list_pretrained(task="generate"):
+        metrics = model_card(name)["metrics"]
+        if "kid_se" in metrics:
+            assert pages._value_and_error(metrics["kid"], metrics["kid_se"]) in text
+    assert "class-conditional" in text and "unconditional DDPM" not in text
+    figures = dict(pages._flatten({"kid": 0.0884, "kid_se": 0.0027, "kid_floor": 0.005,
+                                   "rows": {"a": {"psnr": 40.0, "psnr_sem": 0.12}}}))
+    assert figures == {"kid": "0.0884 ± 0.0027", "kid_floor": "0.005",
+                       "rows.a.psnr": "40.00 ± 0.12"}
+
+
+def test_readme_benchmark_commands_are_the_recorded_ones():
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    results = Path(__file__).resolve().parents[1] / "benchmark_results"
+    if not readme.exists() or not results.exists():
+        pytest.skip("README.md or benchmark_results/ is not in this checkout")
+    text = " ".join(readme.read_text().split())  # a command may wrap over lines
+    commands = {}
+    for span in re.findall(r"`(lensenhance benchmark [^`]*)`", text):
+        written = re.search(r"--json (\S+)", span)
+        if written:
+            commands[written.group(1)] = " ".join(shlex.split(span))
+    for path in sorted(results.glob("*.json")):
+        recorded = json.loads(path.read_text()).get("command")
+        if recorded:
+            assert commands.get(f"benchmark_results/{path.name}") == recorded, path.name
+    assert all(key.startswith("benchmark_results/") for key in commands), commands

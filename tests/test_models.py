@@ -145,7 +145,8 @@ def test_models_command_shows_each_task_with_its_n(tmp_path, monkeypatch):
         assert "PSNR" in result.output and "SSIM" in result.output
     # every task in its own section with its own figures (fake cards of the other tasks)
     cards = [_card("sr", "tiny-sr", psnr=40.0, ssim=0.9),
-             _card("generate", "tiny-gen", fd=12.5, fd_floor=3.25, kid=0.01, kid_floor=0.002),
+             _card("generate", "tiny-gen", fd=12.5, fd_floor=3.25, kid=0.01, kid_se=0.0025,
+                   kid_floor=0.002),
              _card("classify", "tiny-cls", accuracy=0.875),
              _card("features", "tiny-feat", theta_e_mae_arcsec=0.05),
              _card("denoise", "tiny-den", psnr=35.0)]
@@ -160,7 +161,8 @@ def test_models_command_shows_each_task_with_its_n(tmp_path, monkeypatch):
     lines = {line.split()[0]: line for line in result.output.splitlines()
              if line.startswith("  ")}
     assert "PSNR 40.00 dB" in lines["tiny-sr"] and "SSIM 0.9000" in lines["tiny-sr"]
-    assert "FD 12.5 (floor 3.25)" in lines["tiny-gen"] and "KID" in lines["tiny-gen"]
+    assert "FD 12.5 (floor 3.25)" in lines["tiny-gen"]
+    assert "KID 0.01 +- 0.0025 (floor 0.002)" in lines["tiny-gen"]  # kid_se beside kid
     assert "accuracy 0.875" in lines["tiny-cls"]
     assert "theta_E MAE 0.0500" in lines["tiny-feat"]
     assert all("n=50" in line for line in lines.values())

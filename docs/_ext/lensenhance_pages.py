@@ -24,7 +24,8 @@ TASKS = (
      "posterior mean and a calibrated per-pixel standard deviation."),
     ("denoise", "Denoising", "Residual attention U-Nets that take the image and its "
                              "per-pixel sigma."),
-    ("generate", "Generation", "An unconditional DDPM of lensing images."),
+    ("generate", "Generation", "A class-conditional diffusion model of lensing images "
+     "(no_sub, cdm, axion), sampled with classifier-free guidance."),
     ("classify", "Classification", "A small classifier of the substructure class, whose "
                                    "features measure generated images."),
     ("features", "Regression", "A small ResNet that measures the Einstein radius."),
@@ -85,23 +86,48 @@ def _value_and_error(value, error):
     return f"{value:.{decimals}f} ± {error:.{decimals}f}"
 
 
+#: Suffixes of the key that holds a figure's standard error beside it (``psnr_sem``,
+#: ``kid_se``).
+ERROR_SUFFIXES = ("_sem", "_se")
+
+
+def _error_key(figures, key):
+    """The key of ``key``'s standard error in ``figures``, or None."""
+    return next((key + suffix for suffix in ERROR_SUFFIXES if key + suffix in figures), None)
+
+
+def _is_error(figures, key):
+    """Whether ``key`` is the standard error of a numeric figure beside it."""
+    return any(key.endswith(suffix) and isinstance(figures.get(key[:-len(suffix)]),
+                                                   (int, float))
+               for suffix in ERROR_SUFFIXES)
+
+
 def _with_error(metrics, key):
-    """``value ± se`` from a card's metrics (``{key}_sem`` or a ``{mean, se}`` dict)."""
+    """``value ± se`` from a card's metrics (``{key}_sem``, ``{key}_se`` or a
+    ``{mean, se}`` dict)."""
     value = metrics.get(key)
     if isinstance(value, dict) and "mean" in value:
         value, error = value["mean"], value.get("se")
     else:
-        error = metrics.get(f"{key}_sem")
-    if not isinstance(value, (int, float)):
+        error = metrics.get(_error_key(metrics, key))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return ""
     return _value_and_error(value, error)
 
 
 def _flatten(figures, prefix=""):
-    """(dotted key, scalar) pairs of a nested dict; long lists are summarised."""
+    """(dotted key, scalar) pairs of a nested dict; long lists are summarised. A figure
+    with its standard error beside it (``{key}_sem``, ``{key}_se``) gives one pair,
+    ``value ± se``."""
     for key, value in figures.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and "mean" in value:  # a mean with its standard error
+        if _is_error(figures, key):  # shown with its figure
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and _error_key(figures, key):
+            yield name, _with_error(figures, key)
+        elif isinstance(value, dict) and "mean" in value:  # a mean with its standard error
             yield name, _value_and_error(value["mean"], value.get("se"))
         elif isinstance(value, dict):
             yield from _flatten(value, name + ".")
@@ -175,11 +201,7 @@ def _model_section(name, card, path):
     compared = metrics.pop("compared", None)
     lines += [f"Measured on n = {metrics.get('n')} images by:", "",
               *_code(command or "(not recorded)")]
-    scalars = [(key, value) for key, value in _flatten(metrics)
-               if not key.endswith("_sem") and key != "n"]
-    for key, value in list(scalars):
-        if f"{key}_sem" in metrics:
-            scalars[scalars.index((key, value))] = (key, _with_error(metrics, key))
+    scalars = [(key, value) for key, value in _flatten(metrics) if key != "n"]
     if scalars:
         lines += _rst_table(["figure", "value"], [[f"``{k}``", v] for k, v in scalars])
     if differences:
@@ -196,12 +218,25 @@ def _model_section(name, card, path):
     return lines
 
 
+def _sr_table(result):
+    """``benchmark sr``'s table rebuilt from its rows, with the standard errors (older
+    runs stored a table without them), followed by the theta_E regression it printed."""
+    from lensenhance.benchmark.sr import format_sr_table
+
+    rows = result["rows"]
+    classes = [c for c in ("no_sub", "cdm", "axion")
+               if all(c in row["metrics"] for row in rows.values())]
+    table = format_sr_table(rows, classes, result.get("differences"))
+    _, marker, regression = result.get("table", "").partition("theta_E regression")
+    return table + ("\n" + marker + regression if marker else "")
+
+
 def _benchmark_table(result):
     """The plain text the benchmark printed, from its JSON."""
     from lensenhance.benchmark import denoise, generate, speed
 
-    if "table" in result:  # benchmark sr keeps its printed table
-        return result["table"]
+    if "rows" in result and "table" in result:  # benchmark sr
+        return _sr_table(result)
     kind = result.get("benchmark")
     if kind == "denoise":
         return denoise.format_denoise_table(result)

@@ -1,5 +1,7 @@
 """What the command modules share: failing with a message, option parsing, the run's command."""
 
+import shlex
+
 import click
 
 
@@ -32,7 +34,7 @@ def command_line(ctx):
                 words += [param.opts[-1], str(item)]
         elif value is not None:
             words += [param.opts[-1], str(value)]
-    return " ".join(words)
+    return shlex.join(words)  # pastes back into a shell: a --note with spaces is quoted
 
 
 def given(**values):

@@ -19,8 +19,10 @@ def models_command(task):
         if isinstance(value, dict) and "mean" in value:  # a mean with its standard error
             error = f" +- {value['se']:{fmt}}" if isinstance(value.get("se"), float) else ""
             value = value["mean"]
-        elif isinstance(metrics.get(f"{key}_sem"), float):  # residual SR cards
-            error = f" +- {metrics[f'{key}_sem']:{fmt}}"
+        else:  # beside the figure: psnr_sem (residual SR cards), kid_se (generators)
+            spread = next((metrics[f"{key}{suffix}"] for suffix in ("_sem", "_se")
+                           if isinstance(metrics.get(f"{key}{suffix}"), float)), None)
+            error = f" +- {spread:{fmt}}" if spread is not None else ""
         if not isinstance(value, (int, float)):
             return None
         floor = metrics.get(f"{key}_floor")  # generators: the real-vs-real distance

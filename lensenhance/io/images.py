@@ -544,7 +544,8 @@ def describe_image(source, *, hdu=None):
     -------
     dict
         ``shape``, ``dtype`` (as stored in the file), ``unit``, ``wcs centre`` (RA, Dec in
-        degrees, or "none"), ``pixel scale`` (arcsec), ``NaN pixels``, ``masked pixels``.
+        degrees, or "none"), ``pixel scale`` (arcsec), ``NaN pixels``, ``inf pixels``,
+        ``masked``.
     """
     from astropy.wcs.utils import proj_plane_pixel_scales
 
@@ -563,6 +564,8 @@ def describe_image(source, *, hdu=None):
         wcs_centre = pixel_scale = "none (no WCS)"
     unit_text = "none (no BUNIT; read as dimensionless)" if no_unit else (
         str(ccd.unit) if ccd.unit != u.dimensionless_unscaled else "dimensionless")
+    if isinstance(ccd.unit, u.UnrecognizedUnit):
+        unit_text += " (not a unit astropy knows: taken as flux per pixel when enhancing)"
     return {
         "shape": str(ccd.shape),
         "dtype": np.dtype(stored_dtype).newbyteorder("=").name,
@@ -570,6 +573,7 @@ def describe_image(source, *, hdu=None):
         "WCS centre": wcs_centre,
         "pixel scale": pixel_scale,
         "NaN pixels": int(np.isnan(ccd.data).sum()),
+        "inf pixels": int(np.isinf(ccd.data).sum()),
         "masked": int(np.asarray(ccd.mask).sum()) if ccd.mask is not None else 0,
     }
 
