@@ -183,6 +183,10 @@ def _read_rows(catalog, out_dir, *, path_column, key_column, allow_outside, suff
             key = f"row-{i}"
             relative = Path(key)
         if key in keys:
+            if catalog_path is None and key_column is None:  # files given one by one
+                raise ValueError(f"{sources[keys[key]]} and {source} would both be written "
+                                 f"as {key!r}: rename one, or list them in a catalog with a "
+                                 "key column (--key-column)")
             raise ValueError(f"{label}: rows {keys[key]} and {i} have the same key {key!r} "
                              "(duplicate rows)")
         keys[key] = i

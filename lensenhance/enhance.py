@@ -39,6 +39,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 from . import io
 from ._device import resolve_device
+from ._validation import check_int
 from ._version import __version__
 from .normalization import fit_normalization
 from .pixels import fill_bad_pixels, flux_split_factor
@@ -57,7 +58,11 @@ _UNSET = object()
 def _load_weights_file(path):
     """A network and its scale from a weights file of `lensenhance.nn.export_weights`."""
     from . import nn as lnn
-    from .models import file_sha256
+    from .models import file_sha256, list_pretrained
+
+    if not os.path.exists(path) and str(path) in list_pretrained():
+        raise ValueError(f"{path!r} is a shipped model, not a weights file: use "
+                         f"Enhancer.from_pretrained({str(path)!r})")
 
     loader = getattr(lnn, "load_weights", None) or lnn.load_sr_weights
     try:
@@ -195,8 +200,7 @@ class Enhancer:
         if overlap is None:
             overlap = 0 if predictor.exact_tiling else max(2, self.halo // 2)
         check_tiling(tile_size, self.halo, overlap)
-        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_int(batch_size, "batch_size")
         if outlier_threshold is not None and not outlier_threshold > 0:
             raise ValueError(f"outlier_threshold must be > 0 or None, got {outlier_threshold!r}")
         _parallel_setup(parallel)  # validates
@@ -210,21 +214,31 @@ class Enhancer:
         self.progress = bool(progress)
 
     @classmethod
-    def from_pretrained(cls, name, *, device="auto", n_samples=None, **kwargs):
+    def from_pretrained(cls, name, *, device="auto", tile_size="auto", overlap=None,
+                        self_ensemble=False, n_samples=None, steps=None, batch_size=8,
+                        **kwargs):
         """An Enhancer around one of the shipped models (see `lensenhance.list_pretrained`).
 
         Parameters
         ----------
         name : str
-            A pretrained model of task ``"sr"``.
-        device : str, optional
-            As for `Enhancer`.
+            A pretrained model of task ``"sr"``, ``"denoise"`` or ``"posterior"``.
+        device, tile_size, overlap, self_ensemble, batch_size
+            As for `Enhancer`; ``self_ensemble`` applies to the residual networks only.
         n_samples : int, optional
-            Samples per pixel for probabilistic (diffusion) models; the residual networks
-            give none and refuse it.
+            Samples per pixel of a diffusion (posterior) model (default 16); the residual
+            networks draw none and refuse it.
+        steps : int, optional
+            Sampler steps of a diffusion model (default: the model's).
         **kwargs
-            Other `Enhancer` options: ``tile_size``, ``overlap``, ``self_ensemble``,
-            ``n_draws``, ``batch_size``, ``parallel`` ...
+            Other `Enhancer` options (``n_draws``, ``parallel``, ``seed``, ``progress``
+            ...), and a diffusion model's ``sampler`` and ``sample_batch``.
+
+        Examples
+        --------
+        >>> import lensenhance as le
+        >>> le.Enhancer.from_pretrained("fsrcnn-x2", device="cpu", tile_size=256)
+        <Enhancer 'fsrcnn-x2' scale=2 device=cpu tile_size=256 halo=... batch_size=8>
         """
         from .models import file_sha256, load_pretrained, model_card, weights_path
         from .predictors import NetworkPredictor
@@ -232,33 +246,34 @@ class Enhancer:
         card = model_card(name)
         task = card.get("task")
         torch_device = resolve_device(device)
+        options = dict(device=torch_device, tile_size=tile_size, overlap=overlap,
+                       batch_size=batch_size, **kwargs)
+        sampling = {key: options.pop(key) for key in ("sampler", "sample_batch")
+                    if key in options}
+        sampling.update({key: value for key, value in
+                         (("n_samples", n_samples), ("steps", steps)) if value is not None})
         if task == "posterior":
             from .posterior import load_posterior
 
-            options = {key: kwargs.pop(key) for key in ("steps", "sampler", "sample_batch")
-                       if key in kwargs}
-            if n_samples is not None:
-                options["n_samples"] = n_samples
-            predictor = load_posterior(weights_path(name), name=name, device=torch_device,
-                                       **options)
-            for key in ("self_ensemble", "n_draws"):
-                if kwargs.pop(key, None):
+            for key, value in (("self_ensemble", self_ensemble),
+                               ("n_draws", options.pop("n_draws", None))):
+                if value:
                     raise ValueError(f"{key} does not apply to the diffusion model {name!r}")
-            return cls(predictor, name=name, device=torch_device, **kwargs)
-        sampling = [key for key in ("steps", "sampler", "sample_batch") if key in kwargs]
-        if n_samples is not None or sampling:
+            predictor = load_posterior(weights_path(name), name=name, device=torch_device,
+                                       **sampling)
+            return cls(predictor, name=name, **options)
+        if sampling:
             raise ValueError(f"{name!r} is a deterministic network and draws no samples; "
-                             f"{', '.join(sampling) or 'n_samples'} applies to the "
-                             "diffusion models")
+                             f"{', '.join(sampling)} applies to the diffusion models")
         if task not in ("sr", "denoise"):
             raise ValueError(f"{name!r} is a {task!r} model, not an enhancer")
         module = load_pretrained(name, device=torch_device)
         sha = card.get("sha256") or file_sha256(weights_path(name))
         predictor = NetworkPredictor(module, scale=card["scale"], name=name,
-                                     self_ensemble=kwargs.pop("self_ensemble", False),
-                                     n_draws=kwargs.pop("n_draws", 8),
-                                     halo=kwargs.get("halo"), weights_sha256=sha)
-        return cls(predictor, name=name, device=torch_device, **kwargs)
+                                     self_ensemble=self_ensemble,
+                                     n_draws=options.pop("n_draws", 8),
+                                     halo=options.get("halo"), weights_sha256=sha)
+        return cls(predictor, name=name, **options)
 
     @classmethod
     def open(cls, model, *, scale=None, n_samples=None, steps=None, **kwargs):
@@ -319,10 +334,14 @@ class Enhancer:
 
     def __repr__(self):
         tiles = "whole" if self.tile_size is None else self.tile_size
-        extra = ", self_ensemble" if self.self_ensemble else ""
+        extra = " self_ensemble" if self.self_ensemble else ""
+        if hasattr(self.predictor, "steps"):  # a diffusion posterior
+            extra += (f" n_samples={self.predictor.n_samples} steps={self.predictor.steps}"
+                      f" sampler={self.predictor.sampler!r}")
         return (f"<Enhancer {self.name!r} scale={self.scale} device={self.device} "
                 f"tile_size={tiles} halo={self.halo} overlap={self.overlap} "
-                f"exact_tiling={self.predictor.exact_tiling}{extra}>")
+                f"exact_tiling={self.predictor.exact_tiling} batch_size={self.batch_size}"
+                f"{extra}>")
 
     # -- prepare ----------------------------------------------------------------------------
 

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._validation import check_int
+
 __all__ = ["Tile", "check_tiling", "plan_tiles", "predict_images",
            "measure_receptive_field", "release_mapped_pages", "DEFAULT_TILE_SIZE"]
 
@@ -86,13 +88,11 @@ def check_tiling(tile_size, halo, overlap):
 
     ``tile_size`` None means the whole image in one pass.
     """
-    for label, value in (("halo", halo), ("overlap", overlap)):
-        if isinstance(value, bool) or int(value) != value or value < 0:
-            raise ValueError(f"{label} must be an integer >= 0, got {value!r}")
+    check_int(halo, "halo", 0)
+    check_int(overlap, "overlap", 0)
     if tile_size is None:
         return
-    if isinstance(tile_size, bool) or int(tile_size) != tile_size or tile_size < 1:
-        raise ValueError(f"tile_size must be a positive integer or None, got {tile_size!r}")
+    check_int(tile_size, "tile_size (or None: the whole image)", 1)
     if overlap >= tile_size:
         raise ValueError(f"overlap ({overlap}) must be smaller than tile_size ({tile_size})")
     if tile_size <= 2 * halo + overlap:

@@ -62,6 +62,23 @@ def test_info_counts_infinities_and_flags_an_unknown_unit(runner, tmp_path):
     assert lines == {"NaN": "pixels   1", "inf": "pixels   2"}
 
 
+def test_cli_messages_name_the_file_once_and_refuse_conflicting_options(runner, tmp_path):
+    path = tmp_path / "img.fits"
+    fits.writeto(path, np.ones((8, 8), np.float32))
+    result = runner.invoke(cli, ["info", "--hdu", "5", str(path)])
+    assert result.exit_code != 0
+    assert f"error: {path}: no HDU 5; available" in result.output  # not quoted, once
+    assert result.output.count(str(path)) == 1
+    result = runner.invoke(cli, ["enhance", "--whole", "--tile-size", "64", str(path),
+                                 "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "--whole and --tile-size" in result.output
+    gz = tmp_path / "img.fits.gz"
+    fits.writeto(gz, np.ones((8, 8), np.float32))
+    result = runner.invoke(cli, ["enhance", str(path), str(gz), "--out", str(tmp_path / "o")])
+    assert result.exit_code != 0 and "would both be written as 'img'" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_info_bad_files_report_and_fail(runner, tmp_path):
     good = hsc_sample()["path"][0]
     text = tmp_path / "notes.txt"

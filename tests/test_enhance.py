@@ -345,6 +345,7 @@ def test_weights_file_and_repr(tmp_path):
     assert enh.scale == 2 and enh.name == "mine"
     text = repr(enh)
     assert "'mine'" in text and "tile_size=64" in text and "halo=" in text
+    assert "batch_size=8" in text
     out = enh.enhance(lens_like())
     assert out.shape == (48, 40)
     from lensenhance.models import file_sha256
@@ -422,3 +423,24 @@ def test_enhance_file_reads_a_camera_uint16_image(tmp_path, nearest):
     fits.writeto(path, np.full((8, 6), 1000, np.uint16), fits.Header({"BUNIT": "adu"}))
     out = nearest.enhance_file(path, tmp_path / "out.fits")
     np.testing.assert_allclose(fits.getdata(out), 250.0)
+
+
+def test_from_pretrained_names_its_options_and_errors_name_the_option():
+    import inspect
+
+    options = inspect.signature(Enhancer.from_pretrained).parameters
+    assert {"device", "tile_size", "overlap", "self_ensemble", "n_samples", "steps",
+            "batch_size"} <= set(options)
+    with pytest.raises(ValueError, match="tile_size.*'big'"):
+        Enhancer.from_pretrained("fsrcnn-x2", tile_size="big")
+    with pytest.raises(ValueError, match="batch_size"):
+        Enhancer.from_pretrained("fsrcnn-x2", batch_size=0)
+    with pytest.raises(ValueError, match=r"from_pretrained\('fsrcnn-x2'\)"):
+        Enhancer("fsrcnn-x2")
+    with pytest.raises(ValueError, match="n_samples applies to the diffusion"):
+        Enhancer.from_pretrained("fsrcnn-x2", n_samples=4)
+
+
+def test_repr_of_a_diffusion_enhancer_shows_its_sampling():
+    enh = Enhancer.from_pretrained("diffusion-denoise", device="cpu", n_samples=4, steps=3)
+    assert "n_samples=4 steps=3" in repr(enh) and "scale=1" in repr(enh)

@@ -20,7 +20,9 @@ def info_command(files, hdu):
         try:
             summary = describe_image(path, hdu=parse_hdu(hdu))
         except (OSError, ValueError, TypeError, KeyError) as error:
-            click.echo(f"{path}: error: {error}", err=True)
+            text = str(error)  # the package's errors start with the file's name
+            click.echo(f"error: {text if text.startswith(str(path)) else f'{path}: {text}'}",
+                       err=True)
             failures += 1
             continue
         click.echo(f"{path}:")
@@ -90,6 +92,9 @@ def _run_enhancement(ctx, task, *, files, catalog, path_column, key_column, allo
 
     if bool(files) == (catalog is not None):
         raise click.UsageError("give FITS files or --catalog CATALOG (one of the two)")
+    if whole and tile_size is not None:
+        raise click.UsageError("--whole and --tile-size exclude each other: --whole runs "
+                               "each image in one pass")
     if scheduler is not None and workers > 1:
         raise click.UsageError("--workers and --scheduler exclude each other: the "
                                "cluster's workers run the rows")

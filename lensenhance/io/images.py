@@ -187,6 +187,13 @@ def _is_default_image(hdu):
             and _image_ndim(shape) == 2 and 0 not in shape)
 
 
+class _NoSuchHDU(KeyError):
+    """A KeyError whose message reads as a sentence (KeyError's own str quotes it)."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
 def _from_hdulist(hdul, *, hdu, unit, name, dtype=np.float32, keep=False):
     if len(hdul) == 0:
         raise ValueError(f"{name}: holds no HDU")
@@ -199,7 +206,7 @@ def _from_hdulist(hdul, *, hdu, unit, name, dtype=np.float32, keep=False):
         try:
             science = hdul[hdu]
         except (KeyError, IndexError):
-            raise KeyError(
+            raise _NoSuchHDU(
                 f"{name}: no HDU {hdu!r}; available: {_hdu_summary(hdul)}"
             ) from None
         index = hdul.index(science)

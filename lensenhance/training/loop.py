@@ -33,6 +33,7 @@ from safetensors.torch import save as safetensors_save
 from torch import nn
 
 from .._atomic import atomic_write_bytes
+from .._validation import check_int
 from ..nn.weights import export_weights, portable_state_dict
 from .checkpoints import (
     CHECKPOINT_FORMAT,
@@ -168,12 +169,6 @@ class _Distributed:
             import torch.distributed as dist
 
             dist.destroy_process_group()
-
-
-def check_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _cosine_factor(steps: int, floor: float = 0.01):
