@@ -399,16 +399,29 @@ def test_sigterm_checkpoints_and_resume_continues(tmp_path):
     lr = hr.reshape(8, 8, 2, 8, 2).sum(axis=(2, 4))
     np.savez(tmp_path / "pairs.npz", lr=lr, hr=hr)
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "lensenhance", "-q", "train", "sr", "--model", "fsrcnn",
+    command = [sys.executable, "-m", "lensenhance", "train", "sr", "--model", "fsrcnn",
                "--size", "paper", "--data", str(tmp_path / "pairs.npz"), "--n-val", "2",
                "--patch-size", "8", "--batch-size", "2", "--steps", "100000",
                "--checkpoint-every", "100000", "--val-every", "100000", "--out", str(out)]
     env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
-    time.sleep(12)
+    # Stop it once the progress bar shows steps done (a fixed wait is flaky on a busy CI).
+    import re
+    import threading
+
+    seen = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(
+        lambda: process.stderr.read1(4096), b"")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while not re.search(rb"\b[1-9]\d*/100000", b"".join(seen)[-4096:]):
+        assert process.poll() is None, b"".join(seen).decode()[-3000:]
+        assert time.monotonic() < deadline, "the training did not start"
+        time.sleep(0.1)
     process.send_signal(signal.SIGTERM)
-    process.communicate(timeout=60)
+    process.wait(timeout=60)
+    reader.join(timeout=10)
     assert process.returncode != 0
     checkpoints = sorted(out.glob("checkpoint-*.json"))
     assert len(checkpoints) == 1
