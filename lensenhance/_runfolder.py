@@ -157,22 +157,23 @@ def _check_settings(path, settings, *, overwrite, what, foreign):
         found = foreign(path.parent)
         if found:
             raise FileExistsError(f"{path.parent}: {found}, not written by a resumable "
-                                  f"{what} run; use another --out, or --overwrite to "
-                                  "replace them")
+                                  f"{what} run; use another --out (out_dir=), or --overwrite "
+                                  "(overwrite=True) to replace them")
     if path.is_file() and not overwrite:
         try:
             previous = json.loads(path.read_text())
         except (OSError, ValueError) as error:
             raise RunFolderError(f"{path}: cannot read the settings of the earlier run "
-                                 f"({error}); use --overwrite to start afresh") from None
+                                 f"({error}); use --overwrite (overwrite=True) to start "
+                                 "afresh") from None
         # A round trip through JSON, so that tuples compare equal to lists.
         current = json.loads(_settings_text(settings))
         changed = [f"{key}: {previous.get(key)!r} -> {value!r}"
                    for key, value in current.items() if previous.get(key) != value]
         if changed:
             raise RunFolderError(f"{path.parent} holds the output of another {what} run ("
-                                 + "; ".join(changed) + "); use another --out, or "
-                                 "--overwrite to replace it")
+                                 + "; ".join(changed) + "); use another --out (out_dir=), or "
+                                 "--overwrite (overwrite=True) to replace it")
         return True
     atomic_write_bytes(path, _settings_text(settings).encode())
     return False

@@ -199,7 +199,7 @@ def _read_rows(catalog, out_dir, *, path_column, key_column, allow_outside, suff
         names[folded] = i
         if output in first_row:
             raise ValueError(f"{label}: row {i}: its output {output} would replace the "
-                             f"input of row {first_row[output]}; use another --out")
+                             f"input of row {first_row[output]}; use another --out (out_dir=)")
         plot_path = (out_dir / "plots" / relative.parent / f"{relative.name}{suffix}.png"
                      if plot else None)
         problem = None if source is not None else f"row {i}: no path in column {path_column!r}"
@@ -207,7 +207,7 @@ def _read_rows(catalog, out_dir, *, path_column, key_column, allow_outside, suff
     if catalog_path is not None and (out_dir / OUTPUT_CATALOG).resolve() == \
             catalog_path.resolve():
         raise ValueError(f"{label}: the output catalog {out_dir / OUTPUT_CATALOG} would "
-                         "replace the input catalog; use another --out")
+                         "replace the input catalog; use another --out (out_dir=)")
     return table, rows, catalog_path
 
 
@@ -313,10 +313,10 @@ def _output_state(row, task_meta, record, *, plot, failed_last=False):
                 mine = all(header.get(key) == value for key, value in task_meta.items())
     except Exception as error:
         return (f"{path} exists but is not a readable FITS file ({_describe(error)}); "
-                "remove it or use --overwrite")
+                "remove it or use --overwrite (overwrite=True)")
     if not mine:
         return (f"{path} exists and is not this row's output of this run; remove it or use "
-                "--overwrite")
+                "--overwrite (overwrite=True)")
     if end > stat.st_size or stale:
         return "redo"  # this row's output, but cut short (disk full) or stale: done again
     return done
@@ -521,7 +521,8 @@ def enhance_catalog(catalog, out_dir, *, enhancer, path_column="path", key_colum
     dict
         ``catalog`` (the output catalog's path), ``n`` (rows), ``ok``, ``done`` (rows
         done by this call), ``skipped`` (complete before it), ``failed``, ``pending``
-        (not reached: interrupted), ``failures`` (key -> error), ``seconds``.
+        (not reached: interrupted), ``failures`` (key -> error), ``warnings`` (rows
+        with warnings, in the catalog's ``warning`` column), ``seconds``.
 
     Raises
     ------

@@ -210,7 +210,7 @@ class Enhancer:
         self.normalization = normalization
         self.outlier_threshold = outlier_threshold
         self.parallel = parallel
-        self.seed = int(seed)
+        self.seed = check_int(seed, "seed", 0)
         self.progress = bool(progress)
 
     @classmethod
@@ -438,7 +438,7 @@ class Enhancer:
         if isinstance(meta, fits.Header):
             meta = io.resample_header_wcs(meta, s, name=prep.name) if s > 1 else meta.copy()
         else:
-            meta = dict(meta)
+            meta = _resample_dict_wcs(dict(meta), s, name=prep.name) if s > 1 else dict(meta)
         sha = self.predictor.weights_hash()
         cards = {
             "LEMODEL": (self.name, "lensenhance model"),
@@ -506,7 +506,7 @@ class Enhancer:
             "tile_size": self.tile_size if tile_size is _UNSET else tile_size,
             "overlap": self.overlap if overlap is _UNSET else overlap,
             "parallel": self.parallel if parallel is _UNSET else parallel,
-            "seed": self.seed if seed is _UNSET else int(seed),
+            "seed": self.seed if seed is _UNSET else check_int(seed, "seed", 0),
             "progress": self.progress if progress is _UNSET else progress,
             "halo": self.halo,
         }
@@ -597,11 +597,16 @@ class Enhancer:
         -------
         Same kind as the input where that makes sense: an ndarray for an ndarray (bad
         pixels NaN; float64 stays float64), a masked array for a masked array, a Quantity
-        for a Quantity, an xarray.DataArray for a DataArray, and a CCDData (unit kept,
+        for a Quantity, an xarray.DataArray for a DataArray (its dims, name, attrs and
+        coordinates kept, pixel coordinates and the WCS resampled, the provenance in
+        attrs; the mean only: use CCDData for the uncertainty), and a CCDData (unit kept,
         every WCS resampled, mask, uncertainty and provenance in ``meta``) for everything
         FITS-like. A list for a list. With ``return_samples``, ``(result, samples)``.
         """
         options = self._options(tile_size, overlap, parallel, seed, progress)
+        if hdu is not None and not _is_file_like(image):
+            raise ValueError(f"hdu={hdu!r} applies only to FITS files and HDULists, not to "
+                             f"{type(image).__name__} input")
         if isinstance(image, list) and not isinstance(image, fits.HDUList):
             ccds = [self._read(item, hdu) for item in image]
             results = self._enhance_ccds([c for c, _ in ccds], [n for _, n in ccds], options,
@@ -616,10 +621,13 @@ class Enhancer:
                 raise ValueError("return_samples is not supported for DataArray input")
             return self._enhance_dataarray(image, options)
         if isinstance(image, (np.ndarray, u.Quantity)) and np.ndim(image) == 3:
+            if len(image) == 0:
+                raise ValueError(f"an empty stack of images (shape {image.shape})")
             ccds = [_read_array(plane) for plane in image]
             results = self._enhance_ccds(ccds, [f"image {i}" for i in range(len(ccds))],
                                          options, return_samples=return_samples)
-            stacked = np.stack([np.asarray(self._to_kind(image, ccd)) for ccd, _ in results])
+            stack = np.ma.stack if np.ma.isMaskedArray(image) else np.stack
+            stacked = stack([self._to_kind(image, ccd) for ccd, _ in results])
             if isinstance(image, u.Quantity):
                 stacked = u.Quantity(stacked, results[0][0].unit, copy=False)
             if return_samples:
@@ -697,6 +705,9 @@ class Enhancer:
             kwargs = {} if isinstance(image, NDData) else {"hdu": hdu}
             name = str(image) if isinstance(image, (str, os.PathLike)) else type(image).__name__
             return io.read_image(image, dtype=None, **kwargs), name
+        if isinstance(image, list):
+            raise TypeError("a list is taken as a list of images, and this one holds a "
+                            "list; give one image as an array (numpy.asarray)")
         raise TypeError(f"cannot enhance an object of type {type(image).__name__}; give an "
                         "ndarray, Quantity, NDData/CCDData, HDU, FITS path or DataArray")
 
@@ -719,14 +730,90 @@ class Enhancer:
                             attrs={"unit": ccd.unit.to_string()})
 
     def _enhance_dataarray(self, da, options):
-        if da.ndim == 2:
-            ccds = io.from_dataarray(da.expand_dims("image"))
-        else:
-            ccds = io.from_dataarray(da)
-        results = self._enhance_ccds(ccds, [f"DataArray {da.name!r}[{i}]"
-                                            for i in range(len(ccds))], options)
-        out = io.to_dataarray([ccd for ccd, _ in results])
-        return out.isel(image=0) if da.ndim == 2 else out
+        """A DataArray like ``da``: its dims, name, attrs and other coordinates kept, the
+        pixel coordinates and the WCS resampled, float64 kept, the provenance in attrs
+        (or, where it differs between images, in coordinates along the image axis)."""
+        import xarray as xr
+
+        stack = da if da.ndim == 3 else da.expand_dims("_image")
+        image_dim, y_dim, x_dim = stack.dims
+        ccds = io.from_dataarray(stack, dtype=None)
+        results = [ccd for ccd, _ in self._enhance_ccds(
+            ccds, [f"DataArray {da.name!r}[{i}]" for i in range(len(ccds))], options)]
+        s = self.scale
+        coords = {}
+        for key, coord in stack.coords.items():
+            if key == "wcs" or not ({y_dim, x_dim} & set(coord.dims)):
+                coords[key] = coord
+                continue
+            values = _upsample_coordinate(coord.values, s) if coord.ndim == 1 else None
+            if values is None:
+                warnings.warn(f"DataArray {da.name!r}: dropped the coordinate {key!r}, which "
+                              "is not evenly spaced along its pixel axis and cannot be "
+                              "resampled", AstropyUserWarning, stacklevel=3)
+            else:
+                coords[key] = (coord.dims, values, coord.attrs)
+        made = io.to_dataarray(results)  # the resampled WCS, as to_dataarray stores it
+        attrs = {**da.attrs, "unit": made.attrs["unit"]}
+        attrs.pop("wcs", None)
+        if "wcs" in made.attrs:
+            attrs["wcs"] = made.attrs["wcs"]
+        if "wcs" in made.coords:
+            coords["wcs"] = (image_dim, made.coords["wcs"].values)
+        for key in results[0].meta:
+            if not (key.startswith("LE") or key == "UNCTYPE"):
+                continue
+            values = [ccd.meta.get(key) for ccd in results]
+            if len(set(map(str, values))) == 1:
+                attrs[key] = values[0]
+            else:
+                coords[key] = (image_dim, np.array(values))
+        out = xr.DataArray(np.stack([ccd.data for ccd in results]), dims=stack.dims,
+                           coords=coords, attrs=attrs, name=da.name)
+        return out if da.ndim == 3 else out.isel({image_dim: 0}, drop=True)
+
+
+def _is_file_like(image):
+    """Input whose HDU can be chosen: a FITS path, an HDUList, or a list of them."""
+    if isinstance(image, list):
+        return all(_is_file_like(item) for item in image)
+    return isinstance(image, (str, os.PathLike, fits.HDUList))
+
+
+def _upsample_coordinate(values, scale):
+    """Pixel-centre coordinates on the finer grid, for evenly spaced ones (else None)."""
+    values = np.asarray(values)
+    if values.dtype.kind not in "iuf" or len(values) < 2:
+        return None
+    step = np.diff(values.astype(np.float64))
+    if not np.allclose(step, step[0]):
+        return None
+    # Output pixel k is centred on input pixel position (k + 0.5) / scale - 0.5.
+    positions = (np.arange(len(values) * scale) + 0.5) / scale - 0.5
+    return values[0] + step[0] * positions
+
+
+def _resample_dict_wcs(meta, scale, *, name):
+    """`lensenhance.io.resample_header_wcs` for a dict meta (a CCDData made by hand).
+
+    Its FITS-like cards go through the same resampling as a header's; the ones resampled
+    are updated and the ones removed are dropped, so no stale WCS survives in a dict either.
+    """
+    header, original = fits.Header(), {}
+    for key, value in meta.items():
+        if isinstance(key, str) and isinstance(value, (str, int, float, np.number)):
+            try:
+                header[key] = value
+            except (ValueError, KeyError):  # not a FITS keyword: nothing of a WCS
+                continue
+            original[key.upper()] = key
+    new = io.resample_header_wcs(header, scale, name=name)
+    for upper, key in original.items():
+        if upper not in new:
+            del meta[key]
+    for upper in dict.fromkeys(new.keys()):
+        meta[original.get(upper, upper)] = new[upper]
+    return meta
 
 
 def _batch_pixels(device, tile_size):

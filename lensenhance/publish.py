@@ -448,11 +448,21 @@ def add_benchmark_figures(name, benchmark_json):
     figures.pop("psnr_per_image", None)  # in the benchmark's JSON; a card keeps the summary
     figures["psnr_differences"] = _differences_of(name, result)
     card["metrics"] = {"n": result["n"], "command": result.get("command"),
-                       "set": result.get("set"), **figures,
+                       "set": result.get("set") or _sr_set(result), **figures,
                        "seconds_per_image": row["seconds_per_image"],
                        "n_samples": row.get("n_samples"), "steps": row.get("steps"),
                        "compared": compared}
     return _write_card(name, card)
+
+
+def _sr_set(result):
+    """What a ``benchmark sr`` JSON measured on, in the words of the denoise benchmark's."""
+    if not all(key in result for key in ("n", "preset", "scale", "seed")):
+        return None
+    lr = ("noise-free LR" if result.get("noise_free_lr")
+          else "noisy LR, its exact sigma given")
+    return (f"{result['n']} simulated {result['preset']} x{result['scale']} pairs, seed "
+            f"{result['seed']}, {lr}; truth: noise-free HR")
 
 
 def main(argv=None):

@@ -122,6 +122,58 @@ def test_stack_list_and_dataarray(nearest):
     assert out_da.dims == ("image", "y", "x") and out_da.shape == (3, 48, 40)
 
 
+def test_dataarray_keeps_its_dims_name_coords_attrs_and_float64(nearest):
+    import xarray as xr
+
+    image = lens_like().astype(np.float64)
+    wcs = tan_wcs(image.shape)
+    stored = le.io.to_dataarray([CCDData(image, unit="adu", wcs=wcs)]).attrs["wcs"]
+    da = xr.DataArray(image, dims=("row", "col"), name="flux",
+                      coords={"row": np.arange(24) * 2.0, "col": np.arange(20)},
+                      attrs={"unit": "adu", "telescope": "HSC", "wcs": stored})
+    out = nearest.enhance(da)
+    assert out.dims == ("row", "col") and out.name == "flux" and out.dtype == np.float64
+    assert out.attrs["telescope"] == "HSC" and out.attrs["LEMODEL"] == "nearest"
+    # Pixel coordinates and the WCS describe the new grid: the same sky at the same place.
+    np.testing.assert_allclose(out.coords["row"].values[:3], [-0.5, 0.5, 1.5])
+    new_wcs = le.io.from_dataarray(out)[0].wcs
+    np.testing.assert_allclose(new_wcs.pixel_to_world_values(10.5, 20.5),
+                               wcs.pixel_to_world_values(5, 10), atol=1e-10)
+    bands = xr.DataArray(np.stack([image, 2 * image]), dims=("band", "y", "x"),
+                         coords={"band": ["g", "r"]}, attrs={"unit": "adu"})
+    out = nearest.enhance(bands)
+    assert out.dims == ("band", "y", "x") and list(out.coords["band"].values) == ["g", "r"]
+    assert out.coords["LENORMSC"].dims == ("band",)  # per-image provenance along the stack
+
+
+def test_dict_meta_wcs_is_resampled_too(nearest):
+    image = lens_like()
+    header = tan_wcs(image.shape).to_header()
+    ccd = CCDData(image, unit="adu", meta=dict(header))  # no wcs=: the WCS is in the meta
+    out = nearest.enhance(ccd)
+    assert out.meta["CRPIX1"] == pytest.approx((header["CRPIX1"] - 0.5) * 2 + 0.5)
+    from astropy.wcs import WCS
+
+    resampled = WCS(fits.Header({k: v for k, v in out.meta.items() if k != "HISTORY"}))
+    np.testing.assert_allclose(resampled.pixel_to_world_values(10.5, 20.5),
+                               WCS(header).pixel_to_world_values(5, 10), atol=1e-10)
+
+
+def test_stack_input_checks(nearest):
+    masked = np.ma.MaskedArray(np.stack([lens_like(), lens_like(seed=1)]))
+    masked[0, 3, 3] = np.ma.masked
+    out = nearest.enhance(masked)
+    assert np.ma.isMaskedArray(out) and out.mask[0, 6:8, 6:8].all() and out.mask.sum() == 4
+    with pytest.raises(ValueError, match="empty stack"):
+        nearest.enhance(np.zeros((0, 8, 8)))
+    with pytest.raises(ValueError, match="hdu=1 applies only to FITS"):
+        nearest.enhance(lens_like(), hdu=1)
+    with pytest.raises(TypeError, match="numpy.asarray"):
+        nearest.enhance([[1.0, 2.0], [3.0, 4.0]])
+    with pytest.raises(ValueError, match="seed"):
+        nearest.enhance(lens_like(), seed="a")
+
+
 def test_self_ensemble_matches_equivariant_model(nearest):
     image = lens_like()
     ensemble = Enhancer(NearestUpsample(2), scale=2, self_ensemble=True, device="cpu")

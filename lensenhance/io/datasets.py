@@ -89,13 +89,15 @@ def to_dataarray(images, *, name="data", unit=None):
     return xr.DataArray(data, dims=("image", "y", "x"), coords=coords, name=name, attrs=attrs)
 
 
-def from_dataarray(da):
+def from_dataarray(da, *, dtype=np.float32):
     """Split a DataArray made by `to_dataarray` back into CCDData images.
 
     Parameters
     ----------
     da : `xarray.DataArray`
         Dims ``(image, y, x)`` (any names; the first is the image axis) or ``(y, x)``.
+    dtype : {numpy.float32, numpy.float64, None}, optional
+        As for `read_image`: None keeps float64 data as float64.
 
     Returns
     -------
@@ -121,7 +123,7 @@ def from_dataarray(da):
         warnings.warn(f"{name}: no 'unit' attribute; taking the data as dimensionless",
                       MissingUnitWarning, stacklevel=2)
         unit = u.dimensionless_unscaled
-    data = np.asarray(da.values, dtype=np.float32)
+    data = np.asarray(da.values)
     per_image = {
         key: np.asarray(coord.values)
         for key, coord in da.coords.items()
@@ -140,7 +142,7 @@ def from_dataarray(da):
         bad = ~np.isfinite(image)
         wcs = _wcs_from_string(str(headers[i]), name) if str(headers[i]) else None
         out.append(_make_ccd(image, name=f"{name}[{i}]", unit=unit, wcs=wcs, meta=meta,
-                             mask=bad if bad.any() else None))
+                             mask=bad if bad.any() else None, dtype=dtype))
     return out
 
 

@@ -165,7 +165,8 @@ def upsample_wcs(wcs, factor):
     >>> wcs.wcs.crval, wcs.wcs.crpix, wcs.wcs.cdelt = [150, 2], [50.5, 50.5], [-1e-4, 1e-4]
     >>> fine = upsample_wcs(wcs, 2)
     >>> fine.wcs.cdelt.tolist(), fine.wcs.crpix.tolist()
-    ([-5e-05, 5e-05], [100.5, 100.5])    """
+    ([-5e-05, 5e-05], [100.5, 100.5])
+    """
     return _resample_wcs(wcs, _check_factor(factor), 1)
 
 
