@@ -743,7 +743,9 @@ class Enhancer:
         s = self.scale
         coords = {}
         for key, coord in stack.coords.items():
-            if key == "wcs" or not ({y_dim, x_dim} & set(coord.dims)):
+            if key == "wcs":  # the input grid's; the output's comes from to_dataarray below
+                continue
+            if not ({y_dim, x_dim} & set(coord.dims)):
                 coords[key] = coord
                 continue
             values = _upsample_coordinate(coord.values, s) if coord.ndim == 1 else None
@@ -753,7 +755,9 @@ class Enhancer:
                               "resampled", AstropyUserWarning, stacklevel=3)
             else:
                 coords[key] = (coord.dims, values, coord.attrs)
-        made = io.to_dataarray(results)  # the resampled WCS, as to_dataarray stores it
+        # The data, unit and resampled WCS (attrs or per-image coordinate), stored the
+        # way to_dataarray stores them; dims, name, attrs and coordinates are da's.
+        made = io.to_dataarray(results, dtype=None)
         attrs = {**da.attrs, "unit": made.attrs["unit"]}
         attrs.pop("wcs", None)
         if "wcs" in made.attrs:
@@ -768,8 +772,8 @@ class Enhancer:
                 attrs[key] = values[0]
             else:
                 coords[key] = (image_dim, np.array(values))
-        out = xr.DataArray(np.stack([ccd.data for ccd in results]), dims=stack.dims,
-                           coords=coords, attrs=attrs, name=da.name)
+        out = xr.DataArray(made.values, dims=stack.dims, coords=coords, attrs=attrs,
+                           name=da.name)
         return out if da.ndim == 3 else out.isel({image_dim: 0}, drop=True)
 
 

@@ -17,7 +17,7 @@ from .wcs import _wcs_from_string, _wcs_to_string
 _JSON_ATTRS_KEY = "lensenhance_json_attrs"
 
 
-def to_dataarray(images, *, name="data", unit=None):
+def to_dataarray(images, *, name="data", unit=None, dtype=np.float32):
     """Stack images into an `xarray.DataArray` with dims ``(image, y, x)``.
 
     Parameters
@@ -30,16 +30,18 @@ def to_dataarray(images, *, name="data", unit=None):
         xarray would refuse as a variable name in a Dataset).
     unit : str or `~astropy.units.Unit`, optional
         Passed to `read_image` for every image.
+    dtype : {numpy.float32, numpy.float64, None}, optional
+        Passed to `read_image`: None keeps float64 data as float64.
 
     Returns
     -------
     da : `xarray.DataArray`
-        float32 data; masked pixels are NaN (a DataArray has no mask; `from_dataarray`
-        masks non-finite pixels again). Uncertainties are not carried. ``attrs["unit"]``
-        is the unit string and ``attrs["wcs"]`` the WCS header (as text) of the first
-        image when it has one; when the images have different WCSs, a string coordinate
-        ``wcs`` along ``image`` holds each header. Coordinates: ``image`` (index) and
-        ``object`` (``meta['OBJECT']``) when an image has one.
+        float32 data (unless ``dtype``); masked pixels are NaN (a DataArray has no mask;
+        `from_dataarray` masks non-finite pixels again). Uncertainties are not carried.
+        ``attrs["unit"]`` is the unit string and ``attrs["wcs"]`` the WCS header (as
+        text) of the first image when it has one; when the images have different WCSs,
+        a string coordinate ``wcs`` along ``image`` holds each header. Coordinates:
+        ``image`` (index) and ``object`` (``meta['OBJECT']``) when an image has one.
 
     Raises
     ------
@@ -63,7 +65,7 @@ def to_dataarray(images, *, name="data", unit=None):
         warnings.warn("to_dataarray: plain arrays without unit=; taking them as dimensionless",
                       MissingUnitWarning, stacklevel=2)
         unit = u.dimensionless_unscaled
-    ccds = [read_image(im, unit=unit) for im in images]
+    ccds = [read_image(im, unit=unit, dtype=dtype) for im in images]
 
     first = ccds[0]
     for i, ccd in enumerate(ccds[1:], start=1):
