@@ -11,6 +11,7 @@ __all__ = [
     "LensSimulator",
     "Enhancer",
     "Generator",
+    "LensClassifier",
     "list_pretrained",
     "model_card",
     "read_image",
@@ -21,6 +22,7 @@ __all__ = [
     "from_dataarray",
     "open_dataset",
     "save_dataset",
+    "read_deeplense",
     "upsample_wcs",
     "downsample_wcs",
 ]
@@ -31,11 +33,13 @@ _LAZY = {
     "LensSimulator": "lensenhance.simulate",
     "Enhancer": "lensenhance.enhance",
     "Generator": "lensenhance.generate",
+    "LensClassifier": "lensenhance.classify",
     "list_pretrained": "lensenhance.models",
     "model_card": "lensenhance.models",
     **{name: "lensenhance.io" for name in (
         "read_image", "write_image", "read_catalog", "write_catalog", "to_dataarray",
         "from_dataarray", "open_dataset", "save_dataset", "upsample_wcs", "downsample_wcs")},
+    "read_deeplense": "lensenhance.io",
 }
 
 

@@ -164,3 +164,28 @@ def benchmark_denoise_command(ctx, n_images, models, real_dir, n_samples, steps,
     click.echo(format_denoise_table(result))
     if json_path is not None:
         write_json(result, json_path)
+
+
+@click.command("detectability")
+@click.option("-n", "n_images", type=click.IntRange(3), default=100, show_default=True,
+              help="Images per preset and class.")
+@click.option("--preset", "presets", multiple=True,
+              help="Preset(s) to measure (default: the DeepLense and physical ones).")
+@click.option("--no-refit", is_flag=True, help="Skip the smooth-model refit.")
+@click.option("--seed", type=int, default=2024, show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.pass_context
+def benchmark_detectability_command(ctx, n_images, presets, no_refit, seed, workers,
+                                    json_path):
+    """Substructure detectability: sub_chi2 and sub_chi2_refit per preset and class."""
+    from ..benchmark.detectability import DEFAULT_PRESETS, benchmark_detectability
+    from ..simulate.presets import PRESETS
+
+    unknown = [p for p in presets if p not in PRESETS]
+    if unknown:
+        fail(f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(sorted(PRESETS))}")
+    benchmark_detectability(n=n_images, presets=presets or DEFAULT_PRESETS,
+                            refit=not no_refit, seed=seed, workers=workers,
+                            json_path=json_path, command=command_line(ctx),
+                            progress=ctx.obj["progress"])

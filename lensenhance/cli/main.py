@@ -10,11 +10,13 @@ import click
 from .._version import __version__
 from .benchmark import (
     benchmark_denoise_command,
+    benchmark_detectability_command,
     benchmark_generate_command,
     benchmark_group,
     benchmark_speed_command,
     benchmark_sr_command,
 )
+from .convert import convert_deeplense_command, convert_group
 from .images import denoise_command, enhance_command, evaluate_command, info_command
 from .models import models_command
 from .simulate import demo_command, generate_command, simulate_command
@@ -47,13 +49,15 @@ def _register_commands():
                     denoise_command, generate_command, models_command, evaluate_command):
         cli.add_command(command)
     for command in (benchmark_speed_command, benchmark_sr_command, benchmark_generate_command,
-                    benchmark_denoise_command):
+                    benchmark_denoise_command, benchmark_detectability_command):
         benchmark_group.add_command(command)
     cli.add_command(benchmark_group)
     for command in (train_sr_command, train_features_command, train_classifier_command,
                     train_ddpm_command, train_denoiser_command, train_posterior_command):
         train_group.add_command(command)
     cli.add_command(train_group)
+    convert_group.add_command(convert_deeplense_command)
+    cli.add_command(convert_group)
 
 
 _register_commands()

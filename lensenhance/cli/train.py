@@ -4,7 +4,10 @@ from pathlib import Path
 
 import click
 
+from ..simulate.presets import PRESETS
 from ._common import command_line, fail, given
+
+PRESET_NAMES = sorted(PRESETS)
 
 
 @click.group("train")
@@ -150,7 +153,7 @@ def train_features_command(ctx, n_train, n_val, epochs, preset, seed, data_seed,
 @click.option("--width", type=click.IntRange(1), default=16, show_default=True,
               help="Channels of the network's first stage.")
 @click.option("--preset", default="model_ii", show_default=True,
-              type=click.Choice(["model_i", "model_ii", "model_iii"]),
+              type=click.Choice(PRESET_NAMES),
               help="Simulation preset of the images (the generator's).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--data-seed", type=int, default=11, show_default=True)

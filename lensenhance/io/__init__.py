@@ -10,6 +10,7 @@ One module per concept:
 * `lensenhance.io.images`: FITS images, `read_image` and `write_image`;
 * `lensenhance.io.catalogs`: catalogs of images with portable paths;
 * `lensenhance.io.datasets`: xarray DataArrays and netCDF/zarr datasets;
+* `lensenhance.io.deeplense`: the published DeepLense ``.npy`` datasets;
 * `lensenhance.io.wcs`: WCS resampling (`upsample_wcs`, `resample_header_wcs`).
 
 Every writer is atomic: it writes a temporary file (or folder) next to the target,
@@ -20,6 +21,7 @@ write never leaves a partial file; nothing is overwritten unless ``overwrite=Tru
 from ._common import MissingUnitWarning, WCSResampleWarning
 from .catalogs import read_catalog, write_catalog
 from .datasets import from_dataarray, open_dataset, save_dataset, to_dataarray
+from .deeplense import read_deeplense
 from .images import (
     MASK_EXTNAME,
     SCI_EXTNAME,
@@ -42,6 +44,7 @@ __all__ = [
     "from_dataarray",
     "save_dataset",
     "open_dataset",
+    "read_deeplense",
     "upsample_wcs",
     "downsample_wcs",
     "resample_header_wcs",

@@ -54,14 +54,24 @@ TRUTH_FIELDS = {
     "axion_mass": ("eV", "axion mass (NaN unless axion)"),
     "vortex_length": ("arcsec", "vortex length = de Broglie wavelength (NaN unless axion)"),
     "exposure_time": ("s", "total exposure time (all exposures)"),
+    "sub_chi2": ("", "sum(((with - without substructure) / sigma)**2), noise-free, native "
+                 "grid, sigma the observed image's noise"),
+    "sub_chi2_refit": ("", "sub_chi2 after refitting a smooth SIE + shear + source (NaN "
+                       "unless asked for)"),
 }
 
 
 @functools.lru_cache(maxsize=32)
-def _distances(H0, Om0, z_lens, z_source):
+def _distances(H0, Om0, z_lens, z_source, kind="angular"):
     from astropy.cosmology import FlatLambdaCDM
 
     cosmo = FlatLambdaCDM(H0=H0, Om0=Om0)
+    if kind == "luminosity":
+        # DeepLenseSim's mass_to_radius: luminosity distances, D_ls = D_s - D_l (a quirk:
+        # theta_E of 1e12 Msun is 1.28" instead of 1.66")
+        d_l, d_s = cosmo.luminosity_distance(z_lens), cosmo.luminosity_distance(z_source)
+        return LensingDistances(cosmo=cosmo, d_l=d_l, d_s=d_s, d_ls=d_s - d_l,
+                                z_lens=z_lens, z_source=z_source)
     try:
         d_ls = cosmo.angular_diameter_distance(z_lens, z_source)
     except TypeError:  # astropy < 7 has only the z1z2 spelling
@@ -89,7 +99,8 @@ class LensingDistances:
 
     @classmethod
     def from_preset(cls, preset):
-        return _distances(preset.H0, preset.Om0, preset.z_lens, preset.z_source)
+        return _distances(preset.H0, preset.Om0, preset.z_lens, preset.z_source,
+                          preset.distances)
 
     @functools.cached_property
     def theta_e_sq_per_msun(self):
@@ -168,12 +179,41 @@ class Scene:
     lens_light_model_list: tuple
     kwargs_lens_light: list
     truth: dict = field(default_factory=dict)
+    #: The first ``n_macro`` lens profiles are the smooth macro model (SIE + shear); the
+    #: rest are the substructure.
+    n_macro: int = 2
+
+    def smooth(self):
+        """The same scene without its substructure (a shallow copy)."""
+        return Scene(self.lens_model_list[:self.n_macro], self.kwargs_lens[:self.n_macro],
+                     self.source_model_list, self.kwargs_source, self.lens_light_model_list,
+                     self.kwargs_lens_light, dict(self.truth), self.n_macro)
 
     def __repr__(self):
         t = self.truth
         return (f"<Scene {t.get('substructure')}: theta_E={t.get('theta_E', np.nan):.3f}\", "
                 f"{len(self.lens_model_list)} lens profiles, "
                 f"{len(self.source_model_list)} source profiles>")
+
+
+#: pyHalo's default cosmology (pyHalo/defaults.py, 2021): the one DeepLenseSim's Models
+#: II/III ray-trace through.
+PYHALO_COSMOLOGY = {"H0": 69.7, "Om0": 0.0464 + 0.235}
+
+
+@functools.lru_cache(maxsize=8)
+def deflection_factor(z_lens, z_source, z_convention):
+    """D_ls/D_s at ``z_source`` over D_ls/D_s at ``z_convention`` (pyHalo's cosmology).
+
+    lenstronomy's multi-plane tracing defines every deflection for a source at
+    ``z_convention``; a source at ``z_source`` sees this fraction of it (one lens plane).
+    """
+    if z_convention is None:
+        return 1.0
+    H0, Om0 = PYHALO_COSMOLOGY["H0"], PYHALO_COSMOLOGY["Om0"]
+    near = _distances(H0, Om0, z_lens, z_source)
+    far = _distances(H0, Om0, z_lens, z_convention)
+    return float((near.d_ls / near.d_s) / (far.d_ls / far.d_s))
 
 
 def _ellipticity(q, angle_deg):
@@ -222,7 +262,10 @@ def draw_scene(preset, substructure, rng, *, seed=None):
 
     # main deflector: SIE + external shear; light traces mass (same centre, q, angle)
     lens_mass = float(p.lens_mass.draw(rng))
-    theta_e = float(np.sqrt(lens_mass * dist.theta_e_sq_per_msun))
+    # theta_E**2 per Msun of point masses; DeepLenseSim's Models II/III scale deflections
+    beta = deflection_factor(p.z_lens, p.z_source, p.z_source_convention)
+    k_point = dist.theta_e_sq_per_msun * beta
+    theta_e = float(np.sqrt(lens_mass * dist.theta_e_sq_per_msun)) * beta
     q, angle = float(p.lens_axis_ratio.draw(rng)), float(p.lens_angle.draw(rng))
     e1, e2 = _ellipticity(q, angle)
     lens_x, lens_y = float(p.lens_center.draw(rng)), float(p.lens_center.draw(rng))
@@ -242,7 +285,7 @@ def draw_scene(preset, substructure, rng, *, seed=None):
     kwargs_lens_light = [{
         "amp": _sersic_amp(ll_mag, zp, ll_radius, ll_n, e1, e2), "R_sersic": ll_radius,
         "n_sersic": ll_n, "e1": e1, "e2": e2, "center_x": lens_x, "center_y": lens_y,
-    }]
+    }] if p.lens_light else []
 
     # source: Sersic ellipse, centre uniform over a disc of radius offset_max * theta_E
     src_mag = float(p.source_mag.draw(rng))
@@ -250,10 +293,17 @@ def draw_scene(preset, substructure, rng, *, seed=None):
     src_n = float(p.source_n_sersic.draw(rng))
     src_e1, src_e2 = _ellipticity(float(p.source_axis_ratio.draw(rng)),
                                   float(p.source_angle.draw(rng)))
-    r = p.source_offset_max * theta_e * np.sqrt(rng.uniform())
-    phi = rng.uniform(0.0, 2 * np.pi)
-    src_x, src_y = lens_x + r * np.cos(phi), lens_y + r * np.sin(phi)
-    src_amp = _sersic_amp(src_mag, zp, src_radius, src_n, src_e1, src_e2)
+    if p.family == "deeplense":  # uniform over a square of half-width offset_max arcsec
+        src_x, src_y = lens_x + rng.uniform(-1, 1) * p.source_offset_max, \
+            lens_y + rng.uniform(-1, 1) * p.source_offset_max
+    else:  # uniform over a disc of radius offset_max * theta_E
+        r = p.source_offset_max * theta_e * np.sqrt(rng.uniform())
+        phi = rng.uniform(0.0, 2 * np.pi)
+        src_x, src_y = lens_x + r * np.cos(phi), lens_y + r * np.sin(phi)
+    if p.source_amp is not None:
+        src_amp = float(p.source_amp.draw(rng))
+    else:
+        src_amp = _sersic_amp(src_mag, zp, src_radius, src_n, src_e1, src_e2)
     kwargs_source = [{
         "amp": src_amp, "R_sersic": src_radius, "n_sersic": src_n, "e1": src_e1,
         "e2": src_e2, "center_x": src_x, "center_y": src_y,
@@ -281,10 +331,14 @@ def draw_scene(preset, substructure, rng, *, seed=None):
         "source_x": float(src_x), "source_y": float(src_y), "n_clumps": n_clumps,
         "n_sub": 0, "m_sub_total": 0.0, "axion_mass": np.nan, "vortex_length": np.nan,
         "exposure_time": float(p.exposure_time.draw(rng)) * p.num_exposures,
+        "sub_chi2": 0.0 if substructure == "no_sub" else np.nan,
+        "sub_chi2_refit": 0.0 if substructure == "no_sub" else np.nan,
     }
 
     if substructure == "cdm":
-        profiles, kwargs = _draw_cdm(p, dist, rng, theta_e, lens_x, lens_y, truth)
+        profiles, kwargs = _draw_cdm(p, dist, rng, theta_e, lens_x, lens_y, truth, k_point)
+    elif substructure == "axion" and p.family == "deeplense":
+        profiles, kwargs = _draw_deeplense_vortex(p, k_point, rng, lens_x, lens_y, truth)
     elif substructure == "axion":
         profiles, kwargs = _draw_vortex(p, dist, rng, theta_e, lens_x, lens_y, truth)
     else:
@@ -295,18 +349,21 @@ def draw_scene(preset, substructure, rng, *, seed=None):
         kwargs_lens=kwargs_lens + kwargs,
         source_model_list=tuple(source_model_list),
         kwargs_source=kwargs_source,
-        lens_light_model_list=("SERSIC_ELLIPSE",),
+        lens_light_model_list=("SERSIC_ELLIPSE",) if p.lens_light else (),
         kwargs_lens_light=kwargs_lens_light,
         truth=truth,
     )
 
 
-def _draw_cdm(p, dist, rng, theta_e, lens_x, lens_y, truth):
+def _draw_cdm(p, dist, rng, theta_e, lens_x, lens_y, truth, k_point):
     """Subhalos from dN/dm ~ m**slope, uniform in area over an annulus around theta_E."""
     n_sub = int(p.n_subhalos.draw(rng))
     masses = np.atleast_1d(p.subhalo_mass.draw(rng, n_sub))
-    inner, outer = p.subhalo_annulus
-    r = theta_e * np.sqrt(rng.uniform(inner**2, outer**2, n_sub))
+    if p.subhalo_radius is not None:  # DeepLenseSim: r itself uniform, in arcsec
+        r = np.atleast_1d(p.subhalo_radius.draw(rng, n_sub))
+    else:
+        inner, outer = p.subhalo_annulus
+        r = theta_e * np.sqrt(rng.uniform(inner**2, outer**2, n_sub))
     phi = rng.uniform(0.0, 2 * np.pi, n_sub)
     xs, ys = lens_x + r * np.cos(phi), lens_y + r * np.sin(phi)
     if p.subhalo_profile == "TNFW":
@@ -316,12 +373,29 @@ def _draw_cdm(p, dist, rng, theta_e, lens_x, lens_y, truth):
                    "center_x": float(x), "center_y": float(y)}
                   for a, b, x, y in zip(np.atleast_1d(rs), np.atleast_1d(alpha_rs), xs, ys)]
     else:
-        theta_sub = np.sqrt(masses * dist.theta_e_sq_per_msun)
+        theta_sub = np.sqrt(masses * k_point)
         kwargs = [{"theta_E": float(t), "center_x": float(x), "center_y": float(y)}
                   for t, x, y in zip(theta_sub, xs, ys)]
     truth["n_sub"] = n_sub
     truth["m_sub_total"] = float(masses.sum())
     return [p.subhalo_profile] * n_sub, kwargs
+
+
+def _draw_deeplense_vortex(p, k_point, rng, lens_x, lens_y, truth):
+    """DeepLenseSim's make_vortex: equal point masses on a line through the lens centre,
+    from -L to +L with L = 0.06e-22 / (2 m_a) arcsec (its axion_mass_to_length, m_a in eV),
+    at an angle uniform in [0, 2 pi)."""
+    m_a = float(p.axion_mass.draw(rng))
+    half = 0.06e-22 / (2.0 * m_a)
+    angle = rng.uniform(0.0, 2 * np.pi)
+    t = np.linspace(-half, half, p.vortex_points)
+    xs, ys = lens_x + t * np.cos(angle), lens_y + t * np.sin(angle)
+    theta_pt = float(np.sqrt(p.vortex_mass / p.vortex_points * k_point))
+    kwargs = [{"theta_E": theta_pt, "center_x": float(x), "center_y": float(y)}
+              for x, y in zip(xs, ys)]
+    truth.update(n_sub=int(p.vortex_points), m_sub_total=float(p.vortex_mass),
+                 axion_mass=m_a, vortex_length=2.0 * half)
+    return ["POINT_MASS"] * p.vortex_points, kwargs
 
 
 def _draw_vortex(p, dist, rng, theta_e, lens_x, lens_y, truth):

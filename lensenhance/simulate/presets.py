@@ -28,7 +28,17 @@ __all__ = [
     "PRESETS",
     "SUBSTRUCTURES",
     "presets_table",
+    "FAMILIES",
+    "NOISE_MODELS",
 ]
+
+#: Scene families: ``physical`` (lensenhance's own priors) or ``deeplense`` (what the code
+#: of DeepLenseSim generates: a fixed macro model, a fixed Sersic source shape, its
+#: subhalo population and vortex as coded; see `lensenhance.simulate.deeplense`).
+FAMILIES = ("physical", "deeplense")
+
+#: Noise laws of observed images (``image``, ``lr``, ``low``/``high``).
+NOISE_MODELS = ("poisson_gaussian", "deeplense_model_i")
 
 #: Substructure classes the simulator knows.
 SUBSTRUCTURES = ("no_sub", "cdm", "axion")
@@ -146,6 +156,10 @@ def _as_distribution(value):
     raise TypeError(f"expected a number or a distribution object, got {value!r}")
 
 
+#: Drawn fields whose default is None (not used unless set).
+_OPTIONAL_DRAWN = ("source_amp", "subhalo_radius")
+
+
 # --- the preset dataclass ------------------------------------------------------------
 
 
@@ -163,6 +177,8 @@ class Preset:
 
     name: str = _f("preset name")
     description: str = _f("one-line description")
+    family: str = _f("scene family: physical or deeplense (DeepLenseSim's code)", "",
+                     "physical")
     # instrument and observation
     num_pix: int = _f("native image size (pixels per side)", "pix")
     pixel_scale: float = _f("native pixel size", "arcsec")
@@ -172,6 +188,11 @@ class Preset:
     magnitude_zero_point: float = _f("AB magnitude giving 1 electron/s", "mag")
     sky_brightness: float = _f("sky surface brightness", "mag/arcsec2")
     read_noise: float = _f("read noise per exposure and pixel", "electron")
+    noise: str = _f("noise law: poisson_gaussian or deeplense_model_i", "", "poisson_gaussian")
+    background_rms: float = _f("deeplense_model_i noise: Gaussian background rms per pixel",
+                               "electron/s", 0.0)
+    flux_scale: float = _f("noise-free images are multiplied by this (DeepLense Model "
+                           "II/III store image_model + image_model: 2)", "", 1.0)
     supersampling: int = _f("rays per pixel side, everywhere")
     adaptive_supersampling: int = _f("rays per pixel side where the lensed source is bright",
                                      "", 4)
@@ -182,6 +203,11 @@ class Preset:
     Om0: float = _f("matter density (FlatLambdaCDM)", "", 0.3)
     z_lens: float = _f("lens redshift", "", 0.5)
     z_source: float = _f("source redshift", "", 1.0)
+    z_source_convention: float = _f("deeplense family: deflections are those of a source at "
+                                    "this redshift, traced to z_source (DeepLenseSim Models "
+                                    "II/III: 2.5)", "", None)
+    distances: str = _f("distances of theta_E(M): angular (physical) or luminosity "
+                        "(DeepLenseSim's mass_to_radius)", "", "angular")
     # main deflector: SIE + external shear
     lens_mass: object = _f("SIE mass inside the Einstein radius", "Msun")
     lens_axis_ratio: object = _f("SIE axis ratio q (lens light shares it)", "", Uniform(0.6, 1.0))
@@ -191,18 +217,22 @@ class Preset:
     shear_strength: object = _f("external shear strength gamma", "", Uniform(0.0, 0.08))
     shear_angle: object = _f("external shear angle", "deg", Uniform(0, 180))
     # lens light: Sersic ellipse
+    lens_light: bool = _f("render the lens galaxy's light", "", True)
     lens_light_mag: object = _f("lens galaxy total magnitude", "mag")
     lens_light_radius: object = _f("lens galaxy Sersic half-light radius", "arcsec",
                                    Uniform(0.5, 1.2))
     lens_light_n_sersic: object = _f("lens galaxy Sersic index", "", Uniform(3.0, 5.0))
     # source: Sersic ellipse + star-forming clumps
     source_mag: object = _f("source total magnitude (unlensed, without clumps)", "mag")
+    source_amp: object = _f("source Sersic amplitude in lenstronomy units, in place of "
+                            "source_mag when set (DeepLense Model I: 20)", "electron/s", None)
     source_radius: object = _f("source Sersic half-light radius", "arcsec", Uniform(0.1, 0.35))
     source_n_sersic: object = _f("source Sersic index", "", Uniform(0.5, 2.0))
     source_axis_ratio: object = _f("source axis ratio", "", Uniform(0.5, 1.0))
     source_angle: object = _f("source position angle", "deg", Uniform(0, 180))
-    source_offset_max: float = _f("source centre drawn uniformly over a disc of this radius",
-                                  "theta_E", 0.5)
+    source_offset_max: float = _f("physical: source centre uniform over a disc of this "
+                                  "radius (theta_E); deeplense: uniform over the square of "
+                                  "this half-width (arcsec)", "", 0.5)
     n_clumps: object = _f("star-forming clumps in the source (circular Gaussians)", "",
                           IntUniform(0, 3))
     clump_sigma: object = _f("clump Gaussian sigma", "arcsec", Uniform(0.04, 0.1))
@@ -217,6 +247,8 @@ class Preset:
                               PowerLaw(-1.9, 1e6, 1e10))
     subhalo_annulus: tuple = _f("subhalos uniform in area between these radii", "theta_E",
                                 (0.5, 1.5))
+    subhalo_radius: object = _f("deeplense family: subhalo distance from the lens centre, "
+                                "drawn directly (not uniform in area)", "arcsec", None)
     subhalo_concentration: object = _f("TNFW concentration c200", "", Uniform(15.0, 30.0))
     subhalo_truncation: float = _f("TNFW truncation radius / scale radius", "", 10.0)
     # axion (vortex) substructure
@@ -233,12 +265,18 @@ class Preset:
                             f"fields are {sorted(names)}")
         fixed = {}
         for key, value in overrides.items():
-            if hasattr(getattr(self, key), "draw"):
+            if hasattr(getattr(self, key), "draw") or (
+                    key in _OPTIONAL_DRAWN and value is not None):
                 value = _as_distribution(value)
             fixed[key] = value
         return dataclasses.replace(self, **fixed)
 
     def __post_init__(self):
+        for name, allowed in (("family", FAMILIES), ("noise", NOISE_MODELS),
+                              ("distances", ("angular", "luminosity"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got "
+                                 f"{getattr(self, name)!r}")
         if self.subhalo_profile not in ("POINT_MASS", "TNFW"):
             raise ValueError(f"subhalo_profile must be 'POINT_MASS' or 'TNFW', "
                              f"got {self.subhalo_profile!r}")
@@ -333,6 +371,89 @@ PRESETS = {
         **_instrument(_hst_f160w()),
     ),
 }
+
+
+# --- DeepLenseSim -------------------------------------------------------------------
+# The numbers of mwt5345/DeepLenseSim (deeplense/lens.py, Model_*/sim_*.py), the code
+# behind the DeepLense datasets (Alexander et al. 2020, ApJ 893, 15; Alexander et al.
+# 2023, MNRAS 524, 4). Its images have RA increasing with the column index; ours have it
+# decreasing (east left), so every profile is mirrored: e2 changes sign. The lens and
+# shear have e2 = gamma2 = 0 and every position prior is symmetric, so only the source's
+# e2 = +0.1 becomes -0.1 here and the pixel arrays have the same distribution.
+
+
+def _q_angle(e1, e2):
+    """Axis ratio and position angle (deg) of lenstronomy's ellipticity (e1, e2)."""
+    e = float(np.hypot(e1, e2))
+    return (1.0 - e) / (1.0 + e), float(np.degrees(0.5 * np.arctan2(e2, e1)) % 180.0)
+
+
+_LENS_Q, _LENS_ANGLE = _q_angle(0.1, 0.0)
+_SOURCE_Q, _SOURCE_ANGLE = _q_angle(-0.1, -0.1)  # DeepLense's (-0.1, +0.1), mirrored
+
+_DEEPLENSE_SCENE = dict(
+    family="deeplense",
+    distances="luminosity",  # DeepLens.mass_to_radius uses luminosity distances
+    H0=70.0, Om0=0.3, z_lens=0.5, z_source=1.0,
+    lens_mass=Fixed(1e12),  # make_single_halo(1e12)
+    lens_axis_ratio=Fixed(_LENS_Q), lens_angle=Fixed(_LENS_ANGLE), lens_center=Fixed(0.0),
+    shear_strength=Fixed(0.05), shear_angle=Fixed(0.0),  # gamma1 = 0.05, gamma2 = 0
+    lens_light=False, lens_light_mag=Fixed(float("nan")),
+    lens_light_radius=Fixed(float("nan")), lens_light_n_sersic=Fixed(float("nan")),
+    source_radius=Fixed(0.25), source_n_sersic=Fixed(1.0),
+    source_axis_ratio=Fixed(_SOURCE_Q), source_angle=Fixed(_SOURCE_ANGLE),
+    source_offset_max=0.35,  # centre_x, centre_y = uniform(-0.35, 0.35, 2)
+    n_clumps=Fixed(0),
+    # make_old_cdm: draw_old_cdm_sub_masses draws Poisson(25) but uses size=n_sub, so
+    # always 25; its inverse CDF uses beta = -0.9 (its docstring says -1.9).
+    n_subhalos=Fixed(25), subhalo_mass=PowerLaw(-0.9, 1e6, 1e10),
+    subhalo_radius=Uniform(0.25, 2.0), subhalo_profile="POINT_MASS",
+    # make_vortex(3e10): 100 equal point masses, length 2 * 0.06e-22 / (2 m_a) arcsec
+    axion_mass=LogUniform(-24, -22), vortex_mass=3e10, vortex_points=100,
+    supersampling=1, adaptive_supersampling=1,  # supersampling_factor 1
+)
+
+#: lenstronomy 1.10's Euclid VIS (coadd_years=6) and HST WFC3 F160W numbers, those of
+#: DeepLenseSim's time (later lenstronomy releases changed the VIS zero point and sky).
+_EUCLID_VIS_2021 = dict(pixel_scale=0.101, psf_fwhm=0.16, exposure_time=Fixed(565.0),
+                        num_exposures=4, magnitude_zero_point=24.0, sky_brightness=22.35,
+                        read_noise=4.2)
+_HST_F160W_2021 = dict(pixel_scale=0.08, psf_fwhm=0.08, exposure_time=Fixed(5400.0),
+                       num_exposures=1, magnitude_zero_point=25.96, sky_brightness=22.3,
+                       read_noise=4.0)
+
+PRESETS.update({
+    # Model I: DeepLens.simple_sim: 150 x 150 at 0.05"/px, Gaussian PSF 0.087", source
+    # amp 20, exposure 10^U(3, 3.5), background rms 0.01 and a second Poisson draw.
+    "deeplense_model_i": Preset(
+        name="deeplense_model_i",
+        description="DeepLenseSim Model I as coded: 150x150, 0.05\"/px, fixed 1e12 Msun SIE",
+        num_pix=150, pixel_scale=0.05, psf_fwhm=0.087, exposure_time=LogUniform(3.0, 3.5),
+        num_exposures=1, magnitude_zero_point=25.0, sky_brightness=99.0, read_noise=0.0,
+        noise="deeplense_model_i", background_rms=0.01,
+        source_mag=Fixed(float("nan")), source_amp=Fixed(20.0),
+        **_DEEPLENSE_SCENE,
+    ),
+    # Model II: DeepLens.simple_sim_2 with Euclid VIS, source magnitude 20; the published
+    # files hold image_model + image_model (flux_scale 2) and no noise. SimAPI is given
+    # redshift lists, so lenstronomy traces through multiple planes with
+    # z_source_convention 2.5: the theta_E of 1.28" holds for a source at z = 2.5, and the
+    # z = 1 source sees 0.66 of every deflection (pyHalo's default cosmology).
+    "deeplense_model_ii": Preset(
+        name="deeplense_model_ii",
+        description="DeepLenseSim Model II as coded: 64x64 Euclid VIS, fixed 1e12 Msun SIE",
+        num_pix=64, flux_scale=2.0, source_mag=Fixed(20.0), z_source_convention=2.5,
+        **_EUCLID_VIS_2021, **_DEEPLENSE_SCENE,
+    ),
+    # Model III: as Model II with lenstronomy's HST WFC3 F160W (set_instrument('hst') is a
+    # no-op in the published lens.py; the README says lenstronomy's HST defaults).
+    "deeplense_model_iii": Preset(
+        name="deeplense_model_iii",
+        description="DeepLenseSim Model III as coded: 64x64 HST F160W, fixed 1e12 Msun SIE",
+        num_pix=64, flux_scale=2.0, source_mag=Fixed(20.0), z_source_convention=2.5,
+        **_HST_F160W_2021, **_DEEPLENSE_SCENE,
+    ),
+})
 
 
 def presets_table(names=None):

@@ -20,6 +20,7 @@ from scipy import ndimage, special
 from .physics import draw_scene
 
 __all__ = ["Renderer", "get_renderer", "bin_image", "background_variance", "observe",
+           "observe_preset", "noise_sigma",
            "gaussian_kernel_1d", "simulate_block"]
 
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
@@ -67,6 +68,39 @@ def background_variance(preset, *, pixel_scale, exposure_time):
     sky_rate = 10.0 ** (-0.4 * (preset.sky_brightness - preset.magnitude_zero_point))
     sky = sky_rate * pixel_scale**2 * exposure_time
     return sky + preset.num_exposures * preset.read_noise**2
+
+
+def observe_preset(preset, expected, *, exposure_time, pixel_scale, rng, exposure_ratio=1.0):
+    """Observe a noise-free image with the preset's noise law.
+
+    ``poisson_gaussian``: `observe` with `background_variance` at ``pixel_scale``.
+    ``deeplense_model_i``: DeepLenseSim's ``simple_sim``, step by step: in counts,
+    ``t (m + N(0, sqrt(m / t)) + N(0, rms))``, then a Poisson draw of that clipped at 0,
+    so the variance is ``2 m t + (rms t)**2`` counts (the Poisson noise counted twice,
+    a quirk of the published Model I); ``rms`` is per pixel at any pixel scale.
+
+    Returns the noisy image and its standard deviation, in electron/s.
+    """
+    t = exposure_time * exposure_ratio
+    if preset.noise == "deeplense_model_i":
+        m = np.maximum(expected, 0.0)
+        rms = preset.background_rms
+        counts = t * (m + rng.normal(0.0, 1.0, m.shape) * np.sqrt(m / t)
+                      + rng.normal(0.0, rms, m.shape))
+        noisy = rng.poisson(np.clip(counts, 0.0, None)) / t
+        return noisy, np.sqrt(2.0 * m * t + (rms * t) ** 2) / t
+    var = background_variance(preset, pixel_scale=pixel_scale, exposure_time=t)
+    return observe(expected, exposure_time=t, background_var=var, rng=rng)
+
+
+def noise_sigma(preset, expected, *, exposure_time, pixel_scale):
+    """The standard deviation `observe_preset` gives ``expected``, without drawing."""
+    m = np.maximum(expected, 0.0)
+    t = exposure_time
+    if preset.noise == "deeplense_model_i":
+        return np.sqrt(2.0 * m * t + (preset.background_rms * t) ** 2) / t
+    var = background_variance(preset, pixel_scale=pixel_scale, exposure_time=t)
+    return np.sqrt(m * t + var) / t
 
 
 def observe(expected, *, exposure_time, background_var, rng):
@@ -180,7 +214,8 @@ class Renderer:
         flux = self._to_pixels(source.surface_brightness(bx, by, scene.kwargs_source))
         if self.preset.adaptive_supersampling > self.preset.supersampling:
             self._refine(flux, lens, source, scene)
-        flux += self._lens_light(scene)
+        if scene.lens_light_model_list:
+            flux += self._lens_light(scene)
         flux = ndimage.convolve1d(flux, self.kernel, axis=0, mode="constant")
         flux = ndimage.convolve1d(flux, self.kernel, axis=1, mode="constant")
         p = self.pad
@@ -201,11 +236,12 @@ def get_renderer(preset, num_pix):
     return renderer
 
 
-def simulate_block(preset, mode, classes, seeds, option):
+def simulate_block(preset, mode, classes, seeds, option, refit=False):
     """Simulate images ``seeds`` (one int each) of classes ``classes``; run by the workers.
 
     ``mode`` is ``"pairs"`` (``option`` = scale), ``"snr"`` (``option`` = exposure ratio)
-    or ``"image"``. Returns a dict of float32 stacks and the list of truth rows.
+    or ``"image"``. ``refit``: also fill ``sub_chi2_refit`` (a smooth-model fit per image,
+    about a second each). Returns a dict of float32 stacks and the list of truth rows.
     """
     d = preset.pixel_scale
     if mode == "pairs":
@@ -219,27 +255,31 @@ def simulate_block(preset, mode, classes, seeds, option):
         rng = np.random.default_rng(seed)
         scene = draw_scene(preset, substructure, rng, seed=seed)
         truth = scene.truth
-        clean = renderer.render(scene)
+        clean = preset.flux_scale * renderer.render(scene)
         t = truth["exposure_time"]
+        if substructure != "no_sub":
+            from .detectability import substructure_chi2
+
+            truth.update(substructure_chi2(preset, scene, clean, renderer,
+                                           refit=refit, num_pix=num_pix))
         if mode == "pairs":
             expected = bin_image(clean, scale)
-            var = background_variance(preset, pixel_scale=scale * d, exposure_time=t)
-            lr, sigma = observe(expected, exposure_time=t, background_var=var, rng=rng)
+            lr, sigma = observe_preset(preset, expected, exposure_time=t,
+                                       pixel_scale=scale * d, rng=rng)
             images = {"hr": clean, "lr": lr, "lr_sigma": sigma}
         elif mode == "snr":
             expected = clean
-            var_low = background_variance(preset, pixel_scale=d, exposure_time=t)
-            var_high = background_variance(preset, pixel_scale=d, exposure_time=option * t)
-            low, low_sigma = observe(clean, exposure_time=t, background_var=var_low, rng=rng)
-            high, high_sigma = observe(clean, exposure_time=option * t,
-                                       background_var=var_high, rng=rng)
+            low, low_sigma = observe_preset(preset, clean, exposure_time=t, pixel_scale=d,
+                                            rng=rng)
+            high, high_sigma = observe_preset(preset, clean, exposure_time=t, pixel_scale=d,
+                                              rng=rng, exposure_ratio=option)
             images = {"low": low, "low_sigma": low_sigma, "high": high,
                       "high_sigma": high_sigma, "clean": clean}
             sigma = low_sigma
         elif mode == "image":
             expected = clean
-            var = background_variance(preset, pixel_scale=d, exposure_time=t)
-            image, sigma = observe(clean, exposure_time=t, background_var=var, rng=rng)
+            image, sigma = observe_preset(preset, clean, exposure_time=t, pixel_scale=d,
+                                          rng=rng)
             images = {"image": image, "sigma": sigma, "clean": clean}
         else:
             raise ValueError(f"unknown mode {mode!r}")

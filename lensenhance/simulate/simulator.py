@@ -207,7 +207,8 @@ class LensSimulator:
 
     # -- runs --------------------------------------------------------------------------
 
-    def _run(self, mode, n, option, *, workers, progress, seed, desc, indices=None):
+    def _run(self, mode, n, option, *, workers, progress, seed, desc, indices=None,
+             refit=False):
         n = _check_count(n, "n")
         workers = _check_count(workers, "workers")
         if indices is not None:
@@ -220,7 +221,7 @@ class LensSimulator:
         images = list(range(n)) if indices is None else indices
         classes = [self._class_of(i) for i in images]
         blocks = _compute_blocks(self.preset, mode, option, classes, seeds, workers=workers,
-                                 progress=progress, desc=desc)
+                                 progress=progress, desc=desc, refit=bool(refit))
         arrays = {name: np.concatenate([b[0][name] for b in blocks]) for name in blocks[0][0]}
         truths = [t for b in blocks for t in b[1]]
         return arrays, truths, run, images
@@ -246,15 +247,19 @@ class LensSimulator:
             "cosmology": f"FlatLambdaCDM(H0={p.H0:g}, Om0={p.Om0:g})",
             "run_entropy": str(run.entropy),
             "run_spawn_key": ",".join(str(k) for k in run.spawn_key),
-            "noise": "Poisson(source + lens light electrons) + Gaussian(sky electrons + "
-                     "num_exposures * read_noise**2)",
+            "noise": ("Poisson(source + lens light electrons) + Gaussian(sky electrons + "
+                      "num_exposures * read_noise**2)" if p.noise == "poisson_gaussian" else
+                      "DeepLenseSim Model I: counts t*(m + N(0, sqrt(m/t)) + N(0, "
+                      f"{p.background_rms:g})), then Poisson"),
+            "family": p.family,
+            "flux_scale": p.flux_scale,
             "software": f"lensenhance {__version__}",
         }
         attrs.update(extra)
         return attrs
 
     def simulate_pairs(self, n, *, scale=2, workers=1, progress=True, seed=None,
-                       indices=None):
+                       indices=None, refit=False):
         """Simulate ``n`` high-resolution / low-resolution pairs.
 
         The HR grid has the preset's pixel scale and is the preset's image size rounded
@@ -277,6 +282,9 @@ class LensSimulator:
             Simulate only these images of the ``n``-image run (``seed`` required): each
             is identical to the same image of the whole run, so a large run can be done
             in parts, or resumed.
+        refit : bool, optional
+            Fill the ``sub_chi2_refit`` coordinate (a least-squares refit of the smooth
+            model per image with substructure, about a second each); NaN otherwise.
 
         Returns
         -------
@@ -292,7 +300,7 @@ class LensSimulator:
         scale = _check_count(scale, "scale", 2)
         arrays, truths, run, images = self._run(
             "pairs", n, scale, workers=workers, progress=progress, seed=seed,
-            desc=f"{self.preset.name} x{scale} pairs", indices=indices)
+            desc=f"{self.preset.name} x{scale} pairs", indices=indices, refit=refit)
         d = self.preset.pixel_scale
         attrs = self._attrs(run, scale=scale, hr_pixel_scale=d, lr_pixel_scale=scale * d,
                             hr_num_pix=arrays["hr"].shape[-1],
@@ -308,7 +316,7 @@ class LensSimulator:
         return _dataset(variables, truths, attrs, {"": scale * d, "_hr": d}, images)
 
     def simulate_snr_pairs(self, n, *, exposure_ratio=10.0, workers=1, progress=True,
-                           seed=None, indices=None):
+                           seed=None, indices=None, refit=False):
         """Simulate ``n`` scenes observed at low and at high signal-to-noise.
 
         Both observations are on the preset's native grid; the deep one has
@@ -322,7 +330,7 @@ class LensSimulator:
             Number of scenes.
         exposure_ratio : float, optional
             Deep / shallow exposure time, > 1. Default 10.
-        workers, progress, seed, indices
+        workers, progress, seed, indices, refit
             As for `simulate_pairs`.
 
         Returns
@@ -337,7 +345,7 @@ class LensSimulator:
             raise ValueError(f"exposure_ratio must be a number > 1, got {exposure_ratio!r}")
         arrays, truths, run, images = self._run(
             "snr", n, float(exposure_ratio), workers=workers, progress=progress, seed=seed,
-            desc=f"{self.preset.name} SNR pairs", indices=indices)
+            desc=f"{self.preset.name} SNR pairs", indices=indices, refit=refit)
         attrs = self._attrs(run, exposure_ratio=float(exposure_ratio))
         long_names = {
             "low": "shallow observation", "low_sigma": "standard deviation of low",
@@ -451,7 +459,8 @@ def _dataset(variables, truths, attrs, grids, images=None):
 # -- parallel execution ---------------------------------------------------------------------
 
 
-def _compute_blocks(preset, mode, option, classes, seeds, *, workers, progress, desc):
+def _compute_blocks(preset, mode, option, classes, seeds, *, workers, progress, desc,
+                    refit=False):
     """Run `simulate_block` over blocks of images with dask; returns blocks in order."""
     import dask
 
@@ -464,7 +473,8 @@ def _compute_blocks(preset, mode, option, classes, seeds, *, workers, progress, 
         key = f"lensenhance-simulate-{run_id}-{i}"
         sizes[key] = stop - start
         tasks.append(dask.delayed(simulate_block, pure=False)(
-            preset, mode, classes[start:stop], seeds[start:stop], option, dask_key_name=key))
+            preset, mode, classes[start:stop], seeds[start:stop], option, refit,
+            dask_key_name=key))
     with _ProgressBar(n, sizes, enabled=progress, desc=desc):
         if workers == 1:
             return list(dask.compute(*tasks, scheduler="synchronous"))

@@ -108,7 +108,8 @@ def train_classifier(out_dir, *, n=6000, n_val=600, epochs=30, preset="model_ii"
     width : int, optional
         Channels of the network's first stage.
     scaling : AsinhScaling or dict, optional
-        Input stretch; default `DEFAULT_SCALING`.
+        Input stretch; default `DEFAULT_SCALING`, or for a ``deeplense_*`` preset an
+        asinh stretch whose maximum is the training images' median peak.
     images : (array-like, array-like), optional
         Flux images ``(n + n_val, y, x)`` (square) and their labels (indices into
         `CLASSES`) to use instead of simulating; ``preset`` is then only recorded.
@@ -141,7 +142,6 @@ def train_classifier(out_dir, *, n=6000, n_val=600, epochs=30, preset="model_ii"
     epochs = check_int(epochs, "epochs")
     batch_size = check_int(batch_size, "batch_size")
     seed = check_int(seed, "seed", 0)
-    scaling = _scaling(DEFAULT_SCALING if scaling is None else scaling)
     out_dir = Path(out_dir)
     weights_path = out_dir / WEIGHTS_FILE
     if weights_path.exists() and not overwrite:
@@ -171,8 +171,17 @@ def train_classifier(out_dir, *, n=6000, n_val=600, epochs=30, preset="model_ii"
     out_dir.mkdir(parents=True, exist_ok=True)
 
     device = resolve_device(device)
+    if scaling is None and str(preset).startswith("deeplense"):
+        # DeepLense presets span other flux ranges (Model I peaks near 0.2 electron/s,
+        # Model II near 4): the stretch follows the training set's median peak.
+        peak = float(np.median(flux.reshape(len(flux), -1).max(axis=1)))
+        scaling = {"kind": "asinh", "softening": 5e-3 * peak, "maximum": peak}
+    scaling = _scaling(DEFAULT_SCALING if scaling is None else scaling)
     truth = {name: np.asarray(values, dtype=np.float64) for name, values in
              (truth or {}).items()}
+    # Fixed parameters (a DeepLense preset's lens) carry nothing to regress.
+    truth = {name: values for name, values in truth.items()
+             if np.all(np.isfinite(values)) and np.ptp(values) > 0}
     if any(values.shape != (len(flux),) for values in truth.values()):
         raise ValueError(f"every truth parameter needs {len(flux)} values")
     x = torch.from_numpy(scaling.apply(flux))[:, None]
