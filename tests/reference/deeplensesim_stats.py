@@ -6,7 +6,8 @@ Run from a checkout of https://github.com/mwt5345/DeepLenseSim (not shipped here
 
 pyHalo (imported by deeplense/lens.py only for its default cosmology) is replaced by a
 stub with that cosmology; the renamed lenstronomy keywords (numPix, numpix) are mapped;
-lenstronomy's Euclid VIS numbers are set to those of its 2021 releases (zero point 24.0, sky 22.35, 565 s), and Model III, whose
+lenstronomy's Euclid VIS numbers are set to those of its 2021 releases (zero point 24.0,
+sky 22.35, 565 s), and Model III, whose
 ``set_instrument('hst')`` is a no-op in the published code, gets lenstronomy's HST
 WFC3 F160W numbers of that time. Prints, per model and class, the mean over ``n`` draws
 of: the SIE Einstein radius, the total flux of the published image in electron/s
