@@ -356,8 +356,24 @@ def draw_scene(preset, substructure, rng, *, seed=None):
 
 
 def _draw_cdm(p, dist, rng, theta_e, lens_x, lens_y, truth, k_point):
-    """Subhalos from dN/dm ~ m**slope, uniform in area over an annulus around theta_E."""
-    n_sub = int(p.n_subhalos.draw(rng))
+    """Subhalos from dN/dm ~ m**slope, uniform in area over an annulus around theta_E.
+
+    With ``subhalo_mass_fraction`` f, their number is Poisson with the mean that puts a
+    fraction f of the lens's convergence at theta_E (1/2 for an isothermal lens) into
+    subhalos over the annulus: N = f / 2 * (outer**2 - inner**2) * M_E / <m>, M_E the
+    mass inside theta_E. The default f = 0.01 lies between the projected fractions
+    measured from flux-ratio anomalies (Dalal & Kochanek 2002, ApJ 572, 25: about 0.02)
+    and from gravitational imaging of SLACS lenses (Vegetti et al. 2014, MNRAS 442,
+    2017: 0.0076 for 4e6-4e9 Msun).
+    """
+    if p.subhalo_mass_fraction is not None:
+        inner, outer = p.subhalo_annulus
+        mean_mass = _mean(p.subhalo_mass, "subhalo_mass")
+        mean_n = 0.5 * p.subhalo_mass_fraction * (outer**2 - inner**2) \
+            * truth["lens_mass"] / mean_mass
+        n_sub = int(rng.poisson(mean_n))
+    else:
+        n_sub = int(p.n_subhalos.draw(rng))
     masses = np.atleast_1d(p.subhalo_mass.draw(rng, n_sub))
     if p.subhalo_radius is not None:  # DeepLenseSim: r itself uniform, in arcsec
         r = np.atleast_1d(p.subhalo_radius.draw(rng, n_sub))
@@ -379,6 +395,18 @@ def _draw_cdm(p, dist, rng, theta_e, lens_x, lens_y, truth, k_point):
     truth["n_sub"] = n_sub
     truth["m_sub_total"] = float(masses.sum())
     return [p.subhalo_profile] * n_sub, kwargs
+
+
+def _mean(distribution, name):
+    """The mean of a drawn field (PowerLaw's exact mean, a Fixed value, else 10^5 draws)."""
+    if hasattr(distribution, "mean"):
+        return float(distribution.mean())
+    if hasattr(distribution, "value"):
+        return float(distribution.value)
+    draws = distribution.draw(np.random.default_rng(0), 100_000)
+    if not np.all(np.isfinite(draws)) or draws.mean() <= 0:
+        raise ValueError(f"{name} must have a finite positive mean")
+    return float(draws.mean())
 
 
 def _draw_deeplense_vortex(p, k_point, rng, lens_x, lens_y, truth):

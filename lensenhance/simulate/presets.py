@@ -241,10 +241,14 @@ class Preset:
     clump_spread: float = _f("clump offsets from the source centre: normal, sigma = this x "
                              "source radius", "", 1.0)
     # cdm substructure
-    subhalo_profile: str = _f("subhalo lens profile: POINT_MASS or TNFW", "", "POINT_MASS")
-    n_subhalos: object = _f("subhalos per image (number normalisation)", "", Poisson(25.0))
+    subhalo_profile: str = _f("subhalo lens profile: POINT_MASS or TNFW", "", "TNFW")
+    subhalo_mass_fraction: float = _f(
+        "projected mass fraction in subhalos near theta_E (sets their mean number; "
+        "None: n_subhalos)", "", 0.01)
+    n_subhalos: object = _f("subhalos per image when subhalo_mass_fraction is None", "",
+                            Poisson(25.0))
     subhalo_mass: object = _f("subhalo mass function dN/dm (m200 for TNFW)", "Msun",
-                              PowerLaw(-1.9, 1e6, 1e10))
+                              PowerLaw(-1.9, 1e7, 1e10))
     subhalo_annulus: tuple = _f("subhalos uniform in area between these radii", "theta_E",
                                 (0.5, 1.5))
     subhalo_radius: object = _f("deeplense family: subhalo distance from the lens centre, "
@@ -408,6 +412,7 @@ _DEEPLENSE_SCENE = dict(
     # always 25; its inverse CDF uses beta = -0.9 (its docstring says -1.9).
     n_subhalos=Fixed(25), subhalo_mass=PowerLaw(-0.9, 1e6, 1e10),
     subhalo_radius=Uniform(0.25, 2.0), subhalo_profile="POINT_MASS",
+    subhalo_mass_fraction=None,
     # make_vortex(3e10): 100 equal point masses, length 2 * 0.06e-22 / (2 m_a) arcsec
     axion_mass=LogUniform(-24, -22), vortex_mass=3e10, vortex_points=100,
     supersampling=1, adaptive_supersampling=1,  # supersampling_factor 1
