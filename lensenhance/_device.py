@@ -1,6 +1,6 @@
 """One rule for every model's device: ``"auto"`` is CUDA when available, else the CPU."""
 
-__all__ = ["resolve_device"]
+__all__ = ["resolve_device", "machine_description"]
 
 
 def resolve_device(device):
@@ -25,3 +25,27 @@ def resolve_device(device):
     if device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"unsupported device {str(device)!r}: use 'auto', 'cpu' or 'cuda'")
     return device
+
+
+def machine_description():
+    """The machine this runs on, for the model card: CPU cores and model, any GPU."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle
+                     if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    text = f"{os.cpu_count()} CPU cores ({cpu})"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return text + f", GPU {torch.cuda.get_device_name(0)}"
+    except ImportError:
+        pass
+    return text + ", no GPU"

@@ -18,6 +18,13 @@ __all__ = ["LensClassifier", "evaluate_classifier", "roc_auc", "CLASSES"]
 CLASSES = ("no_sub", "cdm", "axion")
 
 
+def _decoded(value):
+    """Weights-file metadata: lists and dicts may come back as their JSON text."""
+    import json
+
+    return json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
+
+
 def _images(images):
     """A float32 ``(n, y, x)`` stack from a DataArray, CCDData list, ndarray or one image."""
     from astropy.nddata import NDData
@@ -71,9 +78,9 @@ class LensClassifier:
         self.network = network.eval()
         self.metadata = metadata
         self.name = name
-        self.classes = tuple(metadata.get("classes", CLASSES))
-        self.scaling = AsinhScaling.from_dict(metadata["scaling"])
-        self.image_shape = tuple(metadata.get("image_shape", ()))
+        self.classes = tuple(_decoded(metadata.get("classes", CLASSES)))
+        self.scaling = AsinhScaling.from_dict(_decoded(metadata["scaling"]))
+        self.image_shape = tuple(int(s) for s in _decoded(metadata.get("image_shape", ())))
         self.batch_size = check_int(batch_size, "batch_size")
 
     @classmethod

@@ -17,6 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from . import _device
 from ._atomic import atomic_write_bytes
 from .models import TASKS, WEIGHTS_DIR, file_sha256, validate_card
 from .nn.weights import load_weights, migrate_weights, read_weights_metadata
@@ -25,7 +26,6 @@ __all__ = ["publish_sr_weights", "publish_feature_network", "publish_weights",
            "publish_classifier", "publish_generator", "publish_denoiser", "publish_posterior",
            "add_benchmark_figures"]
 
-MACHINE = "2 CPU cores (no GPU)"
 LICENSE = "BSD-3-Clause"
 
 DEGRADATION = {
@@ -96,7 +96,7 @@ def _card(name, target, history, metadata, *, task, **fields):
         "command": metadata.get("command"),
         "steps": int(_json_value(steps)) if steps is not None else None,
         "wall_time_s": round(float(history["wall_time_s"]), 1),
-        "machine": MACHINE,
+        "machine": metadata.get("machine") or _device.machine_description(),
         "sha256": file_sha256(target),
         "license": LICENSE,
     }
@@ -270,23 +270,42 @@ def publish_feature_network(run_dir, name, *, overwrite=False):
     return _write_card(name, card)
 
 
-def publish_classifier(run_dir, name, *, overwrite=False):
+def publish_classifier(run_dir, name, *, n_test=0, test_seed=2026, overwrite=False):
     """Copy a ``lensenhance train classifier`` run into the package with its model card.
 
-    The figures are those the training command measured on its held-out images.
+    With ``n_test``, the card's metrics are measured on ``n_test`` images of seeds the
+    run never saw (``test_seed``; classes in equal parts): accuracy, per-class
+    one-vs-rest ROC AUC with bootstrap intervals, the confusion matrix
+    (`lensenhance.classify.evaluate_classifier`). Otherwise they are those the training
+    command measured on its held-out images.
     """
     target, history, metadata = _install(run_dir, name, overwrite=overwrite)
     command = metadata.get("command")
     batches = -(-int(history["n_train"]) // int(history["batch_size"]))
+    metrics = {"n": history["n_val"], "accuracy": history["val_accuracy"],
+               "confusion": history["val_confusion"],
+               "mae": history.get("val_mae", {}), "command": command,
+               "note": "held-out simulated images of the run's own set (classes "
+                       "in equal parts), measured by the training command"}
+    if n_test:
+        from .classify import LensClassifier, evaluate_classifier
+        from .datasets import generation_images
+
+        preset = metadata.get("data_preset")
+        images, labels, _ = generation_images(int(n_test), preset=preset, seed=test_seed,
+                                              truth=False)
+        figures = evaluate_classifier(LensClassifier.from_file(target), images, labels)
+        metrics = {**figures, "val": metrics, "test_seed": test_seed,
+                   "command": f"python -m lensenhance.publish {run_dir} {name} --n-test "
+                              f"{int(n_test)} --test-seed {test_seed}",
+                   "note": f"{int(n_test)} noise-free {preset} images of seed {test_seed}, "
+                           "which the training never saw (classes in equal parts); "
+                           "95 % bootstrap intervals"}
     card = _card(name, target, history, metadata, task="classify",
                  **_task_fields("classify", metadata),
                  epochs=len(history["epochs"]), steps=len(history["epochs"]) * batches,
-                 targets=history.get("targets", []),
-                 metrics={"n": history["n_val"], "accuracy": history["val_accuracy"],
-                          "confusion": history["val_confusion"],
-                          "mae": history.get("val_mae", {}), "command": command,
-                          "note": "held-out simulated images of the run's own set (classes "
-                                  "in equal parts), measured by the training command"})
+                 targets=history.get("targets", []), metrics=metrics,
+                 training_command=command)
     return _write_card(name, card)
 
 
@@ -480,6 +499,9 @@ def main(argv=None):
     parser.add_argument("--hsc", help="posterior: calibrate on the HSC hold-out instead")
     parser.add_argument("--n-cal", type=int, default=64)
     parser.add_argument("--figures", help="a benchmark JSON to write into the card")
+    parser.add_argument("--n-test", type=int, default=0,
+                        help="classifier: images of unseen seeds for the card's metrics")
+    parser.add_argument("--test-seed", type=int, default=2026)
     args = parser.parse_args(argv)
     if args.figures:  # into a published model's card; the run folder is not read
         print(json.dumps(add_benchmark_figures(args.name, args.figures), indent=2))
@@ -492,7 +514,8 @@ def main(argv=None):
                                   n_eval=int(args.extra) if args.extra else 300,
                                   overwrite=True, progress=True)
     elif task == "classify":
-        card = publish_classifier(args.run_dir, args.name, overwrite=True)
+        card = publish_classifier(args.run_dir, args.name, n_test=args.n_test,
+                                  test_seed=args.test_seed, overwrite=True)
     elif task == "generate":
         card = publish_generator(args.run_dir, args.name, overwrite=True,
                                  benchmark_json=args.extra)

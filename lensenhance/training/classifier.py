@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .._atomic import atomic_write_bytes
-from .._device import resolve_device
+from .._device import machine_description, resolve_device
 from ..nn.weights import export_weights
 from .checkpoints import json_bytes
 from .loop import HISTORY_FILE, WEIGHTS_FILE, check_int
@@ -238,6 +238,7 @@ def train_classifier(out_dir, *, n=6000, n_val=600, epochs=30, preset="model_ii"
         # The unit and pixel scale generated images must share (simulated data only).
         **{key: attrs[key] for key in ("unit", "pixel_scale") if key in attrs},
         "val_accuracy": val_accuracy, "n_train": n, "n_val": n_val, "epochs": epochs,
+        "machine": machine_description(),
         "targets": names, "target_stats": stats, "val_mae": val_mae,
         **(metadata or {})})
     atomic_write_bytes(out_dir / HISTORY_FILE, json_bytes(result))
