@@ -11,6 +11,7 @@ from .._version import __version__
 from .benchmark import (
     benchmark_denoise_command,
     benchmark_detectability_command,
+    benchmark_downstream_command,
     benchmark_generate_command,
     benchmark_group,
     benchmark_speed_command,
@@ -49,7 +50,8 @@ def _register_commands():
                     denoise_command, generate_command, models_command, evaluate_command):
         cli.add_command(command)
     for command in (benchmark_speed_command, benchmark_sr_command, benchmark_generate_command,
-                    benchmark_denoise_command, benchmark_detectability_command):
+                    benchmark_denoise_command, benchmark_detectability_command,
+                    benchmark_downstream_command):
         benchmark_group.add_command(command)
     cli.add_command(benchmark_group)
     for command in (train_sr_command, train_features_command, train_classifier_command,
