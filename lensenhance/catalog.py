@@ -227,7 +227,7 @@ def _describe(error):
 def _plot_row(enhancer, task):
     """A PNG panel of one row: input (on the output grid), mean, std."""
     from . import io
-    from .benchmark.plots import plot_posterior_panel
+    from .plots import plot_posterior_panel
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a unitless input has already been reported

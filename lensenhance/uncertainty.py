@@ -615,7 +615,7 @@ def chi2_consistency(observed, model, sigma, *, mask=None, dof_correction=0):
 
 # -- recalibration and summary -----------------------------------------------------------
 
-def fit_std_scale(truth, mean, std, *, level=0.68, mask=None):
+def fit_std_scale(truth, mean, std, *, level=0.68, mask=None, extra_variance=None):
     """Factor on the std that makes the central interval of ``level`` cover as it should.
 
     Split-conformal calibration (e.g. Angelopoulos & Bates 2023): with the scores
@@ -637,6 +637,11 @@ def fit_std_scale(truth, mean, std, *, level=0.68, mask=None):
     mask : array-like of bool, optional
         True for the pixels to use (e.g. where there is light); pixels with a NaN in any
         input are left out.
+    extra_variance : array-like or float, optional
+        Variance added to ``(c * std)**2`` that the factor does not scale: the noise of a
+        truth that is itself an observation (a deep image). The factor is then the
+        smallest ``c`` whose interval ``mean +- z * sqrt((c * std)**2 + extra)`` covers
+        the same ``k`` pixels (found by bisection; the coverage grows with ``c``).
 
     Returns
     -------
@@ -644,15 +649,25 @@ def fit_std_scale(truth, mean, std, *, level=0.68, mask=None):
         ``c``: above 1 when the std is too small (over-confident), below 1 when too large.
     """
     (level,) = _levels(level)
-    v = _gather([("truth", truth), ("mean", mean), ("std", std)], mask, scalar_ok=("std",),
-                positive=("std",))
-    scores = np.abs(v["truth"] - v["mean"]) / (_z(level) * v["std"])
-    n = len(scores)
+    named = [("truth", truth), ("mean", mean), ("std", std)]
+    if extra_variance is not None:
+        named.append(("extra", np.broadcast_to(extra_variance, np.shape(truth))))
+    v = _gather(named, mask, scalar_ok=("std",), positive=("std",))
+    z = _z(level)
+    n = v["truth"].size
     k = math.ceil((n + 1) * level)
     if k > n:
         raise ValueError(f"{n} pixel(s) are too few for a conformal quantile at level "
                          f"{level}: need at least {math.ceil(level / (1 - level))}")
-    return float(np.partition(scores, k - 1)[k - 1])
+    error = np.abs(v["truth"] - v["mean"])
+    if extra_variance is None:
+        return float(np.partition(error / (z * v["std"]), k - 1)[k - 1])
+    low, high = 1e-6, 1e6
+    for _ in range(80):  # bisection on a log scale: covered pixels grow with c
+        middle = np.sqrt(low * high)
+        covered = np.sum(error <= z * np.sqrt((middle * v["std"]) ** 2 + v["extra"]))
+        low, high = (middle, high) if covered < k else (low, middle)
+    return float(high)
 
 
 def calibration_summary(truth, mean, std, *, mask=None, n_samples=None):

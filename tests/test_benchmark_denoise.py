@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lensenhance.benchmark.denoise import fine_scale_power_ratio, light_mask, posterior_figures
 from lensenhance.cli import cli
+from lensenhance.scoring import fine_scale_power_ratio, light_mask, posterior_figures
 
 
 def test_benchmark_denoise_cli_writes_every_row(tiny_posterior, tmp_path):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import lensenhance as le
-from lensenhance.benchmark.denoise import light_mask, posterior_figures, run_enhancer
+from lensenhance.benchmark._runs import run_enhancer
+from lensenhance.scoring import light_mask, posterior_figures
 
 SIMULATED = [name for task in ("denoise", "posterior") for name in le.list_pretrained(task=task)
              if le.model_card(name).get("preset") == "model_ii"]

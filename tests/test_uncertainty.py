@@ -508,3 +508,15 @@ def test_bad_options(small, call, error, match):
     truth, mean, std, samples = small
     with pytest.raises(error, match=match):
         call(truth, mean, std, samples)
+
+
+def test_fit_std_scale_with_extra_variance():
+    # truth = mean + N(0, s**2 + extra): a std of s / 2 needs the factor 2
+    rng = np.random.default_rng(3)
+    s, extra = 1.0, 0.5
+    truth = rng.normal(0.0, np.sqrt(s**2 + extra), 200_000)
+    mean = np.zeros_like(truth)
+    factor = fit_std_scale(truth, mean, s / 2, extra_variance=extra)
+    assert factor == pytest.approx(2.0, rel=0.02)
+    # without the extra variance the factor would absorb it
+    assert fit_std_scale(truth, mean, s / 2) == pytest.approx(2 * np.sqrt(1.5), rel=0.02)

@@ -23,10 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import image_metrics, mean_and_se, radial_power_spectrum
 from ..metrics import paired_differences as _paired
+from ..scoring import light_mask, posterior_figures
+from ..uncertainty import fit_std_scale
+from ._runs import run_enhancer
 
-__all__ = ["benchmark_denoise", "posterior_figures", "run_enhancer", "fit_calibration",
+__all__ = ["benchmark_denoise", "fit_calibration",
            "calibration_set", "paired_differences",
            "CALIBRATION_SEED", "TUNING_SEED", "format_denoise_table"]
 
@@ -34,125 +36,6 @@ __all__ = ["benchmark_denoise", "posterior_figures", "run_enhancer", "fit_calibr
 CALIBRATION_SEED = 20261123
 #: Seed of the set on which the classical denoisers' strengths are tuned.
 TUNING_SEED = 20261124
-#: Frequencies above this (cycles per pixel: half the Nyquist frequency) are "fine-scale".
-FINE_SCALE = 0.25
-
-
-def run_enhancer(enhancer, images, sigmas=None, *, unit="electron/s", seed=0, samples=False):
-    """Enhance a stack one image at a time, timed; arrays in the data unit.
-
-    Parameters
-    ----------
-    enhancer : lensenhance.Enhancer
-    images : numpy.ndarray ``(n, y, x)``
-    sigmas : numpy.ndarray ``(n, y, x)``, optional
-        Each image's standard deviation (None: the Enhancer estimates it if it needs one).
-    samples : bool
-        Also return the posterior samples.
-
-    Returns
-    -------
-    dict
-        ``mean`` ``(n, sy, sx)``, ``std`` (or None), ``samples`` ``(n, S, sy, sx)`` (or
-        None), ``seconds_per_image``.
-    """
-    from astropy.nddata import CCDData, StdDevUncertainty
-
-    means, stds, draws = [], [], []
-    start = time.perf_counter()
-    for i, image in enumerate(images):
-        ccd = CCDData(np.asarray(image, np.float32), unit=unit,
-                      uncertainty=None if sigmas is None else StdDevUncertainty(sigmas[i]))
-        if samples:
-            out, sample_array = enhancer.enhance(ccd, seed=seed + i, return_samples=True)
-            draws.append(np.asarray(sample_array.values, np.float32))
-        else:
-            out = enhancer.enhance(ccd, seed=seed + i)
-        means.append(np.asarray(out.data, np.float32))
-        if out.uncertainty is not None:
-            stds.append(np.asarray(out.uncertainty.array, np.float32))
-    seconds = (time.perf_counter() - start) / len(images)
-    return {"mean": np.stack(means), "std": np.stack(stds) if stds else None,
-            "samples": np.stack(draws) if draws else None, "seconds_per_image": seconds}
-
-
-def light_mask(truths):
-    """Pixels "where there is light": above the median of their own truth image."""
-    truths = np.asarray(truths)
-    medians = np.median(truths.reshape(len(truths), -1), axis=1)[:, None, None]
-    return truths > medians
-
-
-def fine_scale_power_ratio(images, truths):
-    """Power above half the Nyquist frequency of ``images`` over that of ``truths``."""
-    k, p_images = radial_power_spectrum(images)
-    _, p_truths = radial_power_spectrum(truths)
-    fine = k > FINE_SCALE
-    return float(p_images[fine].sum() / p_truths[fine].sum())
-
-
-def posterior_figures(truths, means, stds=None, samples=None, *, observed=None, sigmas=None,
-                      scale=1, extra_variance=None):
-    """Accuracy and calibration figures of predictions against truths.
-
-    Parameters
-    ----------
-    truths, means : numpy.ndarray ``(n, sy, sx)``
-    stds : numpy.ndarray, optional
-        Per-pixel standard deviations (calibration figures need them).
-    samples : numpy.ndarray ``(n, S, sy, sx)``, optional
-        Posterior samples (sample coverage, CRPS, fine-scale power).
-    observed, sigmas : numpy.ndarray ``(n, y, x)``, optional
-        The input and its sigma, for the data consistency: chi^2/dof of the mean
-        re-degraded (summed over ``scale`` x ``scale`` blocks) against the input.
-    extra_variance : numpy.ndarray ``(n,)`` or broadcastable, optional
-        Variance added to ``stds**2`` (and to the samples' spread) before scoring:
-        the noise of a truth that is itself an observation.
-
-    Returns
-    -------
-    dict
-    """
-    from .. import uncertainty as unc
-
-    truths = np.asarray(truths, np.float64)
-    means = np.asarray(means, np.float64)
-    per_image = [image_metrics(m, t) for m, t in zip(means, truths)]
-    out = {"n": int(len(truths)),
-           "psnr": mean_and_se([r["psnr"] for r in per_image]),
-           "ssim": mean_and_se([r["ssim"] for r in per_image]),
-           "psnr_per_image": [float(r["psnr"]) for r in per_image]}
-    mask = light_mask(truths)
-    if stds is not None:
-        stds = np.asarray(stds, np.float64)
-        if extra_variance is not None:
-            stds = np.sqrt(stds**2 + np.asarray(extra_variance).reshape(-1, 1, 1))
-        n_samples = None if samples is None else np.shape(samples)[1]
-        out["calibration_light"] = unc.calibration_summary(truths, means, stds, mask=mask,
-                                                           n_samples=n_samples)
-        out["calibration_all"] = unc.calibration_summary(truths, means, stds,
-                                                         n_samples=n_samples)
-    if samples is not None:
-        draws = np.asarray(samples, np.float64)
-        if extra_variance is not None:
-            rng = np.random.default_rng(0)
-            draws = draws + rng.standard_normal(draws.shape) * np.sqrt(
-                np.asarray(extra_variance)).reshape(-1, 1, 1, 1)
-        moved = np.moveaxis(draws, 1, 0)  # (S, n, y, x)
-        out["sample_coverage_light"] = {str(k): v for k, v in unc.sample_interval_coverage(
-            truths, moved, axis=0, mask=mask).items()}
-        out["crps_light"] = float(unc.crps_ensemble(truths, moved, axis=0, mask=mask))
-        out["fine_power_ratio_single_sample"] = fine_scale_power_ratio(draws[:, 0], truths)
-    out["fine_power_ratio_mean"] = fine_scale_power_ratio(means, truths)
-    if observed is not None and sigmas is not None:
-        from astropy.nddata import block_reduce
-
-        redegraded = np.stack([block_reduce(m, scale, func=np.sum) if scale > 1 else m
-                               for m in means])
-        out["data_consistency"] = unc.chi2_consistency(np.asarray(observed, np.float64),
-                                                       redegraded, np.asarray(sigmas,
-                                                                              np.float64))
-    return out
 
 
 def _coverage(truths, means, stds, extra_variance, scale, mask, z):
@@ -194,15 +77,9 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
     extra = np.zeros((len(truths), 1, 1)) if extra_variance is None else \
         np.asarray(extra_variance, np.float64).reshape(-1, 1, 1)
     mask = light_mask(truths)
-    z = norm.ppf((1 + level) / 2)
-    low, high = 1e-3, 1e3
-    for _ in range(60):  # coverage grows with the factor: bisect on a log scale
-        middle = np.sqrt(low * high)
-        if _coverage(truths, means, stds, extra, middle, mask, z) < level:
-            low = middle
-        else:
-            high = middle
-    factor = float(np.sqrt(low * high))
+    # one calibration rule for every model: the evaluation layer's conformal factor
+    factor = fit_std_scale(truths, means, stds, level=level, mask=mask,
+                           extra_variance=extra)
 
     def cover(c):
         return {str(lv): _coverage(truths, means, stds, extra, c, mask, norm.ppf((1 + lv) / 2))
@@ -379,7 +256,7 @@ def _hsc_arrays(directory, n, n_tune):
 
 
 def _plots(plot_dir, name, noisy, result, truths, n_plots):
-    from .plots import plot_posterior_panel
+    from ..plots import plot_posterior_panel
 
     folder = Path(plot_dir)
     folder.mkdir(parents=True, exist_ok=True)

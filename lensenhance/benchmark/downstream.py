@@ -77,7 +77,7 @@ def _enhanced_inputs(ds, models, *, n_samples, steps, device, seed):
     for name in models:
         start = time.perf_counter()
         if model_card(name).get("task") == "posterior":
-            from .denoise import run_enhancer
+            from ._runs import run_enhancer
 
             enhancer = Enhancer.from_pretrained(name, device=device, n_samples=n_samples,
                                                 **({"steps": steps} if steps else {}))

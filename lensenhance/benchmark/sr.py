@@ -209,7 +209,8 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
         rows[method] = _scored(out, hr, classes, seconds_per_image=seconds)
 
     if posteriors:
-        from .denoise import posterior_figures, run_enhancer
+        from ..scoring import posterior_figures
+        from ._runs import run_enhancer
 
         lr_sigma = ds["lr_sigma"].values.astype(np.float32)
         for name in models:
