@@ -457,11 +457,8 @@ def _settings(enhancer, *, task, catalog_path, path_column, key_column, hdu, suf
     return {
         "task": task, "model": enhancer.name, "weights_sha256": predictor.weights_hash(),
         "scale": int(enhancer.scale), "seed": int(enhancer.seed),
-        "self_ensemble": bool(getattr(predictor, "self_ensemble", False)),
-        "n_samples": int(getattr(predictor, "n_samples", 0) or 0),
-        "steps": getattr(predictor, "steps", None),
-        "sampler": getattr(predictor, "sampler", None),
-        "n_draws": getattr(predictor, "n_draws", None),
+        **{key: value for key, value in predictor.settings().items()
+           if key in ("self_ensemble", "n_samples", "steps", "sampler", "n_draws")},
         "normalization": enhancer.normalization,
         "outlier_threshold": enhancer.outlier_threshold,
         "catalog": None if catalog_path is None else str(catalog_path.resolve()),

@@ -407,10 +407,10 @@ class Enhancer:
                 rows = slice(start, start + _ROWS)
                 sigma[rows] = np.where(bad[rows], 0.0,
                                        np.asarray(uncertainty[rows], np.float64) / norm.scale)
-            if getattr(self.predictor, "needs_sigma", False) and not (sigma > 0).any():
+            if self.predictor.needs_sigma and not (sigma > 0).any():
                 raise ValueError(f"{name}: the uncertainty is zero at every good pixel; give "
                                  "the image's real noise, or none to have it estimated")
-        elif getattr(self.predictor, "needs_sigma", False):
+        elif self.predictor.needs_sigma:
             from .posterior import estimate_sigma
 
             # One sky noise for every pixel, from the normalised image's good pixels.
@@ -515,13 +515,9 @@ class Enhancer:
         return options
 
     def _gives_std(self, prep):
-        gives = getattr(self.predictor, "gives_std", None)
-        if gives is not None:
-            return gives(prep.sigma is not None)
-        # An estimated sigma is for the network's input only: an uncertainty propagated
-        # from it would claim more than is known.
-        return (prep.sigma is not None and prep.sigma_estimate is None
-                and getattr(self.predictor, "n_draws", 0) > 0)
+        # An estimated sigma is for the network's input only (Predictor.gives_std).
+        return self.predictor.gives_std(prep.sigma is not None
+                                        and prep.sigma_estimate is None)
 
     def _predict(self, preps, outputs, options):
         from .tiling import predict_images
@@ -545,7 +541,7 @@ class Enhancer:
     def _enhance_ccds(self, ccds, names, options, *, return_samples=False):
         s = self.scale
         preps = [self._prepare(ccd, name) for ccd, name in zip(ccds, names)]
-        n_samples = getattr(self.predictor, "n_samples", 0)
+        n_samples = self.predictor.n_samples
         if return_samples and not n_samples:
             raise ValueError(f"{self.name} gives no samples (return_samples needs a "
                              "probabilistic predictor, e.g. a diffusion model)")

@@ -21,6 +21,7 @@ Pure torch and numpy: no FITS, units or WCS here.
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass
 
@@ -70,28 +71,72 @@ class Prediction:
     samples: torch.Tensor | None = None
 
 
-class Predictor:
-    """Base class of predictors (see the module docstring for the interface).
+class Predictor(abc.ABC):
+    """Base class of predictors: everything the engine reads from one is declared here.
 
-    Subclasses implement `predict` and set ``scale``, ``halo``, ``exact_tiling``,
-    ``name``, ``uncertainty_type`` (the header text for their ``std``) and
-    ``n_samples`` (0 when they return no samples).
+    Subclass it, implement `predict`, and set the attributes below that differ from the
+    defaults; the `~lensenhance.Enhancer` takes any instance (``Enhancer(predictor)``),
+    tiles and batches the images for it, and records `settings` in a catalog run.
+
+    Attributes
+    ----------
+    scale : int
+        Output pixels per input pixel along each axis (1 for a denoiser).
+    halo : int
+        Input pixels a tile needs around the pixels it is used for (receptive field).
+    exact_tiling : bool
+        False when tiles can only be blended (global operations).
+    tile_alignment : int
+        Tiles start on multiples of this (a U-Net's down-sampling factor).
+    name : str
+        Shown in reprs, headers and catalogs.
+    uncertainty_type : str
+        What the returned ``std`` is (the output header's UNCTYPE); empty when none.
+    n_samples : int
+        Samples returned per image (0: none).
+    needs_sigma : bool
+        True when the input's sigma is needed (the Enhancer estimates a constant one,
+        `lensenhance.posterior.estimate_sigma`, for an image without one).
+    n_draws : int
+        Monte-Carlo redraws of the input noise behind ``std`` (0: none).
+    steps, sampler : int or None, str or None
+        A sampler's number of steps and its name (diffusion models).
+    self_ensemble : bool
+        Whether the D4 self-ensemble is averaged.
     """
 
     scale: int = 1
     halo: int = 0
     exact_tiling: bool = True
-    #: Tiles start on multiples of this (a U-Net's down-sampling factor).
     tile_alignment: int = 1
     name: str = "predictor"
     uncertainty_type: str = ""
     n_samples: int = 0
-    #: True for predictors that need the input's sigma (the Enhancer estimates a
-    #: constant one, `lensenhance.posterior.estimate_sigma`, for an image without one).
     needs_sigma: bool = False
+    n_draws: int = 0
+    steps: int | None = None
+    sampler: str | None = None
+    self_ensemble: bool = False
 
-    def predict(self, x, *, sigma=None, seed=0, origins=None):  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def predict(self, x, *, sigma=None, seed=0, origins=None):
+        """Predict a normalised batch: the work of `__call__` (same parameters)."""
+
+    def gives_std(self, has_sigma):
+        """Whether a ``std`` comes back for an input with (``has_sigma``) or without a
+        sigma. Default: a propagated input noise, which needs an input sigma and draws.
+        (An estimated sigma is for the network's input only: the Enhancer passes False
+        for it, since an uncertainty propagated from it would claim more than is known.)
+        """
+        return bool(has_sigma and self.n_draws > 0)
+
+    def settings(self):
+        """What a run with this predictor depends on, recorded by catalog runs."""
+        return {"name": self.name, "scale": int(self.scale),
+                "self_ensemble": bool(self.self_ensemble), "n_samples": int(self.n_samples),
+                "steps": self.steps, "sampler": self.sampler, "n_draws": int(self.n_draws),
+                "uncertainty_type": self.uncertainty_type,
+                "weights_sha256": self.weights_hash()}
 
     def __call__(self, x, *, sigma=None, seed=0, origins=None):
         """Predict a normalised batch.

@@ -213,7 +213,7 @@ def benchmark_denoise(*, n=100, models=("diffusion-denoise", "raunet-denoise"), 
     rows = {}
     for spec in models:
         enhancer = _enhancer(spec, n_samples=n_samples, steps=steps)
-        gives_samples = getattr(enhancer.predictor, "n_samples", 0) > 0
+        gives_samples = enhancer.predictor.n_samples > 0
         result = run_enhancer(enhancer, noisy, given_sigmas, samples=gives_samples,
                               seed=seed)
         figures = posterior_figures(truths, result["mean"], result["std"], result["samples"],
@@ -224,8 +224,8 @@ def benchmark_denoise(*, n=100, models=("diffusion-denoise", "raunet-denoise"), 
                 truths, result["mean"], result["std"],
                 extra_variance=deep_variance)["calibration_light"]
         rows[str(spec)] = {"figures": figures, "seconds_per_image": result["seconds_per_image"],
-                           "n_samples": getattr(enhancer.predictor, "n_samples", 0),
-                           "steps": getattr(enhancer.predictor, "steps", None)}
+                           "n_samples": enhancer.predictor.n_samples,
+                           "steps": enhancer.predictor.steps}
         if plot_dir is not None and result["std"] is not None:
             _plots(plot_dir, str(spec), noisy, result, truths, n_plots)
     rows.update(_classical_rows(noisy, sigmas, truths, tune, progress=progress))

@@ -13,6 +13,7 @@ magnitudes AB, exposure times in seconds, read noise in electrons.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +31,7 @@ __all__ = [
     "presets_table",
     "FAMILIES",
     "NOISE_MODELS",
+    "SOURCE_PROFILES",
 ]
 
 #: Scene families: ``physical`` (lensenhance's own priors) or ``deeplense`` (what the code
@@ -42,6 +44,10 @@ NOISE_MODELS = ("poisson_gaussian", "deeplense_model_i")
 
 #: Substructure classes the simulator knows.
 SUBSTRUCTURES = ("no_sub", "cdm", "axion")
+
+#: Source light profiles (lenstronomy names): a Sersic ellipse with star-forming clumps,
+#: or real galaxy images interpolated (DeepLense Model IV).
+SOURCE_PROFILES = ("SERSIC_ELLIPSE", "INTERPOL")
 
 
 # --- distributions -------------------------------------------------------------------
@@ -157,7 +163,7 @@ def _as_distribution(value):
 
 
 #: Drawn fields whose default is None (not used unless set).
-_OPTIONAL_DRAWN = ("source_amp", "subhalo_radius")
+_OPTIONAL_DRAWN = ("source_amp", "subhalo_radius", "theta_e")
 
 
 # --- the preset dataclass ------------------------------------------------------------
@@ -209,7 +215,11 @@ class Preset:
     distances: str = _f("distances of theta_E(M): angular (physical) or luminosity "
                         "(DeepLenseSim's mass_to_radius)", "", "angular")
     # main deflector: SIE + external shear
-    lens_mass: object = _f("SIE mass inside the Einstein radius", "Msun")
+    lens_mass: object = _f("SIE mass inside the Einstein radius (unused when theta_e is set)",
+                           "Msun")
+    theta_e: object = _f("SIE Einstein radius given to lenstronomy (for a source at "
+                         "z_source_convention when set), in place of lens_mass, which then "
+                         "follows from it (DeepLense Model IV: 1.5)", "arcsec", None)
     lens_axis_ratio: object = _f("SIE axis ratio q (lens light shares it)", "", Uniform(0.6, 1.0))
     lens_angle: object = _f("SIE position angle (lens light shares it)", "deg", Uniform(0, 180))
     lens_center: object = _f("SIE centre, each axis (lens light shares it)", "arcsec",
@@ -222,14 +232,25 @@ class Preset:
     lens_light_radius: object = _f("lens galaxy Sersic half-light radius", "arcsec",
                                    Uniform(0.5, 1.2))
     lens_light_n_sersic: object = _f("lens galaxy Sersic index", "", Uniform(3.0, 5.0))
-    # source: Sersic ellipse + star-forming clumps
+    lens_light_sersics: tuple = _f("fixed lens light instead: Sersic ellipses ((mag, R_sersic, "
+                                   "n_sersic, e1, e2), ...) at the lens centre (DeepLense "
+                                   "Model IV: two)", "mag, arcsec", None)
+    # source: Sersic ellipse + star-forming clumps, or a real galaxy image
+    source_profile: str = _f("source light: SERSIC_ELLIPSE (+ clumps) or INTERPOL (a real "
+                             "galaxy image of source_images, no clumps)", "", "SERSIC_ELLIPSE")
+    source_images: str = _f("INTERPOL: folder whose *.fits cutouts are the sources; None: the "
+                            "shipped HSC sample (lensenhance.data.hsc_sources)", "", None)
+    source_pixel_scale: float = _f("INTERPOL: angle of one source-image pixel (DeepLense "
+                                   "Model IV: 0.0025 x 256 px = 0.64\"; 0.01 x 64 px here)",
+                                   "arcsec", 0.01)
     source_mag: object = _f("source total magnitude (unlensed, without clumps)", "mag")
     source_amp: object = _f("source Sersic amplitude in lenstronomy units, in place of "
                             "source_mag when set (DeepLense Model I: 20)", "electron/s", None)
     source_radius: object = _f("source Sersic half-light radius", "arcsec", Uniform(0.1, 0.35))
     source_n_sersic: object = _f("source Sersic index", "", Uniform(0.5, 2.0))
     source_axis_ratio: object = _f("source axis ratio", "", Uniform(0.5, 1.0))
-    source_angle: object = _f("source position angle", "deg", Uniform(0, 180))
+    source_angle: object = _f("source position angle (INTERPOL: the image's rotation phi_G)",
+                              "deg", Uniform(0, 180))
     source_offset_max: float = _f("physical: source centre uniform over a disc of this "
                                   "radius (theta_E); deeplense: uniform over the square of "
                                   "this half-width (arcsec)", "", 0.5)
@@ -281,6 +302,27 @@ class Preset:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got "
                                  f"{getattr(self, name)!r}")
+        if self.source_profile not in SOURCE_PROFILES:
+            raise ValueError(f"source_profile must be one of {SOURCE_PROFILES}, "
+                             f"got {self.source_profile!r}")
+        if self.source_images is not None:
+            if not isinstance(self.source_images, (str, os.PathLike)):
+                raise TypeError(f"source_images must be a folder path or None, "
+                                f"got {self.source_images!r}")
+            # a str (the preset stays hashable), absolute (worker processes load it too)
+            object.__setattr__(self, "source_images",
+                               os.path.abspath(os.fspath(self.source_images)))
+        if not self.source_pixel_scale > 0:
+            raise ValueError(f"source_pixel_scale must be > 0, got {self.source_pixel_scale}")
+        if self.lens_light_sersics is not None:
+            try:
+                sersics = tuple(tuple(float(v) for v in c) for c in self.lens_light_sersics)
+            except (TypeError, ValueError):
+                sersics = ()
+            if not sersics or any(len(c) != 5 for c in sersics):
+                raise ValueError("lens_light_sersics must be a sequence of (mag, R_sersic, "
+                                 f"n_sersic, e1, e2), got {self.lens_light_sersics!r}")
+            object.__setattr__(self, "lens_light_sersics", sersics)
         if self.subhalo_profile not in ("POINT_MASS", "TNFW"):
             raise ValueError(f"subhalo_profile must be 'POINT_MASS' or 'TNFW', "
                              f"got {self.subhalo_profile!r}")
@@ -458,6 +500,31 @@ PRESETS.update({
         num_pix=64, flux_scale=2.0, source_mag=Fixed(20.0), z_source_convention=2.5,
         **_HST_F160W_2021, **_DEEPLENSE_SCENE,
     ),
+    # Model IV: Model_IV/sim_*.py, g band: SimAPI with redshift lists (z_source_convention
+    # 2.5, as Models II/III) and a fixed SIE of theta_E 1.5" (e1 = e2 = 0) + shear
+    # gamma1 = 0.05; lens light two Sersic ellipses (magnitudes 17 and 28, e2 = 0.05 and
+    # 0.3 there, mirrored here); the source a real galaxy image (INTERPOL), the median of
+    # its corner subtracted, magnitude 22, rotated by phi_G ~ U(-pi, pi), centre uniform
+    # in [-0.3, 0.3]^2; noise_for_model (poisson_gaussian). Its Galaxy10 DECaLS images
+    # (256 px at 0.0025"/px: 0.64") become HSC Deep/UltraDeep cutouts (64 px at 0.01"/px:
+    # 0.64"); its pyHalo CDM and ULDM realisations the subhalos and vortex of Models I-III.
+    "deeplense_model_iv": Preset(
+        name="deeplense_model_iv",
+        description="DeepLenseSim Model IV as coded: 64x64 Euclid VIS, theta_E 1.5\" SIE, "
+                    "real galaxy sources (HSC)",
+        num_pix=64, z_source_convention=2.5,
+        **_EUCLID_VIS_2021, **{**_DEEPLENSE_SCENE, **dict(
+            theta_e=Fixed(1.5), lens_mass=Fixed(float("nan")),
+            lens_axis_ratio=Fixed(1.0), lens_angle=Fixed(0.0),  # e1 = e2 = 0
+            lens_light=True,
+            lens_light_sersics=((17.0, 0.4, 2.3, 0.0, -0.05), (28.0, 1.5, 1.2, 0.0, -0.3)),
+            source_profile="INTERPOL", source_images=None, source_pixel_scale=0.01,
+            source_mag=Fixed(22.0), source_angle=Uniform(-180.0, 180.0),
+            source_offset_max=0.3,
+            source_radius=Fixed(float("nan")), source_n_sersic=Fixed(float("nan")),
+            source_axis_ratio=Fixed(float("nan")),
+        )},
+    ),
 })
 
 
@@ -497,6 +564,6 @@ def _format(value):
     if isinstance(value, float):
         return _short(value)
     if isinstance(value, tuple):
-        return "(" + ", ".join(_short(v) for v in value) + ")"
+        return "(" + ", ".join(_format(v) for v in value) + ")"
     return str(value)
 
