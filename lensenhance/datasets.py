@@ -12,16 +12,19 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .normalization import fit_normalization
-
 __all__ = ["PairSource", "ArrayPairSource", "ArrayImageSource", "CLASSES", "INVARIANT_TRUTH",
            "as_image_stack",
            "generation_images", "normalize_pairs",
            "simulated_pairs", "dataset_pairs", "catalog_pairs", "load_pairs", "training_pairs"]
 
 
-def normalize_pairs(lr, hr, *, scale, method="sigma_clip"):
-    """Normalise stacks of LR/HR pairs the way the Enhancer normalises its input.
+def normalize_pairs(lr, hr, *, scale, method="sigma_clip", unit="electron/s"):
+    """Normalise stacks of LR/HR pairs exactly as the Enhancer normalises its input.
+
+    Each LR image gets `~lensenhance.normalization.fit_image_normalization` (the
+    Enhancer's own rule, outlier refit included) and its HR target
+    `~lensenhance.normalization.normalize_target` with the flux split of ``unit``
+    (`lensenhance.pixels.flux_split_factor`), which the Enhancer undoes on its output.
 
     Parameters
     ----------
@@ -29,11 +32,18 @@ def normalize_pairs(lr, hr, *, scale, method="sigma_clip"):
     hr : array-like, shape (n, scale*y, scale*x)
     scale : int
         The HR/LR pixel ratio; 1 for denoising pairs.
+    method : str, optional
+        The normalisation method.
+    unit : str or astropy unit, optional
+        The images' unit (the simulator's electron/s by default).
 
     Returns
     -------
     lr_norm, hr_norm : numpy.ndarray (float32)
     """
+    from .normalization import fit_image_normalization, normalize_target
+    from .pixels import flux_split_factor
+
     lr = np.asarray(lr, dtype=np.float32)
     hr = np.asarray(hr, dtype=np.float32)
     if lr.ndim != 3 or hr.ndim != 3 or len(lr) != len(hr):
@@ -41,13 +51,20 @@ def normalize_pairs(lr, hr, *, scale, method="sigma_clip"):
     if hr.shape[1:] != (lr.shape[1] * scale, lr.shape[2] * scale):
         raise ValueError(f"hr images {hr.shape[1:]} are not {scale} x lr images "
                          f"{lr.shape[1:]}")
+    split = flux_split_factor(_unit(unit), scale)
     lr_out = np.empty_like(lr)
     hr_out = np.empty_like(hr)
     for i in range(len(lr)):
-        norm = fit_normalization(lr[i], method=method)
+        norm = fit_image_normalization(lr[i], method=method)
         lr_out[i] = norm.apply(lr[i])
-        hr_out[i] = (hr[i] * scale**2 - norm.offset) / norm.scale
+        hr_out[i] = normalize_target(hr[i], norm, split)
     return lr_out, hr_out
+
+
+def _unit(unit):
+    from astropy import units as u
+
+    return None if unit is None else u.Unit(unit)
 
 
 def simulated_pairs(n, *, preset="model_i", scale=2, substructure="all", seed=0, workers=1,

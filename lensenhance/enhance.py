@@ -41,15 +41,11 @@ from . import io
 from ._device import resolve_device
 from ._validation import check_int
 from ._version import __version__
-from .normalization import fit_normalization
+from .normalization import FIT_PIXELS, OUTLIER_THRESHOLD, fit_image_normalization
 from .pixels import fill_bad_pixels, flux_split_factor
 
 __all__ = ["Enhancer", "is_probabilistic", "OUTLIER_THRESHOLD"]
 
-#: Default outlier rule: ``|normalised value|`` above this is a bad pixel.
-OUTLIER_THRESHOLD = 50.0
-# The normalisation is fitted on at most this many pixels (a regular sub-grid).
-_FIT_PIXELS = 1 << 22
 # Rows handled at once when normalising and finishing, to bound memory.
 _ROWS = 512
 _UNSET = object()
@@ -364,28 +360,10 @@ class Enhancer:
                 bad[rows] |= ~(np.isfinite(sig) & (sig >= 0))
         if bad.all():
             raise ValueError(f"{name}: no finite, unmasked pixel to enhance")
-        # A regular sub-grid is plenty to fit an offset and a percentile.
-        step = max(1, math.ceil(math.sqrt(data.size / _FIT_PIXELS)))
-        sample = np.asarray(data[::step, ::step], dtype=np.float64)
-        sample_bad = bad[::step, ::step].copy()
-        # Fit at a magnitude near 1 (a power of two: exact), so that the squares in the
-        # clipped statistics of values beyond float32 cannot overflow.
-        exponent = math.frexp(float(np.median(np.abs(sample[~sample_bad]))) or 1.0)[1]
-        sample = np.ldexp(sample, -exponent)
-        for _ in range(3):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # inf - inf in the clipping
-                norm = fit_normalization(sample, mask=sample_bad, method=self.normalization)
-            if self.outlier_threshold is None:
-                break
-            # Refit without the outliers: a 1e30 hot pixel would set the scale's floor.
-            with np.errstate(over="ignore", invalid="ignore"):
-                new = ~sample_bad & (np.abs(norm.apply(sample)) > self.outlier_threshold)
-            if not new.any() or (sample_bad | new).all():
-                break
-            sample_bad |= new
-        norm = type(norm)(math.ldexp(norm.offset, exponent), math.ldexp(norm.scale, exponent),
-                          norm.method)
+        norm = fit_image_normalization(data, bad, method=self.normalization,
+                                       outlier_threshold=self.outlier_threshold)
+        # the noise checks look at a sub-grid of the same size as the fit's
+        step = max(1, math.ceil(math.sqrt(data.size / FIT_PIXELS)))
         image = np.empty(shape, np.float32)
         n_outliers = 0
         for start in range(0, shape[0], _ROWS):

@@ -23,6 +23,7 @@ Good pixels are finite and not masked; NaN and masked pixels are ignored when fi
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +32,14 @@ from astropy.io import fits
 from astropy.nddata import NDData
 from astropy.stats import sigma_clipped_stats
 
-__all__ = ["Normalization", "AsinhScaling", "fit_normalization", "METHODS"]
+__all__ = ["Normalization", "AsinhScaling", "fit_normalization", "fit_image_normalization",
+           "normalize_target", "METHODS", "OUTLIER_THRESHOLD"]
+
+#: Values further than this from the background, in units of the normalisation's scale,
+#: are outliers (hot pixels, cosmic rays): left out of the fit and filled for the network.
+OUTLIER_THRESHOLD = 50.0
+#: The fit uses a regular sub-grid of at most about this many pixels.
+FIT_PIXELS = 1 << 22
 
 METHODS = ("sigma_clip", "background2d", "fixed")
 
@@ -220,6 +228,73 @@ def fit_normalization(data, *, mask=None, method="sigma_clip", box_size=64, offs
         if not scale > floor:
             scale = floor
     return Normalization(offset, scale, method)
+
+
+def fit_image_normalization(data, bad=None, *, method="sigma_clip",
+                            outlier_threshold=OUTLIER_THRESHOLD):
+    """The normalisation of one whole image, as every model sees its input.
+
+    The one rule shared by inference (`lensenhance.Enhancer`) and every training set
+    (`normalize_target` for the targets): `fit_normalization` on a regular sub-grid of
+    at most `FIT_PIXELS` pixels, at a magnitude near 1 (so that the clipped statistics
+    of values beyond float32 cannot overflow), refitted up to twice without the pixels
+    further than ``outlier_threshold`` scales from the background (a 1e30 hot pixel
+    would otherwise set the scale's floor).
+
+    Parameters
+    ----------
+    data : array-like, 2-D
+        The image (NaN and inf allowed where ``bad``).
+    bad : numpy.ndarray of bool, optional
+        Pixels to leave out.
+    method : str, optional
+        See `fit_normalization`.
+    outlier_threshold : float or None, optional
+        None: no refit.
+
+    Returns
+    -------
+    Normalization
+    """
+    data = np.asarray(data)
+    bad = ~np.isfinite(data) if bad is None else np.asarray(bad, bool)
+    step = max(1, math.ceil(math.sqrt(data.size / FIT_PIXELS)))
+    sample = np.asarray(data[::step, ::step], dtype=np.float64)
+    sample_bad = bad[::step, ::step].copy()
+    if sample_bad.all():
+        raise ValueError("no finite, unmasked pixel to fit a normalisation to")
+    exponent = math.frexp(float(np.median(np.abs(sample[~sample_bad]))) or 1.0)[1]
+    sample = np.ldexp(sample, -exponent)  # a power of two: exact
+    for _ in range(3):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # inf - inf in the clipping
+            norm = fit_normalization(sample, mask=sample_bad, method=method)
+        if outlier_threshold is None:
+            break
+        with np.errstate(over="ignore", invalid="ignore"):
+            new = ~sample_bad & (np.abs(norm.apply(sample)) > outlier_threshold)
+        if not new.any() or (sample_bad | new).all():
+            break
+        sample_bad |= new
+    return type(norm)(math.ldexp(norm.offset, exponent), math.ldexp(norm.scale, exponent),
+                      norm.method)
+
+
+def normalize_target(target, norm, split):
+    """A training target in the normalised units of its input's `Normalization`.
+
+    Parameters
+    ----------
+    target : array-like
+        What the model should output, in the input's unit per output pixel.
+    norm : Normalization
+        The input image's normalisation (`fit_image_normalization`).
+    split : float
+        `lensenhance.pixels.flux_split_factor` of the input's unit and the scale: the
+        Enhancer divides its output by it when it undoes the normalisation.
+    """
+    return ((np.asarray(target, np.float64) / split - norm.offset) / norm.scale).astype(
+        np.float32)
 
 
 @dataclass(frozen=True)

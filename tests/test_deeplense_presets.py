@@ -115,3 +115,204 @@ def test_refit_recovers_a_smooth_scene():
                                                            abs=2e-3)
     assert best.kwargs_source[0]["center_x"] == pytest.approx(
         truth.kwargs_source[0]["center_x"], abs=2e-3)
+
+
+# -- Model IV: real galaxy sources (lenstronomy INTERPOL) ------------------------------------
+
+def _model_iv(**overrides):
+    preset = PRESETS["deeplense_model_iv"]
+    return preset.replace(**overrides) if overrides else preset
+
+
+def _source_flux(preset):
+    """electron/s of magnitude ``preset.source_mag`` at the preset's zero point."""
+    return 10.0 ** (-0.4 * (preset.source_mag.value - preset.magnitude_zero_point))
+
+
+def test_model_iv_simulates_pairs_of_every_class():
+    ds = LensSimulator.from_preset("deeplense_model_iv", substructure="all",
+                                   seed=0).simulate_pairs(6, progress=False)
+    assert ds["hr"].shape == (6, 64, 64) and ds["lr"].shape == (6, 32, 32)
+    assert list(ds["substructure"].values) == ["no_sub", "cdm", "axion"] * 2
+    for name in ("hr", "lr", "lr_sigma"):
+        assert np.all(np.isfinite(ds[name].values)), name
+    assert np.all(ds["lr_sigma"].values > 0)
+    assert np.all((ds["source_index"].values >= 0) & (ds["source_index"].values < 24))
+    assert all(name.startswith("n") for name in ds["source_name"].values)
+    preset = PRESETS["deeplense_model_iv"]
+    renderer = get_renderer(preset, 64)
+    lens_light = np.sum(10.0 ** (-0.4 * (np.array([17.0, 28.0]) - 24.0)))
+    for i, seed in enumerate(ds["seed"].values):
+        scene = draw_scene(preset, str(ds["substructure"].values[i]),
+                           np.random.default_rng(int(seed)))
+        np.testing.assert_allclose(ds["hr"].values[i], renderer.render(scene), rtol=1e-5,
+                                   atol=1e-5)
+        scene.kwargs_source = [dict(scene.kwargs_source[0], amp=0.0)]
+        lens_only = renderer.render(scene).sum()
+        # the lens light (magnitudes 17 and 28; flux_scale 1), a little of it off the field
+        assert 0.95 * lens_light < lens_only < lens_light
+        # the source (magnitude 22: 6.31 electron/s) lies inside the Einstein ring, so it
+        # is magnified at least twice
+        assert 2 * 6.31 < ds["hr"].values[i].sum() - lens_only < 40 * 6.31
+
+
+def test_model_iv_lens_is_theta_e_1p5_for_the_convention_source():
+    from lensenhance.simulate.physics import LensingDistances, deflection_factor
+
+    preset = _model_iv()
+    scene = draw_scene(preset, "cdm", np.random.default_rng(0))
+    beta = deflection_factor(0.5, 1.0, 2.5)
+    assert beta == pytest.approx(0.6343, abs=1e-4)
+    t = scene.truth
+    assert t["theta_E"] == pytest.approx(1.5 * beta, rel=1e-12)
+    assert scene.kwargs_lens[0]["theta_E"] == t["theta_E"]
+    assert scene.kwargs_lens[0]["e1"] == pytest.approx(0.0, abs=1e-12)
+    assert scene.kwargs_lens[0]["e2"] == pytest.approx(0.0, abs=1e-12)
+    assert scene.kwargs_lens[1]["gamma1"] == pytest.approx(0.05)
+    # lens_mass is the mass whose theta_E (the preset's distances) is the 1.5" given
+    k = LensingDistances.from_preset(preset).theta_e_sq_per_msun
+    assert np.sqrt(t["lens_mass"] * k) == pytest.approx(1.5, rel=1e-12)
+    assert t["lens_mass"] == pytest.approx(1.370e12, rel=1e-3)  # (1.5 / 1.2815)**2 * 1e12
+    # two centred Sersics of magnitudes 17 and 28, e2 mirrored to -0.05 and -0.3
+    assert scene.lens_light_model_list == ("SERSIC_ELLIPSE", "SERSIC_ELLIPSE")
+    assert [k["e2"] for k in scene.kwargs_lens_light] == [-0.05, -0.3]
+    assert [k["R_sersic"] for k in scene.kwargs_lens_light] == [0.4, 1.5]
+    assert t["lens_light_mag"] == pytest.approx(17.0, abs=1e-4)
+
+
+def test_model_iv_source_is_an_image_of_magnitude_22():
+    from lenstronomy.LightModel.Profiles.interpolation import Interpol
+
+    preset = _model_iv()
+    scene = draw_scene(preset, "no_sub", np.random.default_rng(4))
+    assert scene.source_model_list == ("INTERPOL",)
+    kwargs = scene.kwargs_source[0]
+    assert kwargs["scale"] == 0.01
+    assert abs(kwargs["center_x"]) <= 0.3 and abs(kwargs["center_y"]) <= 0.3
+    assert -np.pi <= kwargs["phi_G"] <= np.pi
+    assert scene.truth["source_mag"] == 22.0
+    assert Interpol.total_flux(**{k: kwargs[k] for k in ("image", "scale", "amp")}) == \
+        pytest.approx(_source_flux(preset), rel=1e-12)
+    # rendered without the lens, finely sampled (the adaptive refinement traces the
+    # bright pixels at 10 x 10): the flux is magnitude 22 at the zero point
+    flat = preset.replace(theta_e=1e-8, shear_strength=0.0, lens_light=False,
+                          supersampling=2, adaptive_supersampling=10)
+    renderer = get_renderer(flat, 64)
+    fluxes = [renderer.render(draw_scene(flat, "no_sub", np.random.default_rng(s))).sum()
+              for s in range(8)]
+    np.testing.assert_allclose(np.array(fluxes) / _source_flux(preset), 1.0, atol=0.02)
+
+
+def test_model_iv_source_renders_the_cutout_itself():
+    """No lens, 0.01"/px pixels on the source pixels, phi_G = 0: the image is the
+    background-subtracted cutout, not mirrored, scaled to magnitude 22."""
+    from lensenhance.data import hsc_sources
+    from lensenhance.simulate.physics import source_background
+
+    preset = _model_iv(pixel_scale=0.01, psf_fwhm=1e-4, theta_e=1e-8, shear_strength=0.0,
+                       lens_light=False, source_angle=0.0, source_offset_max=0.0)
+    scene = draw_scene(preset, "no_sub", np.random.default_rng(0))
+    cube, names = hsc_sources()
+    cutout = cube[scene.truth["source_index"]].astype(float)
+    assert scene.truth["source_name"] == names[scene.truth["source_index"]]
+    cutout -= source_background(cutout)
+    expected = _source_flux(preset) * cutout / cutout.sum()
+    image = get_renderer(preset, 64).render(scene)
+    np.testing.assert_allclose(image, expected, rtol=1e-4, atol=1e-6 * expected.max())
+    assert not np.allclose(image, expected[:, ::-1], atol=0.01 * expected.max())
+
+
+def test_model_iv_source_index_is_uniform_over_the_sample():
+    preset = _model_iv()
+    from lensenhance.simulate.physics import source_images
+
+    images, names = source_images(None)
+    assert len(images) == len(names) == 24
+    indices = []
+    for seed in range(40):
+        scene = draw_scene(preset, "no_sub", np.random.default_rng(seed))
+        index = scene.truth["source_index"]
+        assert scene.kwargs_source[0]["image"] is images[index]
+        assert scene.truth["source_name"] == names[index]
+        indices.append(index)
+    assert min(indices) >= 0 and max(indices) < 24
+    assert len(set(indices)) >= 12  # 40 uniform draws from 24 give about 19 distinct
+    # a Sersic preset records no galaxy image
+    truth = draw_scene(PRESETS["deeplense_model_ii"], "no_sub", np.random.default_rng(0)).truth
+    assert truth["source_index"] == -1 and truth["source_name"] == ""
+
+
+def test_renderer_follows_the_interpol_image_of_each_scene():
+    """lenstronomy's Interpol keeps the first image's interpolator: the renderer, which
+    shares one LightModel between scenes, must not render scene b with scene a's galaxy."""
+    from lensenhance.simulate.render import Renderer
+
+    preset = _model_iv()
+    a = draw_scene(preset, "no_sub", np.random.default_rng(0))
+    b = next(s for s in (draw_scene(preset, "no_sub", np.random.default_rng(seed))
+                         for seed in range(1, 50))
+             if s.truth["source_index"] != a.truth["source_index"])
+    shared = Renderer(preset, 64)
+    first, second = shared.render(a), shared.render(b)
+    np.testing.assert_allclose(second, Renderer(preset, 64).render(b), rtol=1e-10)
+    np.testing.assert_allclose(shared.render(a), first, rtol=1e-10)
+    assert not np.allclose(first, second)
+
+
+def test_model_iv_takes_a_folder_of_cutouts(tmp_path):
+    from astropy.io import fits
+
+    y, x = np.mgrid[:16, :16] - 7.5
+    shapes = {"a": (1.0, 3.0), "b": (3.0, 1.0), "c": (2.0, 2.0)}
+    for name, (sx, sy) in shapes.items():
+        image = np.exp(-0.5 * ((x / sx) ** 2 + (y / sy) ** 2)).astype(np.float32)
+        fits.PrimaryHDU(image).writeto(tmp_path / f"{name}.fits")
+    preset = _model_iv(source_images=tmp_path)
+    assert preset.source_images == str(tmp_path) and hash(preset)
+    arrays, truths = simulate_block(preset, "image", ["no_sub", "cdm", "axion"] * 4,
+                                    list(range(12)), None)
+    assert {t["source_name"] for t in truths} == {"a", "b", "c"}
+    assert np.all(np.isfinite(arrays["image"])) and arrays["image"].shape == (12, 64, 64)
+    scene = draw_scene(preset, "no_sub", np.random.default_rng(0))
+    kwargs = scene.kwargs_source[0]
+    sx, sy = shapes[scene.truth["source_name"]]
+    assert kwargs["image"].shape == (16, 16)
+    assert kwargs["amp"] * kwargs["image"].sum() * 0.01**2 == pytest.approx(
+        _source_flux(preset), rel=1e-12)
+    with pytest.raises(ValueError, match="no \\*.fits"):
+        draw_scene(_model_iv(source_images=tmp_path / "empty"), "no_sub",
+                   np.random.default_rng(0))
+
+
+def test_model_iv_sub_chi2_and_refit():
+    preset = _model_iv()
+    _, truths = simulate_block(preset, "image", ["no_sub", "cdm", "cdm"], [0, 1, 2], None,
+                               refit=True)
+    assert truths[0]["sub_chi2"] == 0 and truths[0]["sub_chi2_refit"] == 0
+    for t in truths[1:]:
+        assert t["sub_chi2"] > 25  # 25 subhalos of 1e6-1e10 Msun on the arcs
+        assert 0 < t["sub_chi2_refit"] <= t["sub_chi2"]
+
+
+def test_refit_of_an_interpol_source_fits_lens_amp_and_centre():
+    from lensenhance.simulate.detectability import _refit_parameters
+
+    preset = _model_iv()
+    renderer = get_renderer(preset, preset.num_pix)
+    truth = draw_scene(preset, "no_sub", np.random.default_rng(5))
+    assert [k for w, _, k in _refit_parameters(truth) if w == "source"] == \
+        ["amp", "center_x", "center_y"]
+    image = renderer.render(truth)
+    sigma = np.full(image.shape, 0.01)
+    start = truth.smooth()
+    start.kwargs_lens = [dict(k) for k in start.kwargs_lens]
+    start.kwargs_source = [dict(k) for k in start.kwargs_source]
+    start.kwargs_lens[0]["theta_E"] *= 1.02
+    start.kwargs_source[0]["center_x"] += 0.02
+    chi2, best = refit_smooth(start, image, sigma, renderer.render, max_nfev=400)
+    assert chi2 < 1.0
+    assert best.kwargs_lens[0]["theta_E"] == pytest.approx(truth.kwargs_lens[0]["theta_E"],
+                                                           abs=2e-3)
+    assert best.kwargs_source[0]["center_x"] == pytest.approx(
+        truth.kwargs_source[0]["center_x"], abs=2e-3)
+    assert best.kwargs_source[0]["image"] is truth.kwargs_source[0]["image"]

@@ -10,7 +10,8 @@ No method can tell the classes apart where it is far below the number of pixels'
 of noise fluctuations (a few tens). It is an optimistic measure: part of the difference
 is absorbed by a smooth lens that is slightly different (a little more mass, another
 ellipticity, a moved source). ``sub_chi2_refit`` removes that part: the smooth model
-(SIE + external shear + the source's Sersic profile) is refitted to the noise-free image
+(SIE + external shear + the source's Sersic profile; for a real galaxy image, lenstronomy
+``INTERPOL``, only its amplitude and centre) is refitted to the noise-free image
 with substructure by least squares, starting from the truth, and the chi-square is that
 of the best smooth fit. It bounds from above what any method can see of the
 substructure itself (a classifier given the smooth model's freedom), in the spirit of
@@ -27,7 +28,8 @@ from .render import noise_sigma
 
 __all__ = ["substructure_chi2", "refit_smooth", "REFIT_PARAMETERS"]
 
-#: (profile list, index, keyword) of the refitted parameters: SIE, shear, source Sersic.
+#: (profile list, index, keyword) of the refitted parameters: SIE, shear, source Sersic;
+#: those the scene's profiles do not have (an ``INTERPOL`` source's shape) are left out.
 REFIT_PARAMETERS = (
     ("lens", 0, "theta_E"), ("lens", 0, "e1"), ("lens", 0, "e2"),
     ("lens", 0, "center_x"), ("lens", 0, "center_y"),
@@ -38,12 +40,18 @@ REFIT_PARAMETERS = (
 )
 
 
-def _with_parameters(scene, values):
-    """A smooth copy of ``scene`` whose refitted parameters take ``values``."""
+def _refit_parameters(scene):
+    """The entries of `REFIT_PARAMETERS` that ``scene``'s profiles have."""
+    return tuple((w, i, k) for w, i, k in REFIT_PARAMETERS
+                 if k in (scene.kwargs_lens if w == "lens" else scene.kwargs_source)[i])
+
+
+def _with_parameters(scene, values, parameters=REFIT_PARAMETERS):
+    """A smooth copy of ``scene`` whose refitted ``parameters`` take ``values``."""
     smooth = scene.smooth()
     lens = [dict(k) for k in smooth.kwargs_lens]
     source = [dict(k) for k in smooth.kwargs_source]
-    for (which, index, key), value in zip(REFIT_PARAMETERS, values):
+    for (which, index, key), value in zip(parameters, values):
         (lens if which == "lens" else source)[index][key] = float(value)
     smooth.kwargs_lens, smooth.kwargs_source = lens, source
     return smooth
@@ -56,7 +64,8 @@ def refit_smooth(scene, image, sigma, render, *, max_nfev=200):
     ----------
     scene : Scene
         The true scene; its macro model and first source profile are refitted
-        (`REFIT_PARAMETERS`), the lens light and further source profiles stay fixed.
+        (those of `REFIT_PARAMETERS` its profiles have), the lens light and further
+        source profiles stay fixed.
     image, sigma : numpy.ndarray
         The noise-free image to fit and the noise it is weighed with.
     render : callable
@@ -73,10 +82,12 @@ def refit_smooth(scene, image, sigma, render, *, max_nfev=200):
     """
     from scipy.optimize import least_squares
 
+    parameters = _refit_parameters(scene)
     start = np.array([(scene.kwargs_lens if w == "lens" else scene.kwargs_source)[i][k]
-                      for w, i, k in REFIT_PARAMETERS], dtype=float)
+                      for w, i, k in parameters], dtype=float)
+    names = [k for _, _, k in parameters]
     # The source amplitude is fitted in log so that every parameter has a scale of ~0.01.
-    amp = [k for _, _, k in REFIT_PARAMETERS].index("amp")
+    amp = names.index("amp")
     x0 = start.copy()
     x0[amp] = np.log(start[amp])
 
@@ -88,18 +99,19 @@ def refit_smooth(scene, image, sigma, render, *, max_nfev=200):
     weight = 1.0 / sigma
 
     def residual(x):
-        return ((render(_with_parameters(scene, values(x))) - image) * weight).ravel()
+        return ((render(_with_parameters(scene, values(x), parameters)) - image)
+                * weight).ravel()
 
     lower = np.full(x0.shape, -np.inf)
     upper = np.full(x0.shape, np.inf)
-    names = [k for _, _, k in REFIT_PARAMETERS]
-    lower[names.index("theta_E")] = 1e-3
-    lower[names.index("R_sersic")] = 1e-3
-    lower[names.index("n_sersic")], upper[names.index("n_sersic")] = 0.2, 8.0
+    for name, low, high in (("theta_E", 1e-3, np.inf), ("R_sersic", 1e-3, np.inf),
+                            ("n_sersic", 0.2, 8.0)):
+        if name in names:
+            lower[names.index(name)], upper[names.index(name)] = low, high
     x0 = np.clip(x0, lower + 1e-9, upper - 1e-9)
     fit = least_squares(residual, x0, bounds=(lower, upper), x_scale=0.01,
                         diff_step=1e-5, max_nfev=max_nfev)
-    best = _with_parameters(scene, values(fit.x))
+    best = _with_parameters(scene, values(fit.x), parameters)
     start_chi2 = float(np.sum(residual(x0) ** 2))
     return min(float(np.sum(fit.fun ** 2)), start_chi2), best
 

@@ -24,13 +24,16 @@ __all__ = [
     "de_broglie_length",
     "draw_scene",
     "TRUTH_FIELDS",
+    "source_images",
+    "source_background",
 ]
 
 #: Truth parameters recorded for every image (name -> (unit, meaning)), in catalog order.
 TRUTH_FIELDS = {
     "substructure": ("", "substructure class: no_sub, cdm or axion"),
     "theta_E": ("arcsec", "SIE Einstein radius, from lens_mass and the distances"),
-    "lens_mass": ("Msun", "SIE mass inside the Einstein radius"),
+    "lens_mass": ("Msun", "SIE mass inside the Einstein radius (from theta_E when the "
+                  "preset fixes theta_e)"),
     "e1": ("", "SIE ellipticity component e1 (lenstronomy convention)"),
     "e2": ("", "SIE ellipticity component e2"),
     "lens_x": ("arcsec", "lens centre x (RA offset)"),
@@ -39,9 +42,11 @@ TRUTH_FIELDS = {
     "gamma2": ("", "external shear gamma2"),
     "velocity_dispersion": ("km/s", "SIS-equivalent velocity dispersion of the lens"),
     "lens_light_mag": ("mag", "lens galaxy total AB magnitude"),
-    "lens_light_radius": ("arcsec", "lens galaxy Sersic half-light radius"),
-    "lens_light_n_sersic": ("", "lens galaxy Sersic index"),
-    "source_mag": ("mag", "source Sersic total AB magnitude (unlensed)"),
+    "lens_light_radius": ("arcsec", "lens galaxy Sersic half-light radius (of the first "
+                          "Sersic when there are several)"),
+    "lens_light_n_sersic": ("", "lens galaxy Sersic index (of the first Sersic)"),
+    "source_mag": ("mag", "source total AB magnitude (unlensed; Sersic without clumps, or "
+                   "the INTERPOL image)"),
     "source_radius": ("arcsec", "source Sersic half-light radius"),
     "source_n_sersic": ("", "source Sersic index"),
     "source_e1": ("", "source ellipticity e1"),
@@ -49,6 +54,10 @@ TRUTH_FIELDS = {
     "source_x": ("arcsec", "source centre x in the source plane"),
     "source_y": ("arcsec", "source centre y in the source plane"),
     "n_clumps": ("", "star-forming clumps in the source"),
+    "source_index": ("", "INTERPOL source: index of the galaxy image in the preset's "
+                     "source_images (-1 for a Sersic source)"),
+    "source_name": ("", "INTERPOL source: the galaxy image's name (file stem); empty for a "
+                    "Sersic source"),
     "n_sub": ("", "number of subhalos (cdm) or vortex point masses (axion)"),
     "m_sub_total": ("Msun", "total substructure mass"),
     "axion_mass": ("eV", "axion mass (NaN unless axion)"),
@@ -236,6 +245,73 @@ def _sersic_amp(mag, zero_point, radius, n_sersic, e1, e2):
     return 10.0 ** (-0.4 * (mag - zero_point)) / unit_flux
 
 
+#: DeepLenseSim Model IV subtracts from each galaxy image the median of its top-left
+#: 50 x 50 pixels, of 256: this fraction of the image side.
+_BACKGROUND_CORNER = 50 / 256
+
+
+def source_background(image):
+    """The background DeepLenseSim Model IV subtracts from a source galaxy image.
+
+    The median of the image's top-left corner (first rows, first columns) of side
+    ``int(50 / 256 * n)`` pixels, at least 1, ``n`` the shorter image side: Model IV's
+    ``median(image[:50, :50])`` of its 256 px images; 12 x 12 pixels at 64 px.
+    """
+    image = np.asarray(image)
+    side = max(1, int(_BACKGROUND_CORNER * min(image.shape)))
+    return float(np.median(image[:side, :side]))
+
+
+@functools.lru_cache(maxsize=8)
+def source_images(folder=None):
+    """The galaxy images of INTERPOL sources, ready for lenstronomy; cached per process.
+
+    Parameters
+    ----------
+    folder : str, optional
+        A folder whose ``*.fits`` files (in name order) are single galaxy cutouts, read
+        with `lensenhance.io.read_image`; None: the shipped HSC Deep/UltraDeep sample
+        (`lensenhance.data.hsc_sources`).
+
+    Returns
+    -------
+    images : tuple of numpy.ndarray
+        float64, read-only: each cutout minus its `source_background`, columns reversed
+        (the cutouts are taken as east-left like the simulated images, lenstronomy's
+        ``INTERPOL`` has x increasing with the column), so that a source rendered with
+        ``phi_G = 0`` and no lens looks like the cutout.
+    names : tuple of str
+        The cutouts' names (file stems for a folder).
+    """
+    if folder is None:
+        from ..data import hsc_sources
+
+        cube, names = hsc_sources()
+        raw = list(cube)
+    else:
+        from pathlib import Path
+
+        from ..io import read_image
+
+        paths = sorted(Path(folder).glob("*.fits"))
+        if not paths:
+            raise ValueError(f"source_images: no *.fits files in {folder!r}")
+        raw = [read_image(path, unit="", dtype=np.float64).data for path in paths]
+        names = [path.stem for path in paths]
+    images = []
+    for name, image in zip(names, raw):
+        image = np.asarray(image, dtype=np.float64)
+        if image.ndim != 2 or not np.all(np.isfinite(image)):
+            raise ValueError(f"source image {name!r} must be a finite 2-D image")
+        image = (image - source_background(image))[:, ::-1].copy()
+        if not image.sum() > 0:
+            raise ValueError(f"source image {name!r} has no positive total flux after "
+                             "subtracting its corner median")
+        image.setflags(write=False)
+        images.append(image)
+    return tuple(images), tuple(str(n) for n in names)
+
+
 def draw_scene(preset, substructure, rng, *, seed=None):
     """Draw one scene of ``preset`` with substructure class ``substructure``.
 
@@ -261,8 +337,11 @@ def draw_scene(preset, substructure, rng, *, seed=None):
     zp = p.magnitude_zero_point
 
     # main deflector: SIE + external shear; light traces mass (same centre, q, angle)
-    lens_mass = float(p.lens_mass.draw(rng))
-    # theta_E**2 per Msun of point masses; DeepLenseSim's Models II/III scale deflections
+    if p.theta_e is not None:  # theta_E given: the mass follows, theta_E = sqrt(M k)
+        lens_mass = float(p.theta_e.draw(rng)) ** 2 / dist.theta_e_sq_per_msun
+    else:
+        lens_mass = float(p.lens_mass.draw(rng))
+    # theta_E**2 per Msun of point masses; DeepLenseSim's Models II-IV scale deflections
     beta = deflection_factor(p.z_lens, p.z_source, p.z_source_convention)
     k_point = dist.theta_e_sq_per_msun * beta
     theta_e = float(np.sqrt(lens_mass * dist.theta_e_sq_per_msun)) * beta
@@ -282,43 +361,23 @@ def draw_scene(preset, substructure, rng, *, seed=None):
     ll_mag = float(p.lens_light_mag.draw(rng))
     ll_radius = float(p.lens_light_radius.draw(rng))
     ll_n = float(p.lens_light_n_sersic.draw(rng))
+    if p.lens_light_sersics is not None:  # fixed Sersics at the lens centre (Model IV)
+        sersics = p.lens_light_sersics
+        ll_mag = float(-2.5 * np.log10(sum(10.0 ** (-0.4 * c[0]) for c in sersics)))
+        ll_radius, ll_n = sersics[0][1], sersics[0][2]
+    else:  # one Sersic that traces the mass
+        sersics = ((ll_mag, ll_radius, ll_n, e1, e2),)
     kwargs_lens_light = [{
-        "amp": _sersic_amp(ll_mag, zp, ll_radius, ll_n, e1, e2), "R_sersic": ll_radius,
-        "n_sersic": ll_n, "e1": e1, "e2": e2, "center_x": lens_x, "center_y": lens_y,
-    }] if p.lens_light else []
+        "amp": _sersic_amp(m, zp, r, n, c1, c2), "R_sersic": r, "n_sersic": n,
+        "e1": c1, "e2": c2, "center_x": lens_x, "center_y": lens_y,
+    } for m, r, n, c1, c2 in sersics] if p.lens_light else []
 
-    # source: Sersic ellipse, centre uniform over a disc of radius offset_max * theta_E
-    src_mag = float(p.source_mag.draw(rng))
-    src_radius = float(p.source_radius.draw(rng))
-    src_n = float(p.source_n_sersic.draw(rng))
-    src_e1, src_e2 = _ellipticity(float(p.source_axis_ratio.draw(rng)),
-                                  float(p.source_angle.draw(rng)))
-    if p.family == "deeplense":  # uniform over a square of half-width offset_max arcsec
-        src_x, src_y = lens_x + rng.uniform(-1, 1) * p.source_offset_max, \
-            lens_y + rng.uniform(-1, 1) * p.source_offset_max
-    else:  # uniform over a disc of radius offset_max * theta_E
-        r = p.source_offset_max * theta_e * np.sqrt(rng.uniform())
-        phi = rng.uniform(0.0, 2 * np.pi)
-        src_x, src_y = lens_x + r * np.cos(phi), lens_y + r * np.sin(phi)
-    if p.source_amp is not None:
-        src_amp = float(p.source_amp.draw(rng))
+    if p.source_profile == "INTERPOL":
+        kwargs_source, truth_source = _draw_interpol_source(p, rng, lens_x, lens_y, theta_e)
+        source_model_list = ["INTERPOL"]
     else:
-        src_amp = _sersic_amp(src_mag, zp, src_radius, src_n, src_e1, src_e2)
-    kwargs_source = [{
-        "amp": src_amp, "R_sersic": src_radius, "n_sersic": src_n, "e1": src_e1,
-        "e2": src_e2, "center_x": src_x, "center_y": src_y,
-    }]
-    n_clumps = int(p.n_clumps.draw(rng))
-    src_flux = 10.0 ** (-0.4 * (src_mag - zp))
-    for _ in range(n_clumps):
-        # lenstronomy's GAUSSIAN amp is the total flux
-        kwargs_source.append({
-            "amp": src_flux * float(p.clump_flux_fraction.draw(rng)),
-            "sigma": float(p.clump_sigma.draw(rng)),
-            "center_x": src_x + rng.normal(0.0, p.clump_spread * src_radius),
-            "center_y": src_y + rng.normal(0.0, p.clump_spread * src_radius),
-        })
-    source_model_list = ["SERSIC_ELLIPSE"] + ["GAUSSIAN"] * n_clumps
+        kwargs_source, truth_source = _draw_sersic_source(p, rng, lens_x, lens_y, theta_e)
+        source_model_list = ["SERSIC_ELLIPSE"] + ["GAUSSIAN"] * truth_source["n_clumps"]
 
     truth = {
         "substructure": substructure, "theta_E": theta_e, "lens_mass": lens_mass,
@@ -326,9 +385,7 @@ def draw_scene(preset, substructure, rng, *, seed=None):
         "gamma1": float(gamma1), "gamma2": float(gamma2),
         "velocity_dispersion": float(dist.velocity_per_sqrt_arcsec * np.sqrt(theta_e)),
         "lens_light_mag": ll_mag, "lens_light_radius": ll_radius, "lens_light_n_sersic": ll_n,
-        "source_mag": src_mag, "source_radius": src_radius, "source_n_sersic": src_n,
-        "source_e1": float(src_e1), "source_e2": float(src_e2),
-        "source_x": float(src_x), "source_y": float(src_y), "n_clumps": n_clumps,
+        **truth_source,
         "n_sub": 0, "m_sub_total": 0.0, "axion_mass": np.nan, "vortex_length": np.nan,
         "exposure_time": float(p.exposure_time.draw(rng)) * p.num_exposures,
         "sub_chi2": 0.0 if substructure == "no_sub" else np.nan,
@@ -349,10 +406,76 @@ def draw_scene(preset, substructure, rng, *, seed=None):
         kwargs_lens=kwargs_lens + kwargs,
         source_model_list=tuple(source_model_list),
         kwargs_source=kwargs_source,
-        lens_light_model_list=("SERSIC_ELLIPSE",) if p.lens_light else (),
+        lens_light_model_list=("SERSIC_ELLIPSE",) * len(kwargs_lens_light),
         kwargs_lens_light=kwargs_lens_light,
         truth=truth,
     )
+
+
+def _source_centre(p, rng, lens_x, lens_y, theta_e):
+    if p.family == "deeplense":  # uniform over a square of half-width offset_max arcsec
+        return lens_x + rng.uniform(-1, 1) * p.source_offset_max, \
+            lens_y + rng.uniform(-1, 1) * p.source_offset_max
+    # uniform over a disc of radius offset_max * theta_E
+    r = p.source_offset_max * theta_e * np.sqrt(rng.uniform())
+    phi = rng.uniform(0.0, 2 * np.pi)
+    return lens_x + r * np.cos(phi), lens_y + r * np.sin(phi)
+
+
+def _draw_interpol_source(p, rng, lens_x, lens_y, theta_e):
+    """A real galaxy image (lenstronomy ``INTERPOL``) of total magnitude ``source_mag``:
+    the image drawn uniformly from ``source_images``, rotated by ``source_angle``."""
+    images, names = source_images(p.source_images)
+    src_mag = float(p.source_mag.draw(rng))
+    phi_g = float(np.deg2rad(p.source_angle.draw(rng)))
+    src_x, src_y = _source_centre(p, rng, lens_x, lens_y, theta_e)
+    index = int(rng.integers(len(images)))
+    image, scale = images[index], float(p.source_pixel_scale)
+    if p.source_amp is not None:
+        amp = float(p.source_amp.draw(rng))
+    else:  # INTERPOL's total flux is amp * sum(image) * scale**2 (Interpol.total_flux)
+        amp = 10.0 ** (-0.4 * (src_mag - p.magnitude_zero_point)) / (image.sum() * scale**2)
+    kwargs = [{"image": image, "amp": amp, "center_x": float(src_x), "center_y": float(src_y),
+               "phi_G": phi_g, "scale": scale}]
+    truth = {"source_mag": src_mag, "source_radius": np.nan, "source_n_sersic": np.nan,
+             "source_e1": np.nan, "source_e2": np.nan, "source_x": float(src_x),
+             "source_y": float(src_y), "n_clumps": 0, "source_index": index,
+             "source_name": names[index]}
+    return kwargs, truth
+
+
+def _draw_sersic_source(p, rng, lens_x, lens_y, theta_e):
+    """A Sersic ellipse and its star-forming clumps (circular Gaussians)."""
+    zp = p.magnitude_zero_point
+    src_mag = float(p.source_mag.draw(rng))
+    src_radius = float(p.source_radius.draw(rng))
+    src_n = float(p.source_n_sersic.draw(rng))
+    src_e1, src_e2 = _ellipticity(float(p.source_axis_ratio.draw(rng)),
+                                  float(p.source_angle.draw(rng)))
+    src_x, src_y = _source_centre(p, rng, lens_x, lens_y, theta_e)
+    if p.source_amp is not None:
+        src_amp = float(p.source_amp.draw(rng))
+    else:
+        src_amp = _sersic_amp(src_mag, zp, src_radius, src_n, src_e1, src_e2)
+    kwargs_source = [{
+        "amp": src_amp, "R_sersic": src_radius, "n_sersic": src_n, "e1": src_e1,
+        "e2": src_e2, "center_x": src_x, "center_y": src_y,
+    }]
+    n_clumps = int(p.n_clumps.draw(rng))
+    src_flux = 10.0 ** (-0.4 * (src_mag - zp))
+    for _ in range(n_clumps):
+        # lenstronomy's GAUSSIAN amp is the total flux
+        kwargs_source.append({
+            "amp": src_flux * float(p.clump_flux_fraction.draw(rng)),
+            "sigma": float(p.clump_sigma.draw(rng)),
+            "center_x": src_x + rng.normal(0.0, p.clump_spread * src_radius),
+            "center_y": src_y + rng.normal(0.0, p.clump_spread * src_radius),
+        })
+    truth = {"source_mag": src_mag, "source_radius": src_radius, "source_n_sersic": src_n,
+             "source_e1": float(src_e1), "source_e2": float(src_e2),
+             "source_x": float(src_x), "source_y": float(src_y), "n_clumps": n_clumps,
+             "source_index": -1, "source_name": ""}
+    return kwargs_source, truth
 
 
 def _draw_cdm(p, dist, rng, theta_e, lens_x, lens_y, truth, k_point):

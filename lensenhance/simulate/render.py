@@ -153,6 +153,7 @@ class Renderer:
         self._core_x, self._core_y = self._grid(size, self.CORE_SUPERSAMPLING, d)
         self._core_area = (d / self.CORE_SUPERSAMPLING) ** 2
         self._models = {}
+        self._interpol_images = {}
 
     @staticmethod
     def _grid(n, ss, d):
@@ -172,14 +173,30 @@ class Renderer:
             model = self._models[key] = cls(list(names))
         return model
 
+    def _light_model(self, names, kwargs):
+        """The cached ``LightModel`` of ``names``, its ``INTERPOL`` caches valid for ``kwargs``.
+
+        lenstronomy's ``Interpol`` builds its interpolator from the first image it is given
+        and keeps it whatever image comes next, so the caches are deleted whenever the
+        images differ from the previous call's (the same array objects reuse them).
+        """
+        model = self._model(self._light_model_cls, names)
+        if "INTERPOL" in names:
+            images = tuple(k.get("image") for k in kwargs)
+            last = self._interpol_images.get(names)
+            if last is None or any(a is not b for a, b in zip(last, images)):
+                model.delete_interpol_caches()
+                self._interpol_images[names] = images  # keeps them alive: `is` is safe
+        return model
+
     def _to_pixels(self, surface_brightness):
         flux = (surface_brightness * self._subpixel_area).reshape(self._shape)
         ss = self.preset.supersampling
         return bin_image(flux, ss) if ss > 1 else flux
 
     def _lens_light(self, scene):
-        model = self._model(self._light_model_cls, scene.lens_light_model_list)
         kwargs = scene.kwargs_lens_light
+        model = self._light_model(scene.lens_light_model_list, kwargs)
         flux = self._to_pixels(model.surface_brightness(self._x, self._y, kwargs))
         # pixel (row, column) nearest to the lens light centre, in the padded grid
         d, n, c = self.preset.pixel_scale, self._n_pad, self.CORE
@@ -209,7 +226,7 @@ class Renderer:
     def render(self, scene):
         """PSF-convolved flux per pixel (electron/s) of ``scene``, shape (num_pix, num_pix)."""
         lens = self._model(self._lens_model_cls, scene.lens_model_list)
-        source = self._model(self._light_model_cls, scene.source_model_list)
+        source = self._light_model(scene.source_model_list, scene.kwargs_source)
         bx, by = lens.ray_shooting(self._x, self._y, scene.kwargs_lens)
         flux = self._to_pixels(source.surface_brightness(bx, by, scene.kwargs_source))
         if self.preset.adaptive_supersampling > self.preset.supersampling:

@@ -105,8 +105,11 @@ def snr_pairs(n, *, preset="model_ii", exposure_log10=DENOISE_EXPOSURE, seed=0, 
     return out
 
 
-def normalise_posterior_data(x, sigma, truth, *, scale=1, estimated=None):
-    """Normalise inputs, sigmas and truths as the Enhancer would see them.
+def normalise_posterior_data(x, sigma, truth, *, scale=1, estimated=None, unit="electron/s"):
+    """Normalise inputs, sigmas and truths exactly as the Enhancer would see them.
+
+    The same rule as `lensenhance.datasets.normalize_pairs` (the Enhancer's
+    `~lensenhance.normalization.fit_image_normalization` and the flux split of ``unit``).
 
     Parameters
     ----------
@@ -117,24 +120,30 @@ def normalise_posterior_data(x, sigma, truth, *, scale=1, estimated=None):
     scale : int
     estimated : array of bool, optional
         Per image: give the constant `estimate_sigma` instead of the exact map.
+    unit : str or astropy unit, optional
+        The images' unit.
 
     Returns
     -------
     x, sigma, truth : numpy.ndarray, float32, normalised
     """
-    from ..normalization import fit_normalization
+    from astropy import units as u
+
+    from ..normalization import fit_image_normalization, normalize_target
+    from ..pixels import flux_split_factor
 
     n = len(x)
+    split = flux_split_factor(None if unit is None else u.Unit(unit), scale)
     estimated = np.zeros(n, bool) if estimated is None else np.asarray(estimated, bool)
     xs, ss, ts = (np.empty(np.shape(a), np.float32) for a in (x, sigma, truth))
     for i in range(n):
-        norm = fit_normalization(x[i])
+        norm = fit_image_normalization(x[i])
         xs[i] = norm.apply(x[i])
         if estimated[i]:
             ss[i] = estimate_sigma(x[i]) / norm.scale
         else:
             ss[i] = sigma[i] / norm.scale
-        ts[i] = (truth[i] * scale**2 - norm.offset) / norm.scale
+        ts[i] = normalize_target(truth[i], norm, split)
     return xs, ss, ts
 
 
