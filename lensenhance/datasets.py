@@ -266,10 +266,10 @@ def as_image_stack(array, name: str) -> np.ndarray:
 
 
 def _d4_numpy(image: np.ndarray, k: int, flip: bool) -> np.ndarray:
-    """The D4 element ``(k, flip)`` of `lensenhance.nn.ensemble`, on a 2-D array."""
-    if flip:
-        image = image[:, ::-1]
-    return np.rot90(image, k)
+    """`lensenhance.nn.ensemble.d4_transform` (the one D4) on an array."""
+    from .nn.ensemble import d4_transform
+
+    return d4_transform(image, k, flip)
 
 
 class ArrayPairSource:

@@ -79,7 +79,7 @@ def test_sub_chi2_is_an_explicit_with_without_render(name):
     with_sub = preset.flux_scale * renderer.render(scene)
     without = preset.flux_scale * renderer.render(scene.smooth())
     np.testing.assert_allclose(ds["hr"].values[i], with_sub, rtol=1e-5, atol=1e-6)
-    from lensenhance.simulate.render import noise_sigma
+    from lensenhance.simulate.noise import noise_sigma
 
     sigma = noise_sigma(preset, without, exposure_time=scene.truth["exposure_time"],
                         pixel_scale=preset.pixel_scale)

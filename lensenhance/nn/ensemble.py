@@ -8,6 +8,7 @@ eight times the cost of one forward pass.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,15 +19,25 @@ __all__ = ["D4", "d4_transform", "d4_inverse", "d4_self_ensemble", "SelfEnsemble
 D4 = tuple((k, flip) for flip in (False, True) for k in range(4))
 
 
-def d4_transform(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    """Apply the D4 element ``(k, flip)`` to the last two axes of ``x``."""
+def d4_transform(x, k: int, flip: bool):
+    """Apply the D4 element ``(k, flip)`` to the last two axes of ``x``.
+
+    The one D4 of the package: the self-ensemble here, and the rotation/flip
+    augmentation of every training set. ``x`` is a `torch.Tensor` or a numpy array (a
+    view is returned for an array).
+    """
+    if isinstance(x, np.ndarray):
+        return np.rot90(x[..., ::-1] if flip else x, k, axes=(-2, -1))
     if flip:
         x = torch.flip(x, dims=(-1,))
     return torch.rot90(x, k, dims=(-2, -1))
 
 
-def d4_inverse(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+def d4_inverse(x, k: int, flip: bool):
     """Undo `d4_transform` with the same ``(k, flip)``."""
+    if isinstance(x, np.ndarray):
+        x = np.rot90(x, -k, axes=(-2, -1))
+        return x[..., ::-1] if flip else x
     x = torch.rot90(x, -k, dims=(-2, -1))
     if flip:
         x = torch.flip(x, dims=(-1,))

@@ -7,9 +7,11 @@
 
 The presets' numbers live in :mod:`lensenhance.simulate.presets`; the physics in
 :mod:`~lensenhance.simulate.physics`; rendering and noise in
-:mod:`~lensenhance.simulate.render`.
+:mod:`~lensenhance.simulate.render` and :mod:`~lensenhance.simulate.noise`; the substructure's
+detectability in :mod:`~lensenhance.simulate.detectability`.
 """
 
+from .noise import background_variance, observe
 from .physics import (
     TRUTH_FIELDS,
     LensingDistances,
@@ -21,7 +23,7 @@ from .physics import (
 )
 from .pool import shutdown_pools
 from .presets import PRESETS, SUBSTRUCTURES, Preset, presets_table
-from .render import background_variance, bin_image, observe
+from .render import bin_image
 from .simulator import UNIT, LensSimulator, tan_wcs, truth_header
 
 __all__ = [

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .render import noise_sigma
+from .noise import noise_sigma
 
 __all__ = ["substructure_chi2", "refit_smooth", "REFIT_PARAMETERS"]
 

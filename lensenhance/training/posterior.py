@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..diffusion import NoiseSchedule, diffusion_loss
+from ..nn.ensemble import d4_transform
 from ..posterior import SIGMA_FLOOR, estimate_sigma, residual_condition
 from .diffusion import validation_loss
 from .initial import init_record, initial_network, weights_file
@@ -162,8 +163,9 @@ def _crop_d4(arrays, factors, patch, rng, n_images, batch_size):
         x0 = int(rng.integers(0, nx - side + 1))
         k, flip = int(rng.integers(4)), bool(rng.integers(2))
         for j, (a, f) in enumerate(zip(arrays, factors)):
-            crop = np.rot90(a[i, y0 * f:(y0 + side) * f, x0 * f:(x0 + side) * f], k)
-            out[j].append(crop[:, ::-1] if flip else crop)
+            crop = a[i, y0 * f:(y0 + side) * f, x0 * f:(x0 + side) * f]
+            # rotate by k, then flip: the D4 element (-k, flip)
+            out[j].append(d4_transform(crop, -k % 4 if flip else k, flip))
     return [np.ascontiguousarray(np.stack(o))[:, None] for o in out]
 
 

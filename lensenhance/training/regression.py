@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from .._atomic import atomic_write_bytes
 from .._device import resolve_device
+from ..nn.ensemble import d4_transform
 from ..nn.weights import export_weights
 from .checkpoints import json_bytes
 from .loop import HISTORY_FILE, WEIGHTS_FILE
@@ -74,9 +75,9 @@ def fit_network(net, x, y, loss_fn, *, epochs, batch_size, lr, seed, progress=Fa
         total = 0.0
         for start in range(0, len(x), batch_size):
             batch = order[start:start + batch_size]
-            xb = torch.rot90(x[batch].to(device), int(rng.integers(4)), (-2, -1))
-            if rng.random() < 0.5:
-                xb = xb.flip(-1)
+            k, flip = int(rng.integers(4)), rng.random() < 0.5
+            # rotate by k, then flip: the D4 element (-k, flip)
+            xb = d4_transform(x[batch].to(device), -k % 4 if flip else k, flip)
             loss = loss_fn(net(xb), y[batch].to(device))
             optimizer.zero_grad()
             loss.backward()
