@@ -331,7 +331,7 @@ class Enhancer:
     def __repr__(self):
         tiles = "whole" if self.tile_size is None else self.tile_size
         extra = " self_ensemble" if self.self_ensemble else ""
-        if hasattr(self.predictor, "steps"):  # a diffusion posterior
+        if self.predictor.steps is not None:  # a diffusion posterior
             extra += (f" n_samples={self.predictor.n_samples} steps={self.predictor.steps}"
                       f" sampler={self.predictor.sampler!r}")
         return (f"<Enhancer {self.name!r} scale={self.scale} device={self.device} "

@@ -26,8 +26,9 @@ TASKS = (
                              "per-pixel sigma."),
     ("generate", "Generation", "A class-conditional diffusion model of lensing images "
      "(no_sub, cdm, axion), sampled with classifier-free guidance."),
-    ("classify", "Classification", "A small classifier of the substructure class, whose "
-                                   "features measure generated images."),
+    ("classify", "Classification", "Small classifiers of the substructure class (no_sub, "
+     "cdm, axion), trained on the DeepLense-faithful presets; their features measure "
+     "generated images."),
     ("features", "Regression", "A small ResNet that measures the Einstein radius."),
 )
 
@@ -50,6 +51,14 @@ BENCHMARKS = (
      "All validation pairs of the HSC sample; the deep image is the reference."),
     ("generate_n200.json", "Generation", "ddpm-lens64 against simulated images: Frechet "
                                          "and kernel distances with their floors."),
+    ("detectability_n100.json", "Substructure detectability",
+     "How much of the substructure is in the images: per preset and class, sub_chi2 (the "
+     "noise-free image with against without its substructure, against the observed "
+     "image's noise) and sub_chi2_refit (after refitting the smooth lens and source)."),
+    ("downstream_n300.json", "Downstream science",
+     "Substructure classification (AUC) and Einstein-radius regression (MAE) by networks "
+     "trained on HR images, given HR, bicubic LR and each super-resolution model's output; "
+     "the share of the LR -> HR gap each closes."),
     ("speed_enhance.json", "Speed of the enhancement engine",
      "Whole against tiled, dask workers, the command line's peak memory at 4096x4096, "
      "throughput and share of the CPU's convolution peak, seams."),
@@ -233,11 +242,15 @@ def _sr_table(result):
 
 def _benchmark_table(result):
     """The plain text the benchmark printed, from its JSON."""
-    from lensenhance.benchmark import denoise, generate, speed
+    from lensenhance.benchmark import denoise, detectability, downstream, generate, speed
 
     if "rows" in result and "table" in result:  # benchmark sr
         return _sr_table(result)
     kind = result.get("benchmark")
+    if kind == "detectability":
+        return detectability.format_detectability_table(result)
+    if kind == "downstream":
+        return downstream.format_downstream_table(result)
     if kind == "denoise":
         return denoise.format_denoise_table(result)
     if kind == "speed/enhance":
