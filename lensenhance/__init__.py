@@ -20,8 +20,8 @@ __all__ = [
     "write_catalog",
     "to_dataarray",
     "from_dataarray",
-    "open_dataset",
-    "save_dataset",
+    "read_dataset",
+    "write_dataset",
     "read_deeplense",
     "upsample_wcs",
     "downsample_wcs",
@@ -38,7 +38,9 @@ _LAZY = {
     "model_card": "lensenhance.models",
     **{name: "lensenhance.io" for name in (
         "read_image", "write_image", "read_catalog", "write_catalog", "to_dataarray",
-        "from_dataarray", "open_dataset", "save_dataset", "upsample_wcs", "downsample_wcs")},
+        "from_dataarray", "read_dataset", "write_dataset", "upsample_wcs", "downsample_wcs",
+        # deprecated names, kept for old scripts (not in __all__)
+        "open_dataset", "save_dataset")},
     "read_deeplense": "lensenhance.io",
 }
 

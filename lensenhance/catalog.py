@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._validation import check_int
+
 __all__ = ["enhance_catalog", "catalog_from_files", "RUN_SETTINGS", "RUN_LOG",
            "OUTPUT_CATALOG"]
 
@@ -538,8 +540,7 @@ def enhance_catalog(catalog, out_dir, *, enhancer, path_column="path", key_colum
         raise TypeError(f"enhancer must be an Enhancer, got {type(enhancer).__name__}")
     if task not in ("enhance", "denoise"):
         raise ValueError(f"task must be 'enhance' or 'denoise', got {task!r}")
-    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    check_int(workers, "workers")
     if scheduler is not None and workers > 1:
         raise ValueError("give workers or scheduler, not both: the cluster's workers run "
                          "the rows")

@@ -67,8 +67,8 @@ class LensClassifier:
     """
 
     def __init__(self, network, *, name=None, batch_size=256):
+        from ._validation import check_int
         from .normalization import AsinhScaling
-        from .training.loop import check_int
 
         metadata = getattr(network, "metadata", None) or {}
         if metadata.get("task") not in ("classify", None):

@@ -12,6 +12,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ._validation import check_int
+
 __all__ = ["PairSource", "ArrayPairSource", "ArrayImageSource", "CLASSES", "INVARIANT_TRUTH",
            "as_image_stack",
            "generation_images", "normalize_pairs",
@@ -111,9 +113,9 @@ def simulated_pairs(n, *, preset="model_i", scale=2, substructure="all", seed=0,
 
 def dataset_pairs(path, *, scale=None):
     """Raw ``(lr, hr)`` stacks from a dataset written by ``lensenhance simulate``."""
-    from .io import open_dataset
+    from .io import read_dataset
 
-    ds = open_dataset(path)
+    ds = read_dataset(path)
     lr, hr = ds["lr"].values, ds["hr"].values
     if scale is not None and hr.shape[1] != lr.shape[1] * scale:
         raise ValueError(f"{path}: hr/lr size ratio is {hr.shape[1] / lr.shape[1]:g}, "
@@ -292,8 +294,7 @@ class ArrayPairSource:
 
     def __init__(self, lr, hr, *, patch_size: int | None = 48, scale: int = 2,
                  augment: bool = True):
-        if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-            raise ValueError(f"scale must be a positive integer, got {scale!r}")
+        check_int(scale, "scale")
         self.lr = as_image_stack(lr, "lr")
         self.hr = as_image_stack(hr, "hr")
         n, h, w = self.lr.shape
@@ -308,8 +309,7 @@ class ArrayPairSource:
                                  "give a patch_size")
             self._lr_patch = None
         else:
-            if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
-                raise ValueError(f"patch_size must be a positive integer, got {patch_size!r}")
+            check_int(patch_size, "patch_size")
             if patch_size % scale:
                 raise ValueError(f"patch_size {patch_size} is not a multiple of scale {scale}")
             if patch_size > min(h, w) * scale:

@@ -17,6 +17,8 @@ scipy; the features come from the caller (e.g.
 import numpy as np
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
+from ._validation import check_int
+
 __all__ = ["image_metrics", "batch_metrics", "summarize_metrics", "mean_and_se",
            "paired_differences", "frechet_distance",
            "kernel_distance", "pixel_histogram_distance", "radial_power_spectrum",
@@ -260,16 +262,11 @@ def kernel_distance(features_a, features_b, *, n_subsets=50, subset_size=None, s
         sets); for an error bar on the sets, compare independent draws.
     """
     a, b = _feature_pair(features_a, features_b)
-    if isinstance(n_subsets, bool) or not isinstance(n_subsets, (int, np.integer)) \
-            or n_subsets < 1:
-        raise ValueError(f"n_subsets must be a positive integer, got {n_subsets!r}")
+    check_int(n_subsets, "n_subsets")
     largest = min(len(a), len(b))
     if subset_size is None:
         subset_size = min(1000, largest)
-    if isinstance(subset_size, bool) or not isinstance(subset_size, (int, np.integer)) \
-            or not 2 <= subset_size <= largest:
-        raise ValueError(f"subset_size must be an integer from 2 to {largest} (the smaller "
-                         f"set), got {subset_size!r}")
+    check_int(subset_size, "subset_size", 2, maximum=largest, note=" (the smaller set)")
     rng = np.random.default_rng(seed)
     estimates = np.array([
         _polynomial_mmd2(a[rng.choice(len(a), subset_size, replace=False)],
@@ -323,8 +320,7 @@ def pixel_histogram_distance(images_a, images_b, *, bins=64, range=None):
 
     a = _image_set(images_a, "images_a").ravel()
     b = _image_set(images_b, "images_b").ravel()
-    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
-        raise ValueError(f"bins must be a positive integer, got {bins!r}")
+    check_int(bins, "bins")
     if range is None:
         range = (min(a.min(), b.min()), max(a.max(), b.max()))
         if range[0] == range[1]:  # constant images: one bin around the value

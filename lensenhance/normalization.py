@@ -32,6 +32,8 @@ from astropy.io import fits
 from astropy.nddata import NDData
 from astropy.stats import sigma_clipped_stats
 
+from ._validation import check_int
+
 __all__ = ["Normalization", "AsinhScaling", "fit_normalization", "fit_image_normalization",
            "normalize_target", "METHODS", "OUTLIER_THRESHOLD"]
 
@@ -203,9 +205,7 @@ def fit_normalization(data, *, mask=None, method="sigma_clip", box_size=64, offs
         if offset is None or scale is None:
             raise ValueError("fit_normalization: method='fixed' needs both offset= and scale=")
         return Normalization(offset, scale, method)
-    if int(box_size) != box_size or box_size < 1:
-        raise ValueError(f"fit_normalization: box_size must be a positive integer, "
-                         f"got {box_size!r}")
+    check_int(box_size, "fit_normalization: box_size", integral_floats=True)
     if not 0 < percentile <= 100:
         raise ValueError(f"fit_normalization: percentile must be in (0, 100], got {percentile}")
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._validation import check_int
 from .nn.inference import inference_copy
 from .predictors import Prediction, Predictor, count_receptive_field, position_noise
 
@@ -128,10 +129,8 @@ class PosteriorPredictor(Predictor):
     def __init__(self, base, unet, *, schedule, scale, n_samples=16, steps=10, sampler="dpm",
                  std_scale=1.0, snr_range=None, name="posterior", weights_sha256=None,
                  sample_batch=16, halo=None):
-        if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 2:
-            raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
-        if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        check_int(n_samples, "n_samples", 2, integral_floats=True)
+        check_int(steps, "steps", integral_floats=True)
         if sampler not in ("dpm", "ddim"):
             raise ValueError(f"sampler must be 'dpm' or 'ddim' (deterministic), got {sampler!r}")
         if not std_scale > 0:

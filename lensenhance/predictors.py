@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._validation import check_int
 from .nn.inference import inference_copy
 
 __all__ = [
@@ -331,8 +332,7 @@ class NetworkPredictor(Predictor):
                  halo=None, exact_tiling=None, weights_sha256=None):
         if not isinstance(module, nn.Module):
             raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
-        if isinstance(scale, bool) or int(scale) != scale or scale < 1:
-            raise ValueError(f"scale must be a positive integer, got {scale!r}")
+        check_int(scale, "scale", integral_floats=True)
         if int(n_draws) != n_draws or n_draws < 0 or n_draws == 1:
             raise ValueError(f"n_draws must be 0 or an integer >= 2, got {n_draws!r}")
         # The same function, rewritten to run faster on oneDNN (a copy where anything

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._validation import check_int
 from .simulate.simulator import UNIT, LensSimulator, tan_wcs, truth_header
 
 __all__ = ["write_simulation", "simulate_to_disk"]
@@ -94,7 +95,7 @@ def write_simulation(ds, out_dir, *, format="fits", overwrite=False, progress=Tr
         if target.exists() and not overwrite:
             raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
         target.parent.mkdir(parents=True, exist_ok=True)
-        io.save_dataset(ds, target, overwrite=overwrite)
+        io.write_dataset(ds, target, overwrite=overwrite)
         return target
 
     out_dir = Path(out_dir)
@@ -229,12 +230,9 @@ def simulate_to_disk(out_dir, *, preset="model_i", substructure="no_sub", n=100,
 
     if fmt not in _FORMATS:
         raise ValueError(f"fmt must be one of {_FORMATS}, got {fmt!r}")
-    for name, value in (("n", n), ("scale", scale), ("workers", workers),
-                        ("chunk_size", chunk_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if scale < 2:
-        raise ValueError(f"scale must be an integer >= 2, got {scale!r}")
+    for name, value in (("n", n), ("workers", workers), ("chunk_size", chunk_size)):
+        check_int(value, name)
+    check_int(scale, "scale", 2)
     sim = LensSimulator.from_preset(preset, substructure=substructure)  # checks both
     if fmt != "fits":
         target = _dataset_target(out_dir, fmt)
@@ -248,9 +246,8 @@ def simulate_to_disk(out_dir, *, preset="model_i", substructure="no_sub", n=100,
 
     if seed is None:
         seed = int(np.random.SeedSequence().entropy)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer or None (it is recorded so "
-                         f"that a rerun resumes the same run), got {seed!r}")
+    check_int(seed, "seed", 0, note=" or None (it is recorded so that a rerun resumes the "
+              "same run)")
     settings = {"preset": preset, "substructure": substructure, "n": int(n),
                 "scale": int(scale), "seed": int(seed), "format": fmt}
 

@@ -10,6 +10,7 @@ from lensenhance.cli import cli
 from lensenhance.scoring import fine_scale_power_ratio, light_mask, posterior_figures
 
 
+@pytest.mark.slow
 def test_benchmark_denoise_cli_writes_every_row(tiny_posterior, tmp_path):
     base, post = tiny_posterior
     out = tmp_path / "denoise.json"

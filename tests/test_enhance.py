@@ -421,6 +421,7 @@ print((after - before) / 1024)
 """
 
 
+@pytest.mark.slow
 def test_memory_stays_bounded_with_tiles(tmp_path):
     side = 1536
     rng = np.random.default_rng(0)

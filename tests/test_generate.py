@@ -141,6 +141,7 @@ def test_generate_command(tiny_run, tmp_path):
     assert result.exit_code != 0 and "no pretrained model" in result.output
 
 
+@pytest.mark.slow
 def test_benchmark_generate_reports_rows_floors_and_targets(tiny_run, tiny_classifier,
                                                             tmp_path):
     from lensenhance.benchmark.generate import benchmark_generate, format_generate_table

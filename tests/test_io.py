@@ -670,8 +670,8 @@ def test_save_open_dataset_round_trip(tmp_path, suffix, module):
                     bands=["g", "r"], pixel_scale=0.05, n_images=2,
                     weights=np.array([0.5, 1.5]))
     path = tmp_path / f"set{suffix}"
-    io.save_dataset(ds, path)
-    with io.open_dataset(path) as back:
+    io.write_dataset(ds, path)
+    with io.read_dataset(path) as back:
         assert isinstance(back["data"].data, dask_array.Array)
         assert back.attrs["config"] == {"preset": "model_i", "scale": 2}
         assert back.attrs["noise"] is True and back.attrs["seed"] is None
@@ -685,9 +685,9 @@ def test_save_open_dataset_round_trip(tmp_path, suffix, module):
         assert images[1].meta["OBJECT"] == "lens-7"
 
     with pytest.raises(FileExistsError, match=f"set{suffix}"):
-        io.save_dataset(ds, path)
-    io.save_dataset(ds.isel(image=[0]), path, overwrite=True)
-    with io.open_dataset(path) as back:
+        io.write_dataset(ds, path)
+    io.write_dataset(ds.isel(image=[0]), path, overwrite=True)
+    with io.read_dataset(path) as back:
         assert back.sizes["image"] == 1
     assert sorted(os.listdir(tmp_path)) == [f"set{suffix}"]
 
@@ -702,18 +702,18 @@ def test_save_dataset_failure_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(xr.Dataset, "to_netcdf", failing)
     with pytest.raises(OSError, match="interrupted"):
-        io.save_dataset(io.to_dataarray([make_ccd()]), tmp_path / "x.nc")
+        io.write_dataset(io.to_dataarray([make_ccd()]), tmp_path / "x.nc")
     assert os.listdir(tmp_path) == []
 
 
 def test_dataset_errors(tmp_path):
     da = io.to_dataarray([make_ccd()])
     with pytest.raises(ValueError, match="x.h5"):
-        io.save_dataset(da, tmp_path / "x.h5")
+        io.write_dataset(da, tmp_path / "x.h5")
     with pytest.raises(FileNotFoundError, match="none.nc"):
-        io.open_dataset(tmp_path / "none.nc")
+        io.read_dataset(tmp_path / "none.nc")
     with pytest.raises(TypeError):
-        io.save_dataset({"a": 1}, tmp_path / "x.nc")
+        io.write_dataset({"a": 1}, tmp_path / "x.nc")
 
 
 # --------------------------------------------------------------------------------------
@@ -723,7 +723,7 @@ def test_dataset_errors(tmp_path):
 
 def test_io_package_reexports_the_old_names():
     for name in ("read_image", "write_image", "read_catalog", "write_catalog", "to_dataarray",
-                 "from_dataarray", "save_dataset", "open_dataset", "upsample_wcs",
+                 "from_dataarray", "write_dataset", "read_dataset", "upsample_wcs",
                  "downsample_wcs", "describe_image", "MissingUnitWarning",
                  "WCSResampleWarning"):
         assert hasattr(io, name)
@@ -799,3 +799,15 @@ def test_scaled_integer_files_are_read_even_when_mapped(tmp_path, kind):
     for memmap in (False, True):
         ccd = io.read_image(path, memmap=memmap)
         np.testing.assert_array_equal(ccd.data, expected.astype(np.float32))
+
+
+def test_old_dataset_names_warn_and_still_work(tmp_path):
+    import lensenhance as le
+
+    da = io.to_dataarray([make_ccd()])
+    with pytest.warns(DeprecationWarning, match="write_dataset"):
+        le.save_dataset(da, tmp_path / "x.nc")
+    with pytest.warns(DeprecationWarning, match="xarray.open_dataset"):
+        with le.open_dataset(tmp_path / "x.nc") as back:
+            np.testing.assert_array_equal(back["data"].values, da.values)
+    assert "open_dataset" not in le.__all__ and "read_dataset" in le.__all__

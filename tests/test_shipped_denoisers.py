@@ -43,6 +43,7 @@ def _check_against_card(name, figures):
         assert abs(figures["calibration_light"]["coverage_68"] - expected) < 0.12
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SIMULATED)
 def test_simulated_denoisers_match_their_cards(name, simulated_set):
     data = simulated_set
@@ -52,6 +53,7 @@ def test_simulated_denoisers_match_their_cards(name, simulated_set):
     assert out["mean"].shape == data["clean"].shape
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", HSC)
 def test_hsc_denoisers_on_the_shipped_sample(name):
     from astropy.io import fits
@@ -68,6 +70,7 @@ def test_hsc_denoisers_on_the_shipped_sample(name):
     assert light_mask(deep).any()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SR)
 def test_diffusion_sr_smoke_and_flux(name):
     from lensenhance.datasets import simulated_pairs

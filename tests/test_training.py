@@ -360,6 +360,7 @@ def test_export_and_load_errors(tmp_path):
 # ----------------------------------------------------------------------------- distributed
 
 
+@pytest.mark.slow
 def test_distributed_training_on_two_gloo_processes(pairs, tmp_path):
     dist = pytest.importorskip("torch.distributed")
     if not (dist.is_available() and dist.is_gloo_available()):

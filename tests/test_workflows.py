@@ -146,7 +146,9 @@ def test_theta_e_regression_runs_and_reports():
     images = np.stack([np.exp(-(np.hypot(x, y) - 8 * t) ** 2 / 4) for t in theta])
     figures = theta_e_regression(images, theta, epochs=2, batch_size=8)
     assert figures["n_train"] + figures["n_test"] == 24
-    assert figures["mae"] > 0 and np.isfinite(figures["mse"])
+    # a regressor that learnt something beats predicting the mean of the targets
+    assert np.isfinite(figures["mse"]) and figures["mae"] > 0
+    assert figures["mae"] < np.mean(np.abs(theta - theta.mean())) * 1.5
 
 
 def _write_pairs(folder, images, prefix=""):
@@ -239,6 +241,7 @@ def test_feature_network_trains_publishes_and_drives_the_feature_loss(runner, tm
     assert history["train"][-1]["feature"] > 0
 
 
+@pytest.mark.slow
 def test_benchmark_sr_scores_residual_uncertainty_beside_the_posterior(capsys):
     pytest.importorskip("diffusers")
     result = benchmark_sr(n=3, models=["fsrcnn-x2", "diffusion-sr-x2"], n_samples=2,
@@ -254,6 +257,7 @@ def test_benchmark_sr_scores_residual_uncertainty_beside_the_posterior(capsys):
     assert "Monte-Carlo draws" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_benchmark_sr_reference_differences_and_regression_seeds(capsys):
     result = benchmark_sr(n=6, models=["fsrcnn-x2", "edsr-x2"], self_ensemble=True,
                           regression=True, regression_seeds=2, regression_epochs=1,
@@ -277,6 +281,7 @@ def test_benchmark_sr_reference_differences_and_regression_seeds(capsys):
     assert "± " in out and "over 2 seeds" in out and "(paired, n=6" in out
 
 
+@pytest.mark.slow
 def test_benchmark_speed_enhance_small(tmp_path):
     from lensenhance.benchmark.speed import benchmark_enhance
 
@@ -289,7 +294,8 @@ def test_benchmark_speed_enhance_small(tmp_path):
     assert whole["max_abs_difference"] < 1e-3  # fsrcnn tiles exactly
     (seam,) = result["seams"]
     assert seam["n_tiles"] > 1 and 0 < seam["max_abs_difference"] < 1.0
-    assert result["cli_memory"]["peak_rss_gb"] > 0.05
+    # torch alone takes a few hundred MB; a 96x96 image adds next to nothing
+    assert 0.1 < result["cli_memory"]["peak_rss_gb"] < 2.0
     assert 0 < result["models"][0]["share_of_conv_peak"]
     assert json.loads((tmp_path / "speed.json").read_text())["seams"][0]["model"] == "rcan-x2"
 

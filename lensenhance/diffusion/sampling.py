@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._validation import check_int
 from .schedule import NoiseSchedule, make_scheduler
 
 __all__ = ["image_generators", "sample", "resolve_seed"]
@@ -26,9 +27,7 @@ def resolve_seed(seed) -> int:
     """An int seed: ``seed`` itself, or fresh entropy when None (record it to reproduce)."""
     if seed is None:
         return int(np.random.SeedSequence().entropy % (2**63))
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-    return int(seed)
+    return check_int(seed, "seed", 0, note=" or None")
 
 
 def image_generators(seed: int, indices) -> list[torch.Generator]:
@@ -98,8 +97,7 @@ def sample(denoiser, shape, *, schedule: NoiseSchedule, seed: int, indices=None,
     indices = list(range(batch)) if indices is None else list(indices)
     if len(indices) != batch:
         raise ValueError(f"{len(indices)} indices for a batch of {batch}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    check_int(steps, "steps")
     if steps > schedule.num_train_timesteps:
         raise ValueError(f"steps={steps} exceeds the {schedule.num_train_timesteps} "
                          "training steps")

@@ -20,7 +20,14 @@ write never leaves a partial file; nothing is overwritten unless ``overwrite=Tru
 
 from ._common import MissingUnitWarning, WCSResampleWarning
 from .catalogs import read_catalog, write_catalog
-from .datasets import from_dataarray, open_dataset, save_dataset, to_dataarray
+from .datasets import (
+    from_dataarray,
+    open_dataset,  # noqa: F401  (deprecated, not in __all__)
+    read_dataset,
+    save_dataset,  # noqa: F401  (deprecated, not in __all__)
+    to_dataarray,
+    write_dataset,
+)
 from .deeplense import read_deeplense
 from .images import (
     MASK_EXTNAME,
@@ -42,8 +49,8 @@ __all__ = [
     "write_catalog",
     "to_dataarray",
     "from_dataarray",
-    "save_dataset",
-    "open_dataset",
+    "write_dataset",
+    "read_dataset",
     "read_deeplense",
     "upsample_wcs",
     "downsample_wcs",

@@ -193,12 +193,12 @@ def _decode_attrs(attrs):
     return attrs
 
 
-def save_dataset(ds, path, *, overwrite=False):
+def write_dataset(ds, path, *, overwrite=False):
     """Save an xarray Dataset (or DataArray) to netCDF (``.nc``) or zarr (``.zarr``).
 
     The write is atomic (temporary file or folder, then rename). Attributes that the
     formats cannot hold (dicts, lists, booleans, None) are stored as JSON and restored
-    by `open_dataset`.
+    by `read_dataset`.
 
     Parameters
     ----------
@@ -215,7 +215,7 @@ def save_dataset(ds, path, *, overwrite=False):
     if isinstance(ds, xr.DataArray):
         ds = ds.to_dataset(name=ds.name or "data")
     if not isinstance(ds, xr.Dataset):
-        raise TypeError(f"save_dataset: expected an xarray Dataset, got {type(ds).__name__}")
+        raise TypeError(f"write_dataset: expected an xarray Dataset, got {type(ds).__name__}")
     path = Path(path)
     engine = _dataset_engine(path)
     ds = ds.copy(deep=False)
@@ -229,8 +229,8 @@ def save_dataset(ds, path, *, overwrite=False):
             ds.to_netcdf(tmp, engine=engine)
 
 
-def open_dataset(path, *, chunks="auto"):
-    """Open a dataset saved by `save_dataset`, lazily (dask-backed).
+def read_dataset(path, *, chunks="auto"):
+    """Open a dataset saved by `write_dataset`, lazily (dask-backed).
 
     Parameters
     ----------
@@ -266,3 +266,16 @@ def open_dataset(path, *, chunks="auto"):
     return ds
 
 
+def save_dataset(ds, path, *, overwrite=False):
+    """Deprecated: `write_dataset` (this name shadowed ``xarray.save_dataset``-like names)."""
+    warnings.warn("lensenhance's save_dataset is deprecated; use write_dataset (the same "
+                  "function)", DeprecationWarning, stacklevel=2)
+    return write_dataset(ds, path, overwrite=overwrite)
+
+
+def open_dataset(path, *, chunks="auto"):
+    """Deprecated: `read_dataset` (this name shadowed ``xarray.open_dataset``)."""
+    warnings.warn("lensenhance's open_dataset is deprecated (it shadowed "
+                  "xarray.open_dataset); use read_dataset (the same function)",
+                  DeprecationWarning, stacklevel=2)
+    return read_dataset(path, chunks=chunks)

@@ -16,6 +16,7 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, FITSFixedWarning, Sip
 
+from .._validation import check_int
 from ._common import WCSResampleWarning
 
 _WCS_KEYS = re.compile(
@@ -70,11 +71,7 @@ def _wcs_from_string(text, name):
 
 
 def _check_factor(factor):
-    if isinstance(factor, (bool, np.bool_)) or not isinstance(
-        factor, (int, float, np.integer, np.floating)
-    ) or factor != int(factor) or factor < 1:
-        raise ValueError(f"factor must be a positive integer, got {factor!r}")
-    return int(factor)
+    return check_int(factor, "factor", integral_floats=True)
 
 
 def _resample_wcs(wcs, up, down, *, celestial=True):

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._validation import check_int
+
 __all__ = [
     "conv",
     "conv3x3",
@@ -249,8 +251,7 @@ class Upsampler(nn.Sequential):
 
 def upsampling_stages(scale: int) -> list[int]:
     """Split ``scale`` into pixel-shuffle stages (``[3]``, ``[2]``, ``[2, 2]``, ...)."""
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 2:
-        raise ValueError(f"scale must be an integer >= 2, got {scale!r}")
+    check_int(scale, "scale", 2)
     if scale == 3:
         return [3]
     n_stages = int(round(math.log2(scale)))

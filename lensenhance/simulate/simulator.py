@@ -7,6 +7,7 @@ from itertools import count
 
 import numpy as np
 
+from .._validation import check_int
 from .physics import TRUTH_FIELDS, draw_scene
 from .presets import PRESETS, SUBSTRUCTURES, Preset
 from .render import simulate_block
@@ -53,14 +54,6 @@ def tan_wcs(shape, pixel_scale, *, ra=150.0, dec=2.2):
     wcs.pixel_shape = (nx, ny)
     wcs.wcs.set()
     return wcs
-
-
-def _check_count(value, name, minimum=1):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def _substructures(substructure):
@@ -201,7 +194,7 @@ class LensSimulator:
         -------
         Scene
         """
-        seed = _check_count(seed, "seed", 0)
+        seed = check_int(seed, "seed", 0)
         substructure = self.substructures[0] if substructure is None else substructure
         return draw_scene(self.preset, substructure, np.random.default_rng(seed), seed=seed)
 
@@ -209,8 +202,8 @@ class LensSimulator:
 
     def _run(self, mode, n, option, *, workers, progress, seed, desc, indices=None,
              refit=False):
-        n = _check_count(n, "n")
-        workers = _check_count(workers, "workers")
+        n = check_int(n, "n")
+        workers = check_int(workers, "workers")
         if indices is not None:
             if seed is None:
                 # The simulator's next stream would differ from the full run's.
@@ -297,7 +290,7 @@ class LensSimulator:
             parameters are coordinates along ``image``; attrs hold the pixel scales,
             PSF, unit and preset.
         """
-        scale = _check_count(scale, "scale", 2)
+        scale = check_int(scale, "scale", 2)
         arrays, truths, run, images = self._run(
             "pairs", n, scale, workers=workers, progress=progress, seed=seed,
             desc=f"{self.preset.name} x{scale} pairs", indices=indices, refit=refit)
@@ -386,11 +379,11 @@ class LensSimulator:
 
         if seed is None:
             seed = _image_seeds(self._seed_sequence.spawn(1)[0], 1)[0]
-        seed = _check_count(seed, "seed", 0)
+        seed = check_int(seed, "seed", 0)
         if substructure is None:
             substructure = self.substructures[seed % len(self.substructures)]
         _substructures(substructure)
-        binning = _check_count(binning, "binning", 1)
+        binning = check_int(binning, "binning", 1)
         p = self.preset
         if binning == 1:
             arrays, truths = simulate_block(p, "image", [substructure], [seed], None)

@@ -24,9 +24,10 @@ import torch.nn.functional as F
 
 from .._atomic import atomic_write_bytes
 from .._device import machine_description, resolve_device
+from .._validation import check_int
 from ..nn.weights import export_weights
 from .checkpoints import json_bytes
-from .loop import HISTORY_FILE, WEIGHTS_FILE, check_int
+from .loop import HISTORY_FILE, WEIGHTS_FILE
 from .regression import fit_network
 
 __all__ = ["train_classifier", "classifier_features", "classifier_predict",

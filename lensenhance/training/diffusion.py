@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._validation import check_int
 from ..diffusion import NoiseSchedule, diffusion_loss
-from .loop import check_int, train
+from .loop import train
 
 __all__ = ["DiffusionTask", "train_ddpm", "DDPM_UNET", "validation_loss"]
 

@@ -48,8 +48,7 @@ from .checkpoints import (
     unprefixed,
 )
 
-__all__ = ["Task", "ExponentialMovingAverage", "train", "WEIGHTS_FILE", "HISTORY_FILE",
-           "check_int"]
+__all__ = ["Task", "ExponentialMovingAverage", "train", "WEIGHTS_FILE", "HISTORY_FILE"]
 
 WEIGHTS_FILE = "weights.safetensors"
 HISTORY_FILE = "history.json"

@@ -27,12 +27,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._validation import check_int
 from ..diffusion import NoiseSchedule, diffusion_loss
 from ..nn.ensemble import d4_transform
 from ..posterior import SIGMA_FLOOR, estimate_sigma, residual_condition
 from .diffusion import validation_loss
 from .initial import init_record, initial_network, weights_file
-from .loop import check_int, train
+from .loop import train
 
 __all__ = ["snr_pairs", "normalise_posterior_data", "SigmaDenoiseTask",
            "ResidualDiffusionTask", "train_denoiser", "train_residual_diffusion",

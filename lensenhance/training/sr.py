@@ -13,11 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._validation import check_int
 from ..datasets import ArrayPairSource, PairSource, as_image_stack
 from ..nn.sr import build_sr_model
 from ..nn.weights import read_weights_metadata
 from .initial import init_record, initial_network, weights_file
-from .loop import check_int, train
+from .loop import train
 
 __all__ = ["LOSS_TERMS", "SRLoss", "SRTask", "ssim", "train_sr", "validation_psnr"]
 
