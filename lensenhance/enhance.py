@@ -41,51 +41,15 @@ from . import io
 from ._device import resolve_device
 from ._validation import check_int
 from ._version import __version__
+from .loading import INTERPOLATIONS, load_predictor
 from .normalization import FIT_PIXELS, OUTLIER_THRESHOLD, fit_image_normalization
 from .pixels import fill_bad_pixels, flux_split_factor
 
-__all__ = ["Enhancer", "is_probabilistic", "OUTLIER_THRESHOLD"]
+__all__ = ["Enhancer", "OUTLIER_THRESHOLD"]
 
 # Rows handled at once when normalising and finishing, to bound memory.
 _ROWS = 512
 _UNSET = object()
-
-
-def _load_weights_file(path):
-    """A network and its scale from a weights file of `lensenhance.nn.export_weights`."""
-    from . import nn as lnn
-    from .models import file_sha256, list_pretrained
-
-    if not os.path.exists(path) and str(path) in list_pretrained():
-        raise ValueError(f"{path!r} is a shipped model, not a weights file: use "
-                         f"Enhancer.from_pretrained({str(path)!r})")
-
-    loader = getattr(lnn, "load_weights", None) or lnn.load_sr_weights
-    try:
-        module = loader(path)
-    except (OSError, ValueError, KeyError) as error:
-        raise ValueError(f"{path}: cannot load the network ({error})") from None
-    config = getattr(module, "config", {}) or {}
-    return module, config.get("scale", getattr(module, "scale", None)), file_sha256(path)
-
-
-def _is_posterior_file(path):
-    """True for a weights file of a residual diffusion (posterior) model."""
-    from .nn.weights import read_weights_metadata
-
-    try:
-        return read_weights_metadata(path).get("task") == "posterior"
-    except (OSError, ValueError, KeyError):
-        return False  # _load_weights_file reports what is wrong with it
-
-
-def is_probabilistic(model):
-    """True when ``model`` (a shipped name or a weights file) is a diffusion posterior."""
-    from .models import list_pretrained, model_card
-
-    if isinstance(model, str) and model in list_pretrained():
-        return model_card(model).get("task") == "posterior"
-    return os.path.isfile(model) and _is_posterior_file(model)
 
 
 @dataclass
@@ -158,36 +122,11 @@ class Enhancer:
                  tile_size="auto", overlap=None, halo=None, batch_size=8, n_draws=8,
                  normalization="sigma_clip", outlier_threshold=OUTLIER_THRESHOLD,
                  parallel=False, seed=0, progress=False):
-        import torch
-
-        from .predictors import NetworkPredictor, Predictor
         from .tiling import DEFAULT_TILE_SIZE, _parallel_setup, check_tiling
 
         self.device = resolve_device(device)
-        if isinstance(model, (str, os.PathLike)) and _is_posterior_file(model):
-            from .posterior import load_posterior
-
-            model = load_posterior(model, device=self.device, name=name)
-        if isinstance(model, Predictor):
-            if scale is not None and scale != model.scale:
-                raise ValueError(f"scale={scale} differs from the predictor's {model.scale}")
-            predictor = model
-        else:
-            sha = None
-            if isinstance(model, (str, os.PathLike)):
-                path = model
-                model, file_scale, sha = _load_weights_file(path)
-                scale = file_scale if scale is None else scale
-                name = name or os.path.basename(str(path)).removesuffix(".safetensors")
-            elif not isinstance(model, torch.nn.Module):
-                raise TypeError(f"model must be a torch.nn.Module, a weights file or a "
-                                f"Predictor, got {type(model).__name__}")
-            scale = getattr(model, "scale", None) if scale is None else scale
-            if scale is None:
-                raise ValueError(f"{type(model).__name__} has no scale attribute; pass scale=")
-            predictor = NetworkPredictor(model, scale=scale, name=name,
-                                         self_ensemble=self_ensemble, n_draws=n_draws,
-                                         halo=halo, weights_sha256=sha)
+        predictor = load_predictor(model, device=self.device, scale=scale, name=name,
+                                   self_ensemble=self_ensemble, n_draws=n_draws, halo=halo)
         self.predictor = predictor.to(self.device)
         self.name = name or predictor.name
         if tile_size == "auto":
@@ -236,40 +175,14 @@ class Enhancer:
         >>> le.Enhancer.from_pretrained("fsrcnn-x2", device="cpu", tile_size=256)
         <Enhancer 'fsrcnn-x2' scale=2 device=cpu tile_size=256 halo=... batch_size=8>
         """
-        from .models import file_sha256, load_pretrained, model_card, weights_path
-        from .predictors import NetworkPredictor
+        from .models import model_card
 
-        card = model_card(name)
-        task = card.get("task")
-        torch_device = resolve_device(device)
-        options = dict(device=torch_device, tile_size=tile_size, overlap=overlap,
-                       batch_size=batch_size, **kwargs)
-        sampling = {key: options.pop(key) for key in ("sampler", "sample_batch")
-                    if key in options}
-        sampling.update({key: value for key, value in
-                         (("n_samples", n_samples), ("steps", steps)) if value is not None})
-        if task == "posterior":
-            from .posterior import load_posterior
-
-            for key, value in (("self_ensemble", self_ensemble),
-                               ("n_draws", options.pop("n_draws", None))):
-                if value:
-                    raise ValueError(f"{key} does not apply to the diffusion model {name!r}")
-            predictor = load_posterior(weights_path(name), name=name, device=torch_device,
-                                       **sampling)
-            return cls(predictor, name=name, **options)
-        if sampling:
-            raise ValueError(f"{name!r} is a deterministic network and draws no samples; "
-                             f"{', '.join(sampling)} applies to the diffusion models")
-        if task not in ("sr", "denoise"):
+        task = model_card(name).get("task")  # an unknown name gets the list of models
+        if task not in ("sr", "denoise", "posterior"):
             raise ValueError(f"{name!r} is a {task!r} model, not an enhancer")
-        module = load_pretrained(name, device=torch_device)
-        sha = card.get("sha256") or file_sha256(weights_path(name))
-        predictor = NetworkPredictor(module, scale=card["scale"], name=name,
-                                     self_ensemble=self_ensemble,
-                                     n_draws=options.pop("n_draws", 8),
-                                     halo=options.get("halo"), weights_sha256=sha)
-        return cls(predictor, name=name, **options)
+        return cls.open(name, device=device, tile_size=tile_size, overlap=overlap,
+                        self_ensemble=self_ensemble, n_samples=n_samples, steps=steps,
+                        batch_size=batch_size, **kwargs)
 
     @classmethod
     def open(cls, model, *, scale=None, n_samples=None, steps=None, **kwargs):
@@ -288,30 +201,24 @@ class Enhancer:
         **kwargs
             Other `Enhancer` options (``device``, ``tile_size``, ...).
         """
-        sampling = {key: value for key, value in (("n_samples", n_samples), ("steps", steps))
-                    if value is not None}
-        if model in ("bilinear", "bicubic"):
-            if sampling:
-                raise ValueError(f"n_samples and steps apply to diffusion models, not {model}")
-            return cls.interpolation(model, scale=scale or 2, **kwargs)
-        if os.path.isfile(model):
-            if _is_posterior_file(model):
-                from .posterior import load_posterior
-
-                device = resolve_device(kwargs.pop("device", "auto"))
-                return cls(load_posterior(model, device=device, name=kwargs.get("name"),
-                                          **sampling), device=device, **kwargs)
-            if sampling:
-                raise ValueError(f"{model}: n_samples and steps apply to diffusion models")
-            return cls(model, scale=scale, **kwargs)
-        return cls.from_pretrained(model, **kwargs, **sampling)
+        device = resolve_device(kwargs.pop("device", "auto"))
+        sampling = {key: kwargs.pop(key) for key in ("sampler", "sample_batch")
+                    if key in kwargs}
+        if model in INTERPOLATIONS and (n_samples is not None or steps is not None):
+            raise ValueError(f"n_samples and steps apply to diffusion models, not {model}")
+        predictor = load_predictor(
+            model, device=device, scale=scale, name=kwargs.pop("name", None),
+            self_ensemble=kwargs.pop("self_ensemble", False),
+            n_draws=kwargs.pop("n_draws", 8), halo=kwargs.get("halo"),
+            n_samples=n_samples, steps=steps, **sampling)
+        return cls(predictor, device=device, **kwargs)
 
     @classmethod
     def interpolation(cls, mode="bicubic", *, scale=2, **kwargs):
         """A parameter-free baseline (``"bilinear"`` or ``"bicubic"``) behind the same API."""
-        from .nn import Interpolation
-
-        return cls(Interpolation(mode=mode, scale=scale), scale=scale, name=mode, **kwargs)
+        if mode not in INTERPOLATIONS:
+            raise ValueError(f"mode must be one of {INTERPOLATIONS}, got {mode!r}")
+        return cls.open(mode, scale=scale, **kwargs)
 
     # -- attributes -------------------------------------------------------------------------
 

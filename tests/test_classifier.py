@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from lensenhance.cli import cli
 from lensenhance.datasets import CLASSES
 from lensenhance.nn.resnet import SmallResNet
-from lensenhance.nn.weights import load_sr_weights
+from lensenhance.nn.weights import load_weights
 from lensenhance.normalization import AsinhScaling
 from lensenhance.training.classifier import (
     DEFAULT_SCALING,
@@ -62,7 +62,7 @@ def test_train_classifier_writes_weights_and_history(trained):
 
 def test_weights_reload_with_their_metadata(trained):
     out, result, (images, _) = trained
-    net = load_sr_weights(out / "weights.safetensors")
+    net = load_weights(out / "weights.safetensors")
     assert isinstance(net, SmallResNet) and net.config == result["config"]
     meta = net.metadata
     assert meta["task"] == "classify"
@@ -85,8 +85,8 @@ def test_weights_reload_with_their_metadata(trained):
 def test_training_is_reproducible(trained, tmp_path):
     out, _, images = trained
     train_classifier(tmp_path, images=images, **TINY)
-    first = load_sr_weights(out / "weights.safetensors").state_dict()
-    second = load_sr_weights(tmp_path / "weights.safetensors").state_dict()
+    first = load_weights(out / "weights.safetensors").state_dict()
+    second = load_weights(tmp_path / "weights.safetensors").state_dict()
     assert all(torch.equal(first[key], second[key]) for key in first)
 
 
@@ -140,7 +140,7 @@ def test_cli_trains_on_simulated_images(tmp_path):
     assert result.exit_code == 0, result.output
     assert "accuracy on 3 held-out images" in result.output
     assert (out / "train_images.npz").is_file()
-    meta = load_sr_weights(out / "weights.safetensors").metadata
+    meta = load_weights(out / "weights.safetensors").metadata
     assert meta["command"].startswith("lensenhance train classifier -n 3 --n-val 3")
     assert meta["unit"] == "electron / s" and _value(meta["image_shape"]) == [64, 64]
     assert float(meta["pixel_scale"]) > 0
@@ -149,7 +149,7 @@ def test_cli_trains_on_simulated_images(tmp_path):
 
 
 def test_truth_parameters_are_regressed_beside_the_class(tmp_path):
-    from lensenhance.nn.weights import load_sr_weights
+    from lensenhance.nn.weights import load_weights
     from lensenhance.training.classifier import classifier_predict, train_classifier
 
     rng = np.random.default_rng(1)
@@ -159,7 +159,7 @@ def test_truth_parameters_are_regressed_beside_the_class(tmp_path):
                               images=(images, np.arange(12) % 3),
                               truth={"theta_E": theta}, progress=False)
     assert result["targets"] == ["theta_E"] and np.isfinite(result["val_mae"]["theta_E"])
-    net = load_sr_weights(tmp_path / "weights.safetensors")
+    net = load_weights(tmp_path / "weights.safetensors")
     assert net.config["n_outputs"] == 4
     probabilities = classifier_predict(net, images[:2])
     assert probabilities.shape == (2, 3)

@@ -452,7 +452,8 @@ def test_open_baseline_and_its_refusals():
 
 
 def test_open_deterministic_model_refuses_sampling_options():
-    from lensenhance.enhance import Enhancer, is_probabilistic
+    from lensenhance.enhance import Enhancer
+    from lensenhance.loading import is_probabilistic
 
     assert not is_probabilistic("fsrcnn-x2")
     for options in ({"n_samples": 4}, {"steps": 3}):
@@ -461,7 +462,8 @@ def test_open_deterministic_model_refuses_sampling_options():
 
 
 def test_open_posterior_file_takes_sampling_options(tiny_posterior):
-    from lensenhance.enhance import Enhancer, is_probabilistic
+    from lensenhance.enhance import Enhancer
+    from lensenhance.loading import is_probabilistic
 
     base, post = tiny_posterior
     assert is_probabilistic(str(post)) and not is_probabilistic(str(base))
@@ -488,10 +490,16 @@ def test_from_pretrained_names_its_options_and_errors_name_the_option():
         Enhancer.from_pretrained("fsrcnn-x2", tile_size="big")
     with pytest.raises(ValueError, match="batch_size"):
         Enhancer.from_pretrained("fsrcnn-x2", batch_size=0)
-    with pytest.raises(ValueError, match=r"from_pretrained\('fsrcnn-x2'\)"):
-        Enhancer("fsrcnn-x2")
-    with pytest.raises(ValueError, match="n_samples applies to the diffusion"):
+    # one loader: a shipped name works in the constructor too, as from_pretrained
+    by_name, pretrained = Enhancer("fsrcnn-x2"), Enhancer.from_pretrained("fsrcnn-x2")
+    assert by_name.scale == pretrained.scale == 2
+    assert by_name.predictor.weights_hash() == pretrained.predictor.weights_hash()
+    with pytest.raises(ValueError, match="neither a weights file nor a shipped model"):
+        Enhancer("no-such-model")
+    with pytest.raises(ValueError, match="n_samples apply to diffusion models only"):
         Enhancer.from_pretrained("fsrcnn-x2", n_samples=4)
+    with pytest.raises(ValueError, match="not an enhancer"):
+        Enhancer.from_pretrained("thetae-resnet")
 
 
 def test_repr_of_a_diffusion_enhancer_shows_its_sampling():

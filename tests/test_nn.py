@@ -445,8 +445,8 @@ def _write_v1(path, model, **extra):
 
 
 def test_v1_file_migrates_with_identical_tensors(tmp_path):
-    from lensenhance.nn import load_sr_weights, load_weights, migrate_weights, read_weights_metadata
-    from lensenhance.nn.weights import _split_safetensors
+    from lensenhance.nn import load_weights, migrate_weights, read_weights_metadata
+    from lensenhance.nn.weights import _split_safetensors, load_sr_weights
 
     torch.manual_seed(9)
     model = build_sr_model("fsrcnn", scale=2, preset="paper").eval()
@@ -455,7 +455,8 @@ def test_v1_file_migrates_with_identical_tensors(tmp_path):
     assert read_weights_metadata(path)["format_version"] == 1
     x = torch.randn(1, 1, 7, 7)
     with torch.no_grad():
-        before_out = load_sr_weights(path)(x)  # v1 files keep loading
+        with pytest.warns(DeprecationWarning, match="load_weights"):
+            before_out = load_sr_weights(path)(x)  # v1 files keep loading, old name too
     header_before, body_before = _split_safetensors(path)
     assert migrate_weights(path) == path
     header_after, body_after = _split_safetensors(path)

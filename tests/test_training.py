@@ -14,7 +14,7 @@ from scipy.ndimage import gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 import lensenhance.nn
-from lensenhance.nn import SR_ARCHITECTURES, build_sr_model
+from lensenhance.nn import SR_ARCHITECTURES, build_sr_model, load_weights, read_weights_metadata
 from lensenhance.training import (
     ArrayPairSource,
     ExponentialMovingAverage,
@@ -22,8 +22,6 @@ from lensenhance.training import (
     SRLoss,
     export_weights,
     latest_checkpoint,
-    load_sr_weights,
-    read_weights_metadata,
     ssim,
     train_sr,
     validation_psnr,
@@ -200,7 +198,7 @@ def test_training_lowers_the_loss(pairs, tmp_path):
     assert names == ["checkpoint-00000050.json", "checkpoint-00000050.safetensors",
                      "history.json", "weights.safetensors"]
     assert json.loads((tmp_path / "history.json").read_text())["step"] == 50
-    model = load_sr_weights(history["weights"])
+    model = load_weights(history["weights"])
     assert model.metadata["train_args"] == history_args(tmp_path)
 
 
@@ -324,7 +322,7 @@ def test_export_and_load_round_trip(name, tmp_path):
     model = build_sr_model(name, scale=2).eval()
     path = export_weights(model, tmp_path / "m.safetensors",
                           metadata={"command": "lensenhance train sr", "psnr": 31.5})
-    loaded = lensenhance.nn.load_sr_weights(path)  # the registry's entry point
+    loaded = lensenhance.nn.load_weights(path)  # the registry's entry point
     assert type(loaded) is type(model) and loaded.config == model.config
     assert not loaded.training
     x = torch.randn(1, 1, 8, 8)
@@ -346,15 +344,15 @@ def test_export_and_load_errors(tmp_path):
     with pytest.raises(TypeError, match="config"):
         export_weights(torch.nn.Conv2d(1, 1, 1), tmp_path / "n.safetensors")
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):
-        load_sr_weights(tmp_path / "missing.safetensors")
+        load_weights(tmp_path / "missing.safetensors")
     bare = tmp_path / "bare.safetensors"
     save_file({"w": torch.zeros(2)}, bare)
     with pytest.raises(ValueError, match="no model config"):
-        load_sr_weights(bare)
+        load_weights(bare)
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"not a safetensors file")
     with pytest.raises(OSError, match="garbage.safetensors"):
-        load_sr_weights(garbage)
+        load_weights(garbage)
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -385,7 +383,7 @@ def test_distributed_training_on_two_gloo_processes(pairs, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [
         "checkpoint-00000004.json", "checkpoint-00000004.safetensors", "history.json",
         "weights.safetensors"]
-    assert load_sr_weights(out / "weights.safetensors").config["architecture"] == "fsrcnn"
+    assert load_weights(out / "weights.safetensors").config["architecture"] == "fsrcnn"
 
 
 def test_sigterm_checkpoints_and_resume_continues(tmp_path):

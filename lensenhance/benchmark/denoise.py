@@ -68,9 +68,9 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
     from scipy.stats import norm
 
     from ..enhance import Enhancer
-    from ..posterior import load_posterior
+    from ..loading import load_predictor
 
-    predictor = load_posterior(predictor_path, n_samples=n_samples, std_scale=1.0)
+    predictor = load_predictor(predictor_path, n_samples=n_samples, std_scale=1.0)
     result = run_enhancer(Enhancer(predictor, device="cpu"), images, sigmas, seed=seed)
     truths = np.asarray(truths, np.float64)
     means, stds = result["mean"].astype(np.float64), result["std"].astype(np.float64)
@@ -130,7 +130,8 @@ def calibration_set(kind, *, n=64, hsc_dir=None, workers=1):
 
 def _enhancer(spec, *, n_samples=None, steps=None):
     """An Enhancer from a shipped name or a weights file; sampling options if it samples."""
-    from ..enhance import Enhancer, is_probabilistic
+    from ..enhance import Enhancer
+    from ..loading import is_probabilistic
 
     if not is_probabilistic(spec):
         n_samples = steps = None

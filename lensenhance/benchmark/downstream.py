@@ -17,6 +17,7 @@ same resampled images for every input).
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -34,6 +35,8 @@ def _macro_auc(p, labels, index=None):
 
     if index is not None:
         p, labels = p[index], labels[index]
+    if len(np.unique(labels)) < p.shape[1]:  # a resample without some class
+        return float("nan")
     return float(np.mean([roc_auc(p[:, j], labels == j) for j in range(p.shape[1])]))
 
 
@@ -55,7 +58,7 @@ def _bootstrap(metric, inputs, n_images, *, n_boot, seed):
         for name, share in gap_closed(values).items():
             draws[name].append(values[name])
             shares[name].append(share)
-    ci = {name: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
+    ci = {name: [float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))]
           for name, v in draws.items()}
     share_ci = {name: [float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))]
                 for name, v in shares.items()}
@@ -104,10 +107,13 @@ def benchmark_downstream(*, n=300, n_theta=300, models=None, classifier=
         Held-out ``deeplense_model_i`` pairs for the classification (classes in equal
         parts).
     n_theta : int, optional
-        Held-out ``model_i`` pairs for the theta_E regression (0: skip it).
+        Held-out ``model_i`` pairs for the theta_E regression (0: skip it); the
+        residual networks only (a diffusion posterior mean costs seconds per image).
     models : list of str, optional
         Super-resolution models; default every shipped x2 model for ``model_i`` (and
         ``diffusion-sr-x2`` when ``posterior``).
+    classifier : str or LensClassifier, optional
+        A shipped classifier's name, a weights file, or a classifier.
     n_samples, steps : int, optional
         Posterior samples (and sampler steps) of the diffusion model's mean.
     n_boot : int, optional
@@ -123,7 +129,7 @@ def benchmark_downstream(*, n=300, n_theta=300, models=None, classifier=
     """
     from ..classify import LensClassifier, roc_auc
     from ..datasets import normalize_pairs
-    from ..models import list_pretrained, load_pretrained, sr_models_for
+    from ..models import list_pretrained, load_pretrained, model_card, sr_models_for
     from ..simulate import LensSimulator
     from ..training.regression import predict_regressor
 
@@ -141,7 +147,12 @@ def benchmark_downstream(*, n=300, n_theta=300, models=None, classifier=
                        for c in ds["substructure"].values])
     inputs, seconds = _enhanced_inputs(ds, models, n_samples=n_samples, steps=steps,
                                        device=device, seed=seed)
-    clf = LensClassifier.from_pretrained(classifier)
+    if isinstance(classifier, LensClassifier):
+        clf, result["classifier"] = classifier, classifier.name
+    elif os.path.isfile(str(classifier)):
+        clf = LensClassifier.from_file(classifier)
+    else:
+        clf = LensClassifier.from_pretrained(classifier)
     probs = {name: clf.predict_proba(images) for name, images in inputs.items()}
     aucs = {name: _macro_auc(p, labels) for name, p in probs.items()}
     ci, share_ci = _bootstrap(lambda name, index: _macro_auc(probs[name], labels, index),
@@ -161,7 +172,9 @@ def benchmark_downstream(*, n=300, n_theta=300, models=None, classifier=
                                 progress=progress)
         theta = ds["theta_E"].values.astype(np.float64)
         lr = ds["lr"].values.astype(np.float32)
-        inputs, seconds = _enhanced_inputs(ds, models, n_samples=n_samples, steps=steps,
+        # the residual networks only: a posterior mean per image costs seconds
+        residual = [m for m in models if model_card(m).get("task") != "posterior"]
+        inputs, seconds = _enhanced_inputs(ds, residual, n_samples=n_samples, steps=steps,
                                            device=device, seed=seed)
         net = load_pretrained(regressor)
         stats = {key: float(net.metadata[key]) for key in ("target_mean", "target_std")}

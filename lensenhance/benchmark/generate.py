@@ -140,14 +140,14 @@ def benchmark_generate(*, generator="ddpm-lens64", classifier="lens-classifier",
     from ..datasets import CLASSES, generation_images
     from ..generate import Generator
     from ..models import list_pretrained, weights_path
-    from ..nn.weights import load_sr_weights
+    from ..nn.weights import load_weights
 
     if isinstance(generator, str):
         generator = (Generator.from_pretrained(generator) if generator in list_pretrained()
                      else Generator.from_weights(generator))
     classifier_path = weights_path(classifier) if str(classifier) in list_pretrained() \
         else classifier
-    classifier_net = load_sr_weights(classifier_path)
+    classifier_net = load_weights(classifier_path)
     n_ddpm = n if n_ddpm is None else int(n_ddpm)
     preset = generator.preset or "model_ii"
     sizes = sorted({n_ddpm if steps > 100 else n for _, steps in samplers} | {n})

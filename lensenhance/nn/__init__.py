@@ -39,7 +39,6 @@ from .sr import (
 from .weights import (
     TASKS,
     export_weights,
-    load_sr_weights,
     load_weights,
     migrate_weights,
     read_weights_metadata,
@@ -70,7 +69,6 @@ __all__ = [
     "export_weights",
     "get_architecture",
     "list_architectures",
-    "load_sr_weights",
     "load_weights",
     "migrate_weights",
     "model_from_config",

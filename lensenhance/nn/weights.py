@@ -52,7 +52,6 @@ __all__ = [
     "default_normalization",
     "export_weights",
     "load_weights",
-    "load_sr_weights",
     "migrate_weights",
     "portable_state_dict",
     "read_weights_metadata",
@@ -306,9 +305,7 @@ def load_weights(path, *, device="cpu") -> nn.Module:
 
 
 def load_sr_weights(path, *, device="cpu") -> nn.Module:
-    """Rebuild a network from a file written by `export_weights` (see `load_weights`).
-
-    The SR-facing name of `load_weights`; it reads every task's files, v1 and v2.
+    """Deprecated: `load_weights` (the same function, which reads every task's files).
 
     Parameters
     ----------
@@ -322,6 +319,10 @@ def load_sr_weights(path, *, device="cpu") -> nn.Module:
     torch.nn.Module
         The network in eval mode, with the file's metadata as ``model.metadata``.
     """
+    import warnings
+
+    warnings.warn("load_sr_weights is deprecated; use load_weights (the same function)",
+                  DeprecationWarning, stacklevel=2)
     return load_weights(path, device=device)
 
 

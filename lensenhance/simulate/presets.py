@@ -238,8 +238,8 @@ class Preset:
     # source: Sersic ellipse + star-forming clumps, or a real galaxy image
     source_profile: str = _f("source light: SERSIC_ELLIPSE (+ clumps) or INTERPOL (a real "
                              "galaxy image of source_images, no clumps)", "", "SERSIC_ELLIPSE")
-    source_images: str = _f("INTERPOL: folder whose *.fits cutouts are the sources; None: the "
-                            "shipped HSC sample (lensenhance.data.hsc_sources)", "", None)
+    source_images: str = _f("INTERPOL: folder whose FITS cutouts are the sources; None: "
+                            "the shipped HSC sample (lensenhance.data.hsc_sources)", "", None)
     source_pixel_scale: float = _f("INTERPOL: angle of one source-image pixel (DeepLense "
                                    "Model IV: 0.0025 x 256 px = 0.64\"; 0.01 x 64 px here)",
                                    "arcsec", 0.01)

@@ -9,7 +9,7 @@ classifiers. Entry point for several GPUs or machines::
 """
 
 from ..datasets import ArrayPairSource, PairSource
-from ..nn.weights import export_weights, load_sr_weights, read_weights_metadata
+from ..nn.weights import export_weights
 from .checkpoints import latest_checkpoint
 from .classifier import (
     classifier_features,
@@ -39,9 +39,7 @@ __all__ = [
     "Task",
     "export_weights",
     "latest_checkpoint",
-    "load_sr_weights",
     "predict_regressor",
-    "read_weights_metadata",
     "ssim",
     "train",
     "train_feature_network",

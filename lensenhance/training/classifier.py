@@ -266,7 +266,7 @@ def _prepared(net, images, scaling):
         scaling = getattr(net, "metadata", {}).get("scaling")
         if scaling is None:
             raise ValueError("pass scaling=: the network carries none (only networks "
-                             "loaded with load_sr_weights know their input stretch)")
+                             "loaded with load_weights know their input stretch)")
     stack = as_image_stack(images, "images")
     return torch.from_numpy(_scaling(scaling).apply(stack))[:, None]
 
@@ -277,14 +277,14 @@ def classifier_features(net, images, *, scaling=None, batch_size=256):
     Parameters
     ----------
     net : SmallResNet
-        The classifier (e.g. ``load_sr_weights("…/weights.safetensors")``); evaluated in
+        The classifier (e.g. ``load_weights("…/weights.safetensors")``); evaluated in
         eval mode on the device of its weights.
     images : array-like, shape (n, y, x)
         Flux images in the unit of the training images (``xarray.DataArray`` from
         `lensenhance.Generator.generate` too).
     scaling : AsinhScaling or dict, optional
         The classifier's input stretch; default the ``scaling`` in ``net.metadata``
-        (set by `~lensenhance.nn.weights.load_sr_weights`).
+        (set by `~lensenhance.nn.weights.load_weights`).
     batch_size : int, optional
         Images per forward pass.
 
@@ -319,7 +319,7 @@ def classifier_truth(net, images, *, scaling=None, batch_size=256):
     """The truth parameters the classifier regresses, for flux images.
 
     Parameters are those of `classifier_features`; the network must carry its
-    ``targets`` and ``target_stats`` (``net.metadata``, as `load_sr_weights` sets it).
+    ``targets`` and ``target_stats`` (``net.metadata``, as `load_weights` sets it).
 
     Returns
     -------
