@@ -29,7 +29,7 @@ from ..uncertainty import fit_std_scale
 from ._runs import run_enhancer
 
 __all__ = ["benchmark_denoise", "fit_calibration",
-           "calibration_set", "paired_differences",
+           "calibration_set",
            "CALIBRATION_SEED", "TUNING_SEED", "format_denoise_table"]
 
 #: Seed of the held-out calibration set (never used for training or the benchmark).
@@ -232,11 +232,11 @@ def benchmark_denoise(*, n=100, models=("diffusion-denoise", "raunet-denoise"), 
     rows.update(_classical_rows(noisy, sigmas, truths, tune, progress=progress))
     rows["input"] = {"figures": posterior_figures(truths, noisy), "seconds_per_image": 0.0}
     return {"benchmark": "denoise", "n": int(len(noisy)), "set": description, "seed": seed,
-            "n_tune": int(len(tune[0])), "rows": rows, "differences": paired_differences(rows),
+            "n_tune": int(len(tune[0])), "rows": rows, "differences": _psnr_differences(rows),
             "noise_correlation": None if real is None else correlation}
 
 
-def paired_differences(rows):
+def _psnr_differences(rows):
     """PSNR differences between the rows on the same images, with standard errors.
 
     See `lensenhance.metrics.paired_differences`.

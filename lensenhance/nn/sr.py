@@ -71,14 +71,13 @@ __all__ = [
     "SR_ARCHITECTURES",
     "OPTIONAL_ARCHITECTURES",
     "BASELINES",
-    "PRESETS",
+    "SIZES",
     "build_sr_model",
-    "model_from_config",
     "count_parameters",
 ]
 
 #: Preset names every architecture has.
-PRESETS = ("small", "paper")
+SIZES = ("small", "paper")
 
 #: Parameter-free interpolation baselines accepted by `build_sr_model`.
 BASELINES = INTERPOLATION_MODES
@@ -402,17 +401,3 @@ def build_sr_model(name: str, *, scale: int = 2, preset: str = "small",
         raise ValueError(f"unknown preset {preset!r} for {name!r}; choose from "
                          f"{', '.join(cls.PRESETS)}")
     return cls(scale=scale, **{**cls.PRESETS[preset], **overrides})
-
-
-def model_from_config(config: dict) -> nn.Module:
-    """Rebuild a network from its ``config`` dict (as stored by every model).
-
-    The same function as `lensenhance.nn.registry.model_from_config`: any registered
-    architecture, not only the SR networks.
-
-    Parameters
-    ----------
-    config : dict
-        ``{"architecture": name, **constructor_arguments}``.
-    """
-    return registry.model_from_config(config)
