@@ -199,6 +199,8 @@ def benchmark_detectability_command(ctx, n_images, presets, no_refit, seed, work
 @click.option("--model", "models", multiple=True,
               help="SR model(s) (default: every shipped x2 model for model_i).")
 @click.option("--no-posterior", is_flag=True, help="Leave out diffusion-sr-x2.")
+@click.option("--classifier", default="lens-classifier-deeplense-i", show_default=True,
+              help="A shipped substructure classifier or its weights file.")
 @click.option("--n-samples", type=click.IntRange(2), default=4, show_default=True,
               help="Posterior samples averaged for diffusion-sr-x2's mean.")
 @click.option("--n-boot", type=click.IntRange(10), default=1000, show_default=True)
@@ -206,12 +208,13 @@ def benchmark_detectability_command(ctx, n_images, presets, no_refit, seed, work
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
 @click.pass_context
-def benchmark_downstream_command(ctx, n_images, n_theta, models, no_posterior, n_samples,
-                                 n_boot, seed, workers, json_path):
+def benchmark_downstream_command(ctx, n_images, n_theta, models, no_posterior, classifier,
+                                 n_samples, n_boot, seed, workers, json_path):
     """Downstream science: substructure AUC and theta_E MAE from LR, SR and HR images."""
     from ..benchmark.downstream import benchmark_downstream
 
     benchmark_downstream(n=n_images, n_theta=n_theta, models=list(models) or None,
-                         posterior=not no_posterior, n_samples=n_samples, n_boot=n_boot,
+                         posterior=not no_posterior, classifier=classifier,
+                         n_samples=n_samples, n_boot=n_boot,
                          seed=seed, workers=workers, json_path=json_path,
                          command=command_line(ctx), progress=ctx.obj["progress"])
