@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import lensenhance as le  # noqa: E402
-from lensenhance.datasets import CLASSES, generation_images  # noqa: E402
+from lensenhance.training.data import CLASSES, generation_images  # noqa: E402
 
 OUT = Path(__file__).parent / "_static" / "generate_samples.png"
 N = 6

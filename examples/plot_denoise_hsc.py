@@ -36,8 +36,8 @@ from astropy.visualization import (
 
 import lensenhance as le
 from lensenhance.data import hsc_sample
-from lensenhance.models import model_card
-from lensenhance.uncertainty import interval_coverage
+from lensenhance.evaluate.uncertainty import interval_coverage
+from lensenhance.pretrained import model_card
 
 sample = hsc_sample()
 n_samples, steps = 8, 6

@@ -32,9 +32,9 @@ from astropy.table import Table
 from astropy.visualization import AsinhStretch, ImageNormalize, PercentileInterval
 
 import lensenhance as le
-from lensenhance.datasets import training_pairs
-from lensenhance.metrics import batch_metrics, mean_and_se, paired_differences
+from lensenhance.evaluate.metrics import batch_metrics, mean_and_se, paired_differences
 from lensenhance.training import train_sr
+from lensenhance.training.data import training_pairs
 
 folder = tempfile.TemporaryDirectory()
 work = Path(folder.name)

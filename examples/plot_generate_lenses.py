@@ -22,8 +22,8 @@ import numpy as np
 from astropy.visualization import AsinhStretch, ImageNormalize, PercentileInterval
 
 import lensenhance as le
-from lensenhance.metrics import pixel_histogram_distance
-from lensenhance.models import model_card
+from lensenhance.evaluate.metrics import pixel_histogram_distance
+from lensenhance.pretrained import model_card
 
 card = model_card("ddpm-lens64")
 metrics = card["metrics"]

@@ -25,8 +25,8 @@ from astropy.nddata import CCDData, StdDevUncertainty
 from astropy.visualization import AsinhStretch, ImageNormalize, PercentileInterval
 
 import lensenhance as le
-from lensenhance.metrics import batch_metrics, mean_and_se, paired_differences
-from lensenhance.models import best_by_validation, list_pretrained, model_card, sr_models_for
+from lensenhance.evaluate.metrics import batch_metrics, mean_and_se, paired_differences
+from lensenhance.pretrained import best_by_validation, list_pretrained, model_card, sr_models_for
 
 n_images = 8
 sim = le.LensSimulator.from_preset("model_i", substructure="all", seed=2027)

@@ -29,7 +29,7 @@ from astropy.table import Table
 from astropy.visualization import AsinhStretch, ImageNormalize, PercentileInterval
 
 import lensenhance as le
-from lensenhance.metrics import paired_differences
+from lensenhance.evaluate.metrics import paired_differences
 
 
 def lensenhance(*arguments):

@@ -24,7 +24,7 @@ from astropy.visualization import AsinhStretch, ImageNormalize, PercentileInterv
 from matplotlib.patches import Rectangle
 
 import lensenhance as le
-from lensenhance.tiling import plan_tiles
+from lensenhance.predict.tiling import plan_tiles
 
 sim = le.LensSimulator.from_preset("model_i", substructure="all", seed=3)
 cutouts = sim.simulate_pairs(100, scale=2, progress=False)["lr"].values.astype(np.float32)
@@ -67,7 +67,7 @@ print("(1 image, 1 run each, on the machine that built this page: times are indi
 # %%
 # Where the tiles are
 # -------------------
-# `lensenhance.tiling.plan_tiles` gives the plan the Enhancer runs: each tile's used part
+# `lensenhance.predict.tiling.plan_tiles` gives the plan the Enhancer runs: each tile's used part
 # (solid) and what the network reads around it (dashed: the halo, here the network's
 # receptive field).
 

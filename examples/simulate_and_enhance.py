@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 import lensenhance as le
-from lensenhance.models import best_by_validation, sr_models_for
+from lensenhance.pretrained import best_by_validation, sr_models_for
 
 
 def main(out_dir="example_out"):
@@ -28,7 +28,7 @@ def main(out_dir="example_out"):
 
     # Read it back as a user would, and super-resolve it with the shipped x2 model for
     # observed images that has the best validation PSNR in its card (the package's rule,
-    # lensenhance.models.best_by_validation).
+    # lensenhance.pretrained.best_by_validation).
     image = le.read_image(out_dir / "observed.fits")
     best = best_by_validation(sr_models_for(scale=2))
     enhancer = le.Enhancer.from_pretrained(best) if best else \

@@ -34,8 +34,8 @@ _LAZY = {
     "Enhancer": "lensenhance.enhance",
     "Generator": "lensenhance.generate",
     "LensClassifier": "lensenhance.classify",
-    "list_pretrained": "lensenhance.models",
-    "model_card": "lensenhance.models",
+    "list_pretrained": "lensenhance.pretrained",
+    "model_card": "lensenhance.pretrained",
     **{name: "lensenhance.io" for name in (
         "read_image", "write_image", "read_catalog", "write_catalog", "to_dataarray",
         "from_dataarray", "read_dataset", "write_dataset", "upsample_wcs", "downsample_wcs",

@@ -68,7 +68,7 @@ class LensClassifier:
 
     def __init__(self, network, *, name=None, batch_size=256):
         from ._validation import check_int
-        from .normalization import AsinhScaling
+        from .predict.normalization import AsinhScaling
 
         metadata = getattr(network, "metadata", None) or {}
         if metadata.get("task") not in ("classify", None):
@@ -86,7 +86,7 @@ class LensClassifier:
     @classmethod
     def from_pretrained(cls, name="lens-classifier-deeplense-ii", *, device="cpu", **kwargs):
         """A shipped classifier (`lensenhance.list_pretrained(task="classify")`)."""
-        from .models import list_pretrained, load_pretrained, model_card
+        from .pretrained import list_pretrained, load_pretrained, model_card
 
         if name not in list_pretrained(task="classify"):
             raise ValueError(f"unknown classifier {name!r}; available: "

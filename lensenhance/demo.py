@@ -12,7 +12,7 @@ import numpy as np
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from . import io
-from .metrics import batch_metrics, summarize_metrics
+from .evaluate.metrics import batch_metrics, summarize_metrics
 
 __all__ = ["run_demo", "best_pretrained"]
 
@@ -20,9 +20,9 @@ __all__ = ["run_demo", "best_pretrained"]
 def best_pretrained(*, scale=2):
     """The shipped SR model for observed Model-I-like images with the best validation PSNR.
 
-    See `lensenhance.models.best_by_validation` for the rule; None when none is shipped.
+    See `lensenhance.pretrained.best_by_validation` for the rule; None when none is shipped.
     """
-    from .models import best_by_validation, sr_models_for
+    from .pretrained import best_by_validation, sr_models_for
 
     return best_by_validation(sr_models_for(scale=scale))
 
@@ -58,9 +58,9 @@ def run_demo(out_dir="demo_out", *, n_images=4, seed=0, overwrite=False, progres
     dict
         ``table`` (str), ``metrics`` (per method: mean MSE/PSNR/SSIM) and ``files``.
     """
-    from .datasets import simulated_pairs
-    from .enhance import Enhancer
+    from .enhance.enhancer import Enhancer
     from .simulate import tan_wcs
+    from .training.data import simulated_pairs
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 ``python -m lensenhance.publish training_runs/rcan-x2 rcan-x2`` copies the run's EMA
 weights into ``lensenhance/models/weights/`` (format v2), evaluates them on the held-out
 ``sr`` benchmark set and writes the model card in the schema of its task
-(`lensenhance.models.validate_card`): task, architecture, data preset, the exact
+(`lensenhance.pretrained.validate_card`): task, architecture, data preset, the exact
 training command, steps, wall time, machine, figures with their n and the command that
 measured them, and the SHA-256 of the weights file.
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from . import _device
 from ._atomic import atomic_write_bytes
-from .models import TASKS, WEIGHTS_DIR, file_sha256, validate_card
 from .nn.weights import load_weights, migrate_weights, read_weights_metadata
+from .pretrained import TASKS, WEIGHTS_DIR, file_sha256, validate_card
 
 __all__ = ["publish_sr_weights", "publish_feature_network", "publish_weights",
            "publish_classifier", "publish_generator", "publish_denoiser", "publish_posterior",
@@ -81,7 +81,7 @@ def _install(run_dir, name, *, overwrite):
 
 
 def _card(name, target, history, metadata, *, task, **fields):
-    """The common keys of a card (`lensenhance.models.COMMON_CARD_KEYS`) plus ``fields``.
+    """The common keys of a card (`lensenhance.pretrained.COMMON_CARD_KEYS`) plus ``fields``.
 
     ``target`` is the weights file (or its staged copy: the same bytes).
     """
@@ -145,7 +145,7 @@ def publish_weights(run_dir, name, *, task, card_extra=None, overwrite=False):
     card_extra : dict, optional
         Card keys to add or replace, at least ``metrics`` (a dict with ``n`` and the
         ``command`` that measured the figures) and whatever the task's schema needs and
-        the weights metadata does not hold (`lensenhance.models.CARD_KEYS`).
+        the weights metadata does not hold (`lensenhance.pretrained.CARD_KEYS`).
     overwrite : bool, optional
         Replace an already published model of this name.
 
@@ -289,7 +289,7 @@ def publish_classifier(run_dir, name, *, n_test=0, test_seed=2026, overwrite=Fal
                        "in equal parts), measured by the training command"}
     if n_test:
         from .classify import LensClassifier, evaluate_classifier
-        from .datasets import generation_images
+        from .training.data import generation_images
 
         preset = metadata.get("data_preset")
         images, labels, _ = generation_images(int(n_test), preset=preset, seed=test_seed,
@@ -395,8 +395,8 @@ def publish_posterior(run_dir, name, *, base, calibrate=None, overwrite=False):
     dict
         The card (without figures until `add_benchmark_figures`).
     """
-    from .models import model_card
     from .nn.weights import update_weights_metadata
+    from .pretrained import model_card
 
     base_card = model_card(base)
     staged, target, history, metadata = _stage(run_dir, name, overwrite=overwrite)
@@ -445,7 +445,7 @@ def add_benchmark_figures(name, benchmark_json):
         row for ``name`` (a residual SR model's card gets the figures of
         `publish_sr_weights`, with standard errors and paired differences).
     """
-    from .models import model_card
+    from .pretrained import model_card
 
     card = model_card(name)
     result = json.loads(Path(benchmark_json).read_text())

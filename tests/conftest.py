@@ -46,10 +46,10 @@ def tiny_posterior(tmp_path_factory):
     import torch
 
     from lensenhance.diffusion import NoiseSchedule
-    from lensenhance.models import file_sha256
     from lensenhance.nn.raunet import RAUNet
     from lensenhance.nn.unet import DiffusionUNet
     from lensenhance.nn.weights import export_weights
+    from lensenhance.pretrained import file_sha256
 
     folder = tmp_path_factory.mktemp("posterior")
     torch.manual_seed(0)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lensenhance.benchmark.classical import CLASSICAL_DENOISERS, denoise_classical, tune_classical
-from lensenhance.plots import plot_posterior_panel
+from lensenhance.evaluate.plots import plot_posterior_panel
 
 SIGMA = 0.1
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

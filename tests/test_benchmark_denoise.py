@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from lensenhance.cli import cli
-from lensenhance.scoring import fine_scale_power_ratio, light_mask, posterior_figures
+from lensenhance.evaluate.scoring import fine_scale_power_ratio, light_mask, posterior_figures
 
 
 @pytest.mark.slow

@@ -21,10 +21,10 @@ from click.testing import CliRunner
 
 from lensenhance import io
 from lensenhance._runfolder import Journal, RunFolderError, folder_lock, open_run_folder
-from lensenhance.catalog import enhance_catalog
 from lensenhance.cli import cli
 from lensenhance.enhance import Enhancer
-from lensenhance.evaluation import evaluate_catalog
+from lensenhance.enhance.catalog import enhance_catalog
+from lensenhance.enhance.evaluation import evaluate_catalog
 
 N_ROWS = 200
 BROKEN = 57  # the survey's broken row: its file is not FITS

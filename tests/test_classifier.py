@@ -6,10 +6,9 @@ import torch
 from click.testing import CliRunner
 
 from lensenhance.cli import cli
-from lensenhance.datasets import CLASSES
 from lensenhance.nn.resnet import SmallResNet
 from lensenhance.nn.weights import load_weights
-from lensenhance.normalization import AsinhScaling
+from lensenhance.predict.normalization import AsinhScaling
 from lensenhance.training.classifier import (
     DEFAULT_SCALING,
     _split,
@@ -17,6 +16,7 @@ from lensenhance.training.classifier import (
     classifier_predict,
     train_classifier,
 )
+from lensenhance.training.data import CLASSES
 
 
 def _tiny_set(n_per_class=10, size=16, seed=0):
@@ -172,9 +172,9 @@ def test_truth_parameters_are_regressed_beside_the_class(tmp_path):
 
 def test_shipped_classifier_against_its_card():
     """The shipped classifier on a small fixed simulated set, against its card's figures."""
-    from lensenhance.datasets import generation_images
-    from lensenhance.models import load_pretrained, model_card
+    from lensenhance.pretrained import load_pretrained, model_card
     from lensenhance.training.classifier import classifier_features, classifier_truth
+    from lensenhance.training.data import generation_images
 
     card = model_card("lens-classifier")
     net = load_pretrained("lens-classifier")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lensenhance.models import list_pretrained, model_card
+from lensenhance.pretrained import list_pretrained, model_card
 
 EXT = Path(__file__).resolve().parents[1] / "docs" / "_ext"
 

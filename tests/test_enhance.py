@@ -400,7 +400,7 @@ def test_weights_file_and_repr(tmp_path):
     assert "batch_size=8" in text
     out = enh.enhance(lens_like())
     assert out.shape == (48, 40)
-    from lensenhance.models import file_sha256
+    from lensenhance.pretrained import file_sha256
 
     assert enh.enhance(CCDData(lens_like(), unit="adu")).meta["LEWSHA"] == file_sha256(path)
 
@@ -453,7 +453,7 @@ def test_open_baseline_and_its_refusals():
 
 def test_open_deterministic_model_refuses_sampling_options():
     from lensenhance.enhance import Enhancer
-    from lensenhance.loading import is_probabilistic
+    from lensenhance.predict.loading import is_probabilistic
 
     assert not is_probabilistic("fsrcnn-x2")
     for options in ({"n_samples": 4}, {"steps": 3}):
@@ -463,7 +463,7 @@ def test_open_deterministic_model_refuses_sampling_options():
 
 def test_open_posterior_file_takes_sampling_options(tiny_posterior):
     from lensenhance.enhance import Enhancer
-    from lensenhance.loading import is_probabilistic
+    from lensenhance.predict.loading import is_probabilistic
 
     base, post = tiny_posterior
     assert is_probabilistic(str(post)) and not is_probabilistic(str(base))

@@ -199,8 +199,8 @@ def test_shipped_generator_loads_offline_and_generates_in_a_few_steps():
 
 def test_shipped_generator_chain_model():
     import lensenhance as le
-    from lensenhance.datasets import load_pairs
-    from lensenhance.metrics import image_metrics
+    from lensenhance.evaluate.metrics import image_metrics
+    from lensenhance.training.data import load_pairs
 
     card = le.model_card("edsr-lens64-x2")
     assert card["lr_on_preset_grid"] and card["noise_free_lr"] and card["preset"] == "model_ii"

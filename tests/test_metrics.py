@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from astropy.nddata import CCDData
 
-from lensenhance.metrics import batch_metrics, image_metrics, summarize_metrics
+from lensenhance.evaluate.metrics import batch_metrics, image_metrics, summarize_metrics
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_batch_and_summary(truth):
 
 # -- distances between sets ---------------------------------------------------------------
 
-from lensenhance.metrics import (  # noqa: E402
+from lensenhance.evaluate.metrics import (  # noqa: E402
     frechet_distance,
     kernel_distance,
     pixel_histogram_distance,

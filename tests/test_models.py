@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import lensenhance as le
-import lensenhance.models
-from lensenhance.metrics import batch_metrics
-from lensenhance.models import (
+import lensenhance.pretrained
+from lensenhance.evaluate.metrics import batch_metrics
+from lensenhance.pretrained import (
     CARD_KEYS,
     WEIGHTS_DIR,
     file_sha256,
@@ -71,7 +71,7 @@ def test_shipped_weights_are_format_v2_and_load(name):
 def test_tasks_and_their_card_schemas():
     from lensenhance.nn.weights import TASKS as WEIGHT_TASKS
 
-    assert lensenhance.models.TASKS == WEIGHT_TASKS
+    assert lensenhance.pretrained.TASKS == WEIGHT_TASKS
     assert set(CARD_KEYS) == set(WEIGHT_TASKS)
     for task in WEIGHT_TASKS:
         assert isinstance(le.list_pretrained(task=task), list)
@@ -129,7 +129,7 @@ def test_models_command_shows_each_task_with_its_n(tmp_path, monkeypatch):
 
     from click.testing import CliRunner
 
-    from lensenhance import models
+    from lensenhance import pretrained as models
     from lensenhance.cli import cli
 
     runner = CliRunner()
@@ -180,7 +180,8 @@ def test_publish_weights_writes_a_valid_card_for_any_task(tmp_path, monkeypatch)
     pytest.importorskip("diffusers")
     import json
 
-    from lensenhance import models, publish
+    from lensenhance import pretrained as models
+    from lensenhance import publish
     from lensenhance.nn import build_model, export_weights
 
     run = tmp_path / "run"
@@ -238,7 +239,7 @@ def test_corrupt_weights_are_refused(tmp_path, monkeypatch):
     name = SHIPPED[0]
     import shutil
 
-    from lensenhance import models
+    from lensenhance import pretrained as models
 
     shutil.copy(WEIGHTS_DIR / f"{name}.json", tmp_path / f"{name}.json")
     data = bytearray((WEIGHTS_DIR / f"{name}.safetensors").read_bytes())
@@ -252,7 +253,7 @@ def test_corrupt_weights_are_refused(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def sr_benchmark_sample():
     from lensenhance.benchmark.sr import BENCHMARK_SEED
-    from lensenhance.datasets import simulated_pairs
+    from lensenhance.training.data import simulated_pairs
 
     cache = {}
 
@@ -269,8 +270,8 @@ def sr_benchmark_sample():
 def test_shipped_feature_network_predicts_theta_e(name):
     """The feature network is a working theta_E regressor on normalised HR images."""
     from lensenhance.benchmark.sr import BENCHMARK_SEED
-    from lensenhance.datasets import normalize_pairs, simulated_pairs
     from lensenhance.training import predict_regressor
+    from lensenhance.training.data import normalize_pairs, simulated_pairs
 
     ds = simulated_pairs(6, scale=2, seed=BENCHMARK_SEED, progress=False)
     _, hr = normalize_pairs(ds["lr"].values, ds["hr"].values, scale=2)
@@ -278,13 +279,13 @@ def test_shipped_feature_network_predicts_theta_e(name):
     stats = {k: float(net.metadata[k]) for k in ("target_mean", "target_std")}
     error = predict_regressor(net, hr, stats) - ds["theta_E"].values
     assert np.mean(np.abs(error)) < 0.2  # arcsec; theta_E itself spans about 0.7-2"
-    features = le.models.load_feature_network(name)(torch.from_numpy(hr[:2, None]))
+    features = le.pretrained.load_feature_network(name)(torch.from_numpy(hr[:2, None]))
     assert features.shape[0] == 2 and not features.requires_grad
 
 
 def test_best_model_rule_skips_models_for_noise_free_images():
     from lensenhance.demo import best_pretrained
-    from lensenhance.models import best_by_validation, model_card, sr_models_for
+    from lensenhance.pretrained import best_by_validation, model_card, sr_models_for
 
     candidates = sr_models_for(scale=2)
     assert "edsr-lens64-x2" not in candidates  # trained for a generator's noise-free images

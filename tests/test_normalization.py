@@ -1,4 +1,4 @@
-"""Tests of lensenhance.normalization."""
+"""Tests of lensenhance.predict.normalization."""
 
 import dataclasses
 
@@ -8,7 +8,7 @@ from astropy import units as u
 from astropy.io import fits
 from astropy.nddata import CCDData
 
-from lensenhance.normalization import Normalization, fit_normalization
+from lensenhance.predict.normalization import Normalization, fit_normalization
 
 SKY, NOISE = 10.0, 0.5
 
@@ -160,7 +160,7 @@ def test_fit_no_good_pixels_and_bad_mask():
 
 
 def test_scale_floor_of_a_flat_image_ignores_a_hot_pixel():
-    from lensenhance.normalization import fit_normalization
+    from lensenhance.predict.normalization import fit_normalization
 
     flat = np.full((64, 64), 100.0)
     hot = flat.copy()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from astropy import units as u
 
-from lensenhance.pixels import fill_bad_pixels, flux_split_factor
+from lensenhance.predict.pixels import fill_bad_pixels, flux_split_factor
 
 
 def _bad_image(shape=(40, 40)):

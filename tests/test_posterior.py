@@ -15,13 +15,13 @@ from lensenhance import Enhancer
 from lensenhance.diffusion import NoiseSchedule
 from lensenhance.nn.raunet import RAUNet
 from lensenhance.nn.weights import export_weights, read_weights_metadata
-from lensenhance.posterior import (
+from lensenhance.predict.posterior import (
     PosteriorPredictor,
     estimate_sigma,
     load_posterior,
     residual_condition,
 )
-from lensenhance.predictors import NetworkPredictor
+from lensenhance.predict.predictors import NetworkPredictor
 
 pytest.importorskip("diffusers")
 
@@ -232,7 +232,8 @@ def test_publish_posterior_checks_the_base_and_stores_the_calibration(
     import json
     import shutil
 
-    from lensenhance import models, publish
+    from lensenhance import pretrained as models
+    from lensenhance import publish
     from lensenhance.nn.weights import update_weights_metadata
 
     weights = tmp_path / "weights"

@@ -6,7 +6,7 @@ import torch
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from lensenhance import Enhancer
-from lensenhance.predictors import Prediction, Predictor
+from lensenhance.predict.predictors import Prediction, Predictor
 from lensenhance.simulate.simulator import tan_wcs
 
 

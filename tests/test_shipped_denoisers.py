@@ -11,7 +11,7 @@ import pytest
 
 import lensenhance as le
 from lensenhance.benchmark._runs import run_enhancer
-from lensenhance.scoring import light_mask, posterior_figures
+from lensenhance.evaluate.scoring import light_mask, posterior_figures
 
 SIMULATED = [name for task in ("denoise", "posterior") for name in le.list_pretrained(task=task)
              if le.model_card(name).get("preset") == "model_ii"]
@@ -73,7 +73,7 @@ def test_hsc_denoisers_on_the_shipped_sample(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SR)
 def test_diffusion_sr_smoke_and_flux(name):
-    from lensenhance.datasets import simulated_pairs
+    from lensenhance.training.data import simulated_pairs
 
     ds = simulated_pairs(2, preset="model_i", scale=2, seed=11, progress=False)
     lr = ds["lr"].values.astype(np.float32)

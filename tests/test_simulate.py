@@ -22,8 +22,8 @@ from lensenhance.simulate import (
     einstein_radius,
     presets_table,
 )
+from lensenhance.simulate.files import simulate_to_disk, write_simulation
 from lensenhance.simulate.presets import PowerLaw
-from lensenhance.simulation_files import simulate_to_disk, write_simulation
 
 # model_ii is the cheapest preset (64 x 64); model_i is used where its numbers matter.
 FAST = "model_ii"

@@ -1,18 +1,23 @@
-"""Tests of lensenhance.tiling and lensenhance.predictors: tiles equal the whole image."""
+"""Tests of lensenhance.predict.tiling and .predictors: tiles equal the whole image."""
 
 import numpy as np
 import pytest
 import torch
 
 from lensenhance.nn import build_sr_model
-from lensenhance.predictors import (
+from lensenhance.predict.predictors import (
     NetworkPredictor,
     Prediction,
     Predictor,
     count_receptive_field,
     position_noise,
 )
-from lensenhance.tiling import check_tiling, measure_receptive_field, plan_tiles, predict_images
+from lensenhance.predict.tiling import (
+    check_tiling,
+    measure_receptive_field,
+    plan_tiles,
+    predict_images,
+)
 
 TINY = {"edsr": {"n_blocks": 2, "channels": 8}, "rdn": {"n_blocks": 2, "n_layers": 2,
         "growth": 4, "channels": 8}, "srresnet": {"n_blocks": 2, "channels": 8},
@@ -154,7 +159,7 @@ def test_count_receptive_field_of_a_plain_conv_stack():
 
 
 def test_release_mapped_pages_keeps_what_was_written(tmp_path):
-    from lensenhance.tiling import release_mapped_pages
+    from lensenhance.predict.tiling import release_mapped_pages
 
     path = tmp_path / "out.dat"
     mapped = np.memmap(path, dtype=np.float32, mode="w+", shape=(256, 512))
@@ -173,7 +178,7 @@ def test_release_mapped_pages_keeps_what_was_written(tmp_path):
 
 def test_batch_norms_are_folded_without_changing_the_output():
     from lensenhance.nn.inference import fold_batch_norms
-    from lensenhance.predictors import NetworkPredictor
+    from lensenhance.predict.predictors import NetworkPredictor
 
     torch.manual_seed(0)
     net = tiny("srresnet")
@@ -197,7 +202,7 @@ def test_batch_norms_are_folded_without_changing_the_output():
 
 def test_unet_tiles_start_on_its_pooling_grid_and_are_exact():
     from lensenhance.nn.raunet import RAUNet
-    from lensenhance.tiling import plan_tiles
+    from lensenhance.predict.tiling import plan_tiles
 
     torch.manual_seed(0)
     predictor = NetworkPredictor(RAUNet(channels=(4, 8, 8), blocks=1).eval(), scale=1)
@@ -220,7 +225,7 @@ def test_unet_tiles_start_on_its_pooling_grid_and_are_exact():
 
 
 def test_alignment_must_be_a_positive_integer():
-    from lensenhance.tiling import plan_tiles
+    from lensenhance.predict.tiling import plan_tiles
 
     with pytest.raises(ValueError, match="align must be a positive integer"):
         plan_tiles((10, 10), tile_size=8, halo=1, align=0)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from lensenhance.uncertainty import (
+from lensenhance.evaluate.uncertainty import (
     calibration_summary,
     chi2_consistency,
     crps_ensemble,

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from lensenhance import io
 from lensenhance.benchmark.sr import benchmark_sr, theta_e_regression
 from lensenhance.cli import cli
-from lensenhance.datasets import load_pairs, normalize_pairs, training_pairs
-from lensenhance.evaluation import evaluate_catalog
+from lensenhance.enhance.evaluation import evaluate_catalog
+from lensenhance.training.data import load_pairs, normalize_pairs, training_pairs
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_training_normalisation_is_what_the_enhancer_does(normalise):
     import torch
 
     from lensenhance import Enhancer
-    from lensenhance.predictors import Prediction, Predictor
+    from lensenhance.predict.predictors import Prediction, Predictor
     from lensenhance.training.posterior import normalise_posterior_data
 
     rng = np.random.default_rng(1)
@@ -210,7 +210,8 @@ def test_demo_command(runner, tmp_path):
 
 def test_feature_network_trains_publishes_and_drives_the_feature_loss(runner, tmp_path,
                                                                       monkeypatch):
-    from lensenhance import models, publish
+    from lensenhance import pretrained as models
+    from lensenhance import publish
 
     run = tmp_path / "features"
     result = runner.invoke(cli, ["-q", "train", "features", "-n", "6", "--n-val", "2",
@@ -304,7 +305,7 @@ def test_train_sr_init_fine_tunes_a_shipped_model(tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from lensenhance.models import file_sha256, weights_path
+    from lensenhance.pretrained import file_sha256, weights_path
 
     runner = CliRunner()
     out = tmp_path / "ft"

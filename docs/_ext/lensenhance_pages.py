@@ -155,7 +155,7 @@ def _code(command):
 
 def model_zoo_page():
     """The model zoo as reStructuredText."""
-    from lensenhance.models import list_pretrained, model_card, weights_path
+    from lensenhance.pretrained import list_pretrained, model_card, weights_path
 
     cards = {name: model_card(name) for name in list_pretrained()}
     lines = ["Model zoo", "=========", "",

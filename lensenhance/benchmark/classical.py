@@ -13,7 +13,7 @@ Wavelet shrinkage needs PyWavelets (``pywt``), which scikit-image imports on dem
 
 import numpy as np
 
-from ..metrics import image_metrics
+from ..evaluate.metrics import image_metrics
 
 __all__ = ["CLASSICAL_DENOISERS", "DEFAULT_STRENGTHS", "denoise_classical", "tune_classical"]
 
@@ -155,7 +155,7 @@ def tune_classical(method, images, sigmas, truths, *, strengths=None):
         ``{"method", "strength", "psnr", "grid", "n"}``: the chosen strength and its mean
         PSNR (dB), ``grid`` as ``[[strength, mean_psnr], ...]`` for every strength tried,
         and ``n`` the number of tuning images. PSNR is that of
-        `lensenhance.metrics.image_metrics`, with ``data_range`` the truth's own range.
+        `lensenhance.evaluate.metrics.image_metrics`, with ``data_range`` the truth's own range.
         On a tie the smaller strength wins.
     """
     _check_method(method)

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import paired_differences as _paired
-from ..scoring import light_mask, posterior_figures
-from ..uncertainty import fit_std_scale
+from ..evaluate.metrics import paired_differences as _paired
+from ..evaluate.scoring import light_mask, posterior_figures
+from ..evaluate.uncertainty import fit_std_scale
 from ._runs import run_enhancer
 
 __all__ = ["benchmark_denoise", "fit_calibration",
@@ -67,8 +67,8 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
     """
     from scipy.stats import norm
 
-    from ..enhance import Enhancer
-    from ..loading import load_predictor
+    from ..enhance.enhancer import Enhancer
+    from ..predict.loading import load_predictor
 
     predictor = load_predictor(predictor_path, n_samples=n_samples, std_scale=1.0)
     result = run_enhancer(Enhancer(predictor, device="cpu"), images, sigmas, seed=seed)
@@ -117,7 +117,7 @@ def calibration_set(kind, *, n=64, hsc_dir=None, workers=1):
                 "extra_variance": None,
                 "description": f"{n} simulated model_ii shallow observations, seed "
                                f"{CALIBRATION_SEED}, exact sigma; truth: noise-free sky"}
-    from ..datasets import simulated_pairs
+    from ..training.data import simulated_pairs
 
     ds = simulated_pairs(n, preset="model_i", scale=2, seed=CALIBRATION_SEED, workers=workers,
                          progress=False)
@@ -130,8 +130,8 @@ def calibration_set(kind, *, n=64, hsc_dir=None, workers=1):
 
 def _enhancer(spec, *, n_samples=None, steps=None):
     """An Enhancer from a shipped name or a weights file; sampling options if it samples."""
-    from ..enhance import Enhancer
-    from ..loading import is_probabilistic
+    from ..enhance.enhancer import Enhancer
+    from ..predict.loading import is_probabilistic
 
     if not is_probabilistic(spec):
         n_samples = steps = None
@@ -196,7 +196,7 @@ def benchmark_denoise(*, n=100, models=("diffusion-denoise", "raunet-denoise"), 
                        ", exact sigma given; truth: the noise-free sky")
     else:
         noisy, truths, tune = _hsc_arrays(real, n, n_tune)
-        from ..posterior import estimate_sigma
+        from ..predict.posterior import estimate_sigma
         from ..training.posterior import noise_correlation
 
         sigmas = np.stack([np.full(im.shape, estimate_sigma(im), np.float32) for im in noisy])
@@ -239,14 +239,14 @@ def benchmark_denoise(*, n=100, models=("diffusion-denoise", "raunet-denoise"), 
 def _psnr_differences(rows):
     """PSNR differences between the rows on the same images, with standard errors.
 
-    See `lensenhance.metrics.paired_differences`.
+    See `lensenhance.evaluate.metrics.paired_differences`.
     """
     return _paired({name: row["figures"]["psnr_per_image"] for name, row in rows.items()
                     if "psnr_per_image" in row["figures"]})
 
 
 def _hsc_arrays(directory, n, n_tune):
-    from ..posterior import estimate_sigma
+    from ..predict.posterior import estimate_sigma
     from ..training.posterior import hsc_pairs
 
     wide, deep, _ = hsc_pairs(directory, "val", n=n)
@@ -257,7 +257,7 @@ def _hsc_arrays(directory, n, n_tune):
 
 
 def _plots(plot_dir, name, noisy, result, truths, n_plots):
-    from ..plots import plot_posterior_panel
+    from ..evaluate.plots import plot_posterior_panel
 
     folder = Path(plot_dir)
     folder.mkdir(parents=True, exist_ok=True)

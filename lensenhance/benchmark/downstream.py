@@ -67,8 +67,8 @@ def _bootstrap(metric, inputs, n_images, *, n_boot, seed):
 
 def _enhanced_inputs(ds, models, *, n_samples, steps, device, seed):
     """HR, bicubic LR and every model's output for a simulated pairs dataset."""
-    from ..enhance import Enhancer
-    from ..models import model_card
+    from ..enhance.enhancer import Enhancer
+    from ..pretrained import model_card
 
     hr = ds["hr"].values.astype(np.float32)
     lr = ds["lr"].values.astype(np.float32)
@@ -128,9 +128,9 @@ def benchmark_downstream(*, n=300, n_theta=300, models=None, classifier=
         the share of the gap closed and its interval, seconds per image; the set-up.
     """
     from ..classify import LensClassifier, roc_auc
-    from ..datasets import normalize_pairs
-    from ..models import list_pretrained, load_pretrained, model_card, sr_models_for
+    from ..pretrained import list_pretrained, load_pretrained, model_card, sr_models_for
     from ..simulate import LensSimulator
+    from ..training.data import normalize_pairs
     from ..training.regression import predict_regressor
 
     if models is None:

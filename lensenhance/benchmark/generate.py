@@ -46,7 +46,7 @@ def _features(classifier, images):
 
 
 def _distances(classifier, generated, real, scaling, *, seed):
-    from ..metrics import (
+    from ..evaluate.metrics import (
         frechet_distance,
         kernel_distance,
         pixel_histogram_distance,
@@ -81,7 +81,7 @@ def _train_on(images, labels, test_images, test_labels, *, scaling, epochs, seed
 
 def _nearest_psnr(classifier, images, train_images, train_features):
     """PSNR of every image to its nearest training image (nearest in classifier features)."""
-    from ..metrics import image_metrics
+    from ..evaluate.metrics import image_metrics
 
     features = _features(classifier, images)
     # Squared distances by |a|^2 + |b|^2 - 2ab, in blocks to bound memory.
@@ -137,10 +137,10 @@ def benchmark_generate(*, generator="ddpm-lens64", classifier="lens-classifier",
         run ``tstr_accuracy``, ``memorisation``), ``floors`` (per n), ``train_on_real``,
         ``targets`` and the settings.
     """
-    from ..datasets import CLASSES, generation_images
-    from ..generate import Generator
-    from ..models import list_pretrained, weights_path
+    from ..generate.generator import Generator
     from ..nn.weights import load_weights
+    from ..pretrained import list_pretrained, weights_path
+    from ..training.data import CLASSES, generation_images
 
     if isinstance(generator, str):
         generator = (Generator.from_pretrained(generator) if generator in list_pretrained()

@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from ..tiling import plan_tiles
+from ..predict.tiling import plan_tiles
 from . import write_json
 
 __all__ = ["benchmark_simulate", "benchmark_enhance", "SIMULATE_TARGETS", "ENHANCE_TARGETS",
@@ -331,7 +331,7 @@ def _seam_error(name, size, tile_size, n_samples, steps, noise=0.2):
     """
     from astropy.nddata import CCDData, StdDevUncertainty
 
-    from ..enhance import Enhancer
+    from ..enhance.enhancer import Enhancer
 
     options = {} if n_samples is None else {"n_samples": n_samples, "steps": steps}
     image = _lens_field(size, seed=2, noise=noise)
@@ -391,8 +391,8 @@ def benchmark_enhance(*, size=1024, model="edsr-x2", models=None, model_size=256
     """
     import torch
 
-    from ..enhance import Enhancer
-    from ..models import list_pretrained, load_pretrained, model_card
+    from ..enhance.enhancer import Enhancer
+    from ..pretrained import list_pretrained, load_pretrained, model_card
 
     cores = os.cpu_count() or 1
     torch.set_num_threads(cores)

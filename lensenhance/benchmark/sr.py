@@ -4,7 +4,7 @@ A fixed-seed held-out set (its seed is never used for training data) is simulate
 method enhances the same observed LR images through `lensenhance.Enhancer`, so that every
 row shares one normalisation; MSE, PSNR and SSIM are computed against the noise-free HR
 image in its own flux units with ``data_range`` = the HR image's range (see
-`lensenhance.metrics`). The oracle row interpolates the *noise-free* LR image (a perfect
+`lensenhance.evaluate.metrics`). The oracle row interpolates the *noise-free* LR image (a perfect
 denoiser followed by bicubic interpolation), so that super-resolution is told apart from
 denoising. The downstream task regresses the Einstein radius with a small ResNet trained
 and tested on HR images, on bicubic-interpolated LR and on super-resolved LR.
@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from ..metrics import batch_metrics, paired_differences, summarize_metrics
+from ..evaluate.metrics import batch_metrics, paired_differences, summarize_metrics
 from ..simulate.render import bin_image
 from . import write_json
 
@@ -94,7 +94,7 @@ def format_sr_table(rows, classes, differences=None):
     """The plain-text table that ``lensenhance benchmark sr`` prints.
 
     PSNR and SSIM carry the standard error of their mean over the images; ``differences``
-    (`lensenhance.metrics.paired_differences` against one reference) follow the table.
+    (`lensenhance.evaluate.metrics.paired_differences` against one reference) follow the table.
     """
     header = f"{'method':<36}{'MSE':>11}{'PSNR':>15}{'SSIM':>17}" + "".join(
         f"{'PSNR ' + c:>14}" for c in classes) + f"{'ms/img':>9}"
@@ -160,7 +160,7 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
     json_path : path-like, optional
         Where to write the full results as JSON.
     lr_on_preset_grid, noise_free_lr : bool, optional
-        The pairs of `lensenhance.datasets.load_pairs` with these options (the set-up of
+        The pairs of `lensenhance.training.data.load_pairs` with these options (the set-up of
         a model for a generator's noise-free images); the default models are then those
         whose card was trained so.
 
@@ -171,9 +171,9 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
         per-image PSNR, seconds per image), ``differences`` (paired PSNR differences
         against ``reference``), ``regression``, ``table`` and the set-up.
     """
-    from ..datasets import simulated_pairs
-    from ..enhance import Enhancer
-    from ..models import best_by_validation, model_card, sr_models_for
+    from ..enhance.enhancer import Enhancer
+    from ..pretrained import best_by_validation, model_card, sr_models_for
+    from ..training.data import simulated_pairs
 
     ds = simulated_pairs(n, preset=preset, scale=scale, seed=seed, workers=workers,
                          progress=progress, lr_on_preset_grid=lr_on_preset_grid)
@@ -209,7 +209,7 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
         rows[method] = _scored(out, hr, classes, seconds_per_image=seconds)
 
     if posteriors:
-        from ..scoring import posterior_figures
+        from ..evaluate.scoring import posterior_figures
         from ._runs import run_enhancer
 
         lr_sigma = ds["lr_sigma"].values.astype(np.float32)

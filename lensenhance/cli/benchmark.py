@@ -145,7 +145,7 @@ def benchmark_denoise_command(ctx, n_images, models, real_dir, n_samples, steps,
     """Denoising: posterior mean PSNR/SSIM, calibration and fine-scale power of every denoiser."""
     from ..benchmark import write_json
     from ..benchmark.denoise import benchmark_denoise, format_denoise_table
-    from ..models import list_pretrained
+    from ..pretrained import list_pretrained
 
     if json_path is not None and json_path.exists() and not overwrite:
         fail(f"{json_path} exists (use --overwrite)")

@@ -87,8 +87,8 @@ def _run_enhancement(ctx, task, *, files, catalog, path_column, key_column, allo
                      overwrite):
     """What `enhance` and `denoise` run: check, build the model, run the rows, report."""
     from .._runfolder import check_output_folder
-    from ..catalog import catalog_from_files, enhance_catalog
-    from ..enhance import Enhancer
+    from ..enhance.catalog import catalog_from_files, enhance_catalog
+    from ..enhance.enhancer import Enhancer
 
     if bool(files) == (catalog is not None):
         raise click.UsageError("give FITS files or --catalog CATALOG (one of the two)")
@@ -206,7 +206,7 @@ def evaluate_command(ctx, pred, truth, truth_column, allow_outside, json_path, o
     could not be scored.
     """
     from ..demo import format_table
-    from ..evaluation import evaluate_catalog
+    from ..enhance.evaluation import evaluate_catalog
 
     try:
         result = evaluate_catalog(pred, truth, truth_column=truth_column,

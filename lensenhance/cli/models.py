@@ -9,7 +9,7 @@ import click
               default=None, help="Only the models of this task.")
 def models_command(task):
     """List the pretrained models shipped with the package, one section per task."""
-    from ..models import TASKS, list_pretrained, model_card
+    from ..pretrained import TASKS, list_pretrained, model_card
 
     def figure(metrics, key, label, fmt, unit=""):
         value = metrics

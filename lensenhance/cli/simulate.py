@@ -55,7 +55,7 @@ def simulate_command(ctx, preset, substructure, n_images, scale, out_dir, fmt, s
     interruption simulates only the missing images (with the same result).
     """
     from .._runfolder import check_output_folder
-    from ..simulation_files import simulate_to_disk
+    from ..simulate.files import simulate_to_disk
 
     try:
         check_output_folder(out_dir, create=False)
@@ -98,7 +98,7 @@ def generate_command(ctx, n_images, out_dir, model, steps, sampler, seed, substr
                      guidance, batch_size, enhancer, gif, device, overwrite):
     """Generate lensing images with a diffusion model; FITS files and a catalog."""
     from .._runfolder import check_output_folder
-    from ..generate import Generator, generate_to_disk
+    from ..generate.generator import Generator, generate_to_disk
 
     try:
         check_output_folder(out_dir, create=False)  # before the model is loaded

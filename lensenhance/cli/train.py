@@ -79,9 +79,9 @@ def train_sr_command(ctx, model, scale, size, preset, data, n_train, lr_on_prese
                      val_every, checkpoint_every, seed, workers, device, feature_net,
                      init_weights, out_dir, resume, overwrite):
     """Train a residual super-resolution network; exports EMA weights as safetensors."""
-    from ..datasets import training_pairs
-    from ..models import load_feature_network
+    from ..pretrained import load_feature_network
     from ..training import train_sr
+    from ..training.data import training_pairs
 
     scale = int(scale)
     loss_weights = _parse_loss(loss)

@@ -9,7 +9,7 @@ ratio of its training range, and it predicts a correction added to its input.
 
 No normalisation layers: the output at a pixel depends on a neighbourhood only. The
 down-sampling makes it depend on a tile's position modulo ``divisor`` too, so
-`lensenhance.tiling` starts every tile on a multiple of it, and tiled equals whole to
+`lensenhance.predict.tiling` starts every tile on a multiple of it, and tiled equals whole to
 float rounding. Pure torch.
 """
 
@@ -81,7 +81,7 @@ class RAUNet(nn.Module):
     architecture = "raunet"
     takes_sigma = True
     # Down-sampling ties the output to a tile's position modulo ``divisor``; tiles that
-    # start on multiples of it (lensenhance.tiling aligns them) are exact.
+    # start on multiples of it (lensenhance.predict.tiling aligns them) are exact.
     exact_tiling = True
 
     def __init__(self, *, channels=(32, 64, 128), blocks: int = 1):

@@ -78,7 +78,7 @@ JSON_METADATA_KEYS = ("config", "schedule", "scaling", "normalization", "train_a
 #: Keys `export_weights` fills in itself; callers may not pass them in ``metadata``.
 RESERVED_METADATA_KEYS = ("format", "format_version", "config", "n_parameters")
 
-# The per-image fit of the Enhancer (lensenhance.normalization.fit_normalization).
+# The per-image fit of the Enhancer (lensenhance.predict.normalization.fit_normalization).
 _PER_IMAGE = {"kind": "per_image", "method": "sigma_clip"}
 
 

@@ -8,7 +8,6 @@ classifiers. Entry point for several GPUs or machines::
     torchrun --nproc_per_node=2 -m lensenhance train sr ...
 """
 
-from ..datasets import ArrayPairSource, PairSource
 from ..nn.weights import export_weights
 from .checkpoints import latest_checkpoint
 from .classifier import (
@@ -17,6 +16,7 @@ from .classifier import (
     classifier_truth,
     train_classifier,
 )
+from .data import ArrayPairSource, PairSource
 from .diffusion import DiffusionTask, train_ddpm
 from .loop import ExponentialMovingAverage, Task, train
 from .regression import fit_network, predict_regressor, train_feature_network, train_regressor

@@ -3,11 +3,11 @@
 A `~lensenhance.nn.resnet.SmallResNet` trained on noise-free simulated images (Model II by
 default, the generator's training data) to tell the three substructure classes apart. Its
 pooled penultimate features are the space in which the ``generate`` benchmark computes
-Frechet and kernel distances (`lensenhance.metrics.frechet_distance`,
-`lensenhance.metrics.kernel_distance`) between generated and real images.
+Frechet and kernel distances (`lensenhance.evaluate.metrics.frechet_distance`,
+`lensenhance.evaluate.metrics.kernel_distance`) between generated and real images.
 
 The classifier sees flux images through a fixed, stored stretch
-(`~lensenhance.normalization.AsinhScaling`, the generator's own by default), so real and
+(`~lensenhance.predict.normalization.AsinhScaling`, the generator's own by default), so real and
 generated images, both in the simulator's unit, go through the same transform; the
 stretch is written into the weights file and `classifier_features` applies it.
 """
@@ -44,7 +44,7 @@ IMAGES_FILE = "train_images.npz"
 
 def _scaling(value):
     """An `AsinhScaling` from itself, its dict or its JSON text."""
-    from ..normalization import AsinhScaling
+    from ..predict.normalization import AsinhScaling
 
     if isinstance(value, AsinhScaling):
         return value
@@ -76,8 +76,8 @@ def train_classifier(out_dir, *, n=6000, n_val=600, epochs=30, preset="model_ii"
     """Train the lensing classifier and write its weights and history to ``out_dir``.
 
     A `~lensenhance.nn.resnet.SmallResNet` with one output per class of
-    `lensenhance.datasets.CLASSES` and, for simulated images, one per rotation-invariant
-    truth parameter (`lensenhance.datasets.INVARIANT_TRUTH`: Einstein radius, ellipticity,
+    `lensenhance.training.data.CLASSES` and, for simulated images, one per rotation-invariant
+    truth parameter (`lensenhance.training.data.INVARIANT_TRUTH`: Einstein radius, ellipticity,
     shear, lens and source magnitudes and sizes, source offset), standardised. The
     substructure classes alone are hard to tell apart in noise-free 64 x 64 images, and a
     network that cannot tell them apart learns features that say little about an image;
@@ -135,8 +135,8 @@ def train_classifier(out_dir, *, n=6000, n_val=600, epochs=30, preset="model_ii"
         class, columns: predicted), ``epochs`` (per-epoch figures), ``n_train``,
         ``n_val``, ``wall_time_s``, ``config`` and the path of the ``weights``.
     """
-    from ..datasets import CLASSES, as_image_stack, generation_images
     from ..nn.resnet import SmallResNet
+    from .data import CLASSES, as_image_stack, generation_images
 
     n = check_int(n, "n", 3)
     n_val = check_int(n_val, "n_val", 1)
@@ -260,7 +260,7 @@ def _batched(net, x, fn, batch_size):
 
 
 def _prepared(net, images, scaling):
-    from ..datasets import as_image_stack
+    from .data import as_image_stack
 
     if scaling is None:
         scaling = getattr(net, "metadata", {}).get("scaling")
@@ -305,9 +305,9 @@ def classifier_predict(net, images, *, scaling=None, batch_size=256):
     Returns
     -------
     numpy.ndarray, float32, shape (n, n_classes)
-        Softmax probabilities, columns in the order of `lensenhance.datasets.CLASSES`.
+        Softmax probabilities, columns in the order of `lensenhance.training.data.CLASSES`.
     """
-    from ..datasets import CLASSES
+    from .data import CLASSES
 
     x = _prepared(net, images, scaling)
     # The outputs after the classes regress truth parameters.
@@ -326,7 +326,7 @@ def classifier_truth(net, images, *, scaling=None, batch_size=256):
     dict of numpy.ndarray
         Parameter name -> ``(n,)`` values in the parameter's own unit.
     """
-    from ..datasets import CLASSES
+    from .data import CLASSES
 
     meta = getattr(net, "metadata", {})
     names, stats = meta.get("targets", []), meta.get("target_stats", {})

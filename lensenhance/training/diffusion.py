@@ -54,7 +54,7 @@ class DiffusionTask:
 
     Parameters
     ----------
-    source : lensenhance.datasets.ArrayImageSource
+    source : lensenhance.training.data.ArrayImageSource
         Training images (scaled) with class labels.
     schedule : lensenhance.diffusion.NoiseSchedule
     weighting : {'min_snr', 'uniform'}, optional
@@ -146,7 +146,7 @@ def train_ddpm(*, out_dir, preset: str = "model_ii", n_train: int = 9000, n_val:
 
     Images: the simulator's noise-free ``hr`` images of ``preset`` (Model II: 64 x 64 at
     0.101"/px), the three classes in equal parts, asinh-scaled
-    (`~lensenhance.normalization.AsinhScaling`); held-out validation images from another
+    (`~lensenhance.predict.normalization.AsinhScaling`); held-out validation images from another
     seed. The simulated images are cached in ``out_dir`` for resumed runs.
 
     Parameters
@@ -175,9 +175,9 @@ def train_ddpm(*, out_dir, preset: str = "model_ii", n_train: int = 9000, n_val:
     """
     from pathlib import Path
 
-    from ..datasets import CLASSES, ArrayImageSource, generation_images
     from ..nn.unet import DiffusionUNet
-    from ..normalization import AsinhScaling
+    from ..predict.normalization import AsinhScaling
+    from .data import CLASSES, ArrayImageSource, generation_images
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

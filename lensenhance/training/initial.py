@@ -12,7 +12,7 @@ def weights_file(name_or_path):
     path = Path(name_or_path)
     if path.is_file():
         return path
-    from ..models import weights_path
+    from ..pretrained import weights_path
 
     return weights_path(str(name_or_path))
 
@@ -28,6 +28,6 @@ def init_record(init):
     """``{"weights", "sha256"}`` of the initial weights for a run's metadata (None: none)."""
     if init is None:
         return None
-    from ..models import file_sha256
+    from ..pretrained import file_sha256
 
     return {"weights": str(init), "sha256": file_sha256(weights_file(init))}

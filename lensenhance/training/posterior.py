@@ -12,7 +12,7 @@ The conditional diffusion models of `lensenhance` are two networks, as in NVIDIA
 
 Everything is in the Enhancer's normalised units: each input image is normalised as
 `lensenhance.Enhancer` would (`fit_normalization`), its sigma divided by the same scale,
-and the truth mapped like the SR pairs (`lensenhance.datasets.normalize_pairs`: flux per
+and the truth mapped like the SR pairs (`lensenhance.training.data.normalize_pairs`: flux per
 input pixel). Half of the training images carry their exact sigma map, the other half the
 constant sky noise that the Enhancer estimates when an image comes without one
 (`estimate_sigma`), so the models work with either.
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from .._validation import check_int
 from ..diffusion import NoiseSchedule, diffusion_loss
 from ..nn.ensemble import d4_transform
-from ..posterior import SIGMA_FLOOR, estimate_sigma, residual_condition
+from ..predict.posterior import SIGMA_FLOOR, estimate_sigma, residual_condition
 from .diffusion import validation_loss
 from .initial import init_record, initial_network, weights_file
 from .loop import train
@@ -110,8 +110,8 @@ def snr_pairs(n, *, preset="model_ii", exposure_log10=DENOISE_EXPOSURE, seed=0, 
 def normalise_posterior_data(x, sigma, truth, *, scale=1, estimated=None, unit="electron/s"):
     """Normalise inputs, sigmas and truths exactly as the Enhancer would see them.
 
-    The same rule as `lensenhance.datasets.normalize_pairs` (the Enhancer's
-    `~lensenhance.normalization.fit_image_normalization` and the flux split of ``unit``).
+    The same rule as `lensenhance.training.data.normalize_pairs` (the Enhancer's
+    `~lensenhance.predict.normalization.fit_image_normalization` and the flux split of ``unit``).
 
     Parameters
     ----------
@@ -131,8 +131,8 @@ def normalise_posterior_data(x, sigma, truth, *, scale=1, estimated=None, unit="
     """
     from astropy import units as u
 
-    from ..normalization import fit_image_normalization, normalize_target
-    from ..pixels import flux_split_factor
+    from ..predict.normalization import fit_image_normalization, normalize_target
+    from ..predict.pixels import flux_split_factor
 
     n = len(x)
     split = flux_split_factor(None if unit is None else u.Unit(unit), scale)
@@ -424,9 +424,9 @@ def train_residual_diffusion(*, out_dir, base, data, scale, steps=6000, batch_si
     dict
         The training history.
     """
-    from ..models import file_sha256
     from ..nn.unet import DiffusionUNet
     from ..nn.weights import load_weights
+    from ..pretrained import file_sha256
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -593,7 +593,7 @@ def posterior_sets(kind, *, out_dir, hsc_dir=None, n_train=None, n_val=200, data
                              progress=progress), 1
     if kind != "sr":
         raise ValueError(f"kind must be 'denoise' or 'sr', got {kind!r}")
-    from ..datasets import simulated_pairs
+    from .data import simulated_pairs
 
     sets = {}
     seed = 1 if data_seed is None else data_seed

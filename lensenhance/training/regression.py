@@ -152,7 +152,7 @@ def train_feature_network(out_dir, *, n=2000, n_val=200, epochs=15, preset="mode
     """Train the frozen network of the SR feature loss: a theta_E regressor on HR images.
 
     The images are simulated HR images normalised exactly as `train_sr` sees its targets
-    (`lensenhance.datasets.normalize_pairs`), so that the feature loss compares features
+    (`lensenhance.training.data.normalize_pairs`), so that the feature loss compares features
     of the kind of image the network was trained on. Writes ``weights.safetensors`` (the
     network, its target statistics and ``task="features"`` in the metadata) and
     ``history.json`` to ``out_dir``.
@@ -163,7 +163,7 @@ def train_feature_network(out_dir, *, n=2000, n_val=200, epochs=15, preset="mode
         ``val_mae`` (arcsec) on ``n_val`` held-out images, ``wall_time_s``, ``config`` and
         the path of the weights.
     """
-    from ..datasets import normalize_pairs, simulated_pairs
+    from .data import normalize_pairs, simulated_pairs
 
     out_dir = Path(out_dir)
     weights_path = out_dir / WEIGHTS_FILE

@@ -1,7 +1,7 @@
 """The super-resolution task: aligned (LR, HR) patches, an L1/MSE/SSIM/feature loss, PSNR.
 
 `train_sr` trains any SR network of `lensenhance.nn` on pairs drawn from a
-`~lensenhance.datasets.PairSource` through the one loop of `lensenhance.training.loop`.
+`~lensenhance.training.data.PairSource` through the one loop of `lensenhance.training.loop`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validation import check_int
-from ..datasets import ArrayPairSource, PairSource, as_image_stack
 from ..nn.sr import build_sr_model
 from ..nn.weights import read_weights_metadata
+from .data import ArrayPairSource, PairSource, as_image_stack
 from .initial import init_record, initial_network, weights_file
 from .loop import train
 

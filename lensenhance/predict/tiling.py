@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import check_int
+from .._validation import check_int
 
 __all__ = ["Tile", "check_tiling", "plan_tiles", "predict_images",
            "measure_receptive_field", "release_mapped_pages", "DEFAULT_TILE_SIZE"]
@@ -366,7 +366,7 @@ def predict_images(predictor, images, *, sigmas=None, outputs, tile_size, halo=N
 
     Parameters
     ----------
-    predictor : lensenhance.predictors.Predictor
+    predictor : lensenhance.predict.predictors.Predictor
     images : list of 2-D arrays
         Normalised, finite images (float32; memory maps welcome).
     sigmas : list of 2-D arrays, optional

@@ -1,13 +1,13 @@
 """The astropy-facing enhancer: images in, enhanced images out, every pixel accounted for.
 
 `Enhancer` is the bridge between astronomical images and the predictors of
-`lensenhance.predictors`. One path for every model:
+`lensenhance.predict.predictors`. One path for every model:
 
 1. **prepare** (once per image): read any image form (lazily for a FITS file), flag bad
    pixels, fit one robust normalisation for the whole image
-   (`lensenhance.normalization.fit_normalization`), normalise, and fill bad pixels from
+   (`lensenhance.predict.normalization.fit_normalization`), normalise, and fill bad pixels from
    their neighbourhood for the network;
-2. **predict**: the predictor runs tile by tile (`lensenhance.tiling`), serially, in
+2. **predict**: the predictor runs tile by tile (`lensenhance.predict.tiling`), serially, in
    batches on a GPU or with dask;
 3. **finish**: undo the normalisation for the mean and the standard deviation, split flux
    over the new pixels for flux-per-pixel units, resample every WCS, mask the bad pixels
@@ -20,7 +20,7 @@ fifty times the normalisation scale, the 99.5th percentile of the sky-subtracted
 image, where the bright parts of a lens sit near 1). Hot pixels and cosmic rays are far
 outside the range the networks were trained on; the cores of stars this bright are
 masked too (raise the threshold, or pass None, to keep them). Bad pixels are filled
-from their neighbourhood for the network (`lensenhance.pixels.fill_bad_pixels`), and
+from their neighbourhood for the network (`lensenhance.predict.pixels.fill_bad_pixels`), and
 masked in the output.
 """
 
@@ -37,13 +37,13 @@ from astropy.io import fits
 from astropy.nddata import CCDData, NDData, StdDevUncertainty
 from astropy.utils.exceptions import AstropyUserWarning
 
-from . import io
-from ._device import resolve_device
-from ._validation import check_int
-from ._version import __version__
-from .loading import INTERPOLATIONS, load_predictor
-from .normalization import FIT_PIXELS, OUTLIER_THRESHOLD, fit_image_normalization
-from .pixels import fill_bad_pixels, flux_split_factor
+from .. import io
+from .._device import resolve_device
+from .._validation import check_int
+from .._version import __version__
+from ..predict.loading import INTERPOLATIONS, load_predictor
+from ..predict.normalization import FIT_PIXELS, OUTLIER_THRESHOLD, fit_image_normalization
+from ..predict.pixels import fill_bad_pixels, flux_split_factor
 
 __all__ = ["Enhancer", "OUTLIER_THRESHOLD"]
 
@@ -75,7 +75,7 @@ class Enhancer:
     model : torch.nn.Module, path or Predictor
         A network mapping normalised ``(batch, 1, y, x)`` to ``(batch, 1, s*y, s*x)``; or
         the path of a weights file written by `lensenhance.nn.export_weights`; or a
-        `lensenhance.predictors.Predictor`.
+        `lensenhance.predict.predictors.Predictor`.
     scale : int, optional
         Upsampling factor (1 for a denoiser); default: the network's ``scale``.
     name : str, optional
@@ -92,18 +92,18 @@ class Enhancer:
         butted, exact) for networks without global operations, else half the halo.
     halo : int, optional
         Margin around each tile's used part; default: the network's receptive field
-        (`lensenhance.predictors.count_receptive_field`).
+        (`lensenhance.predict.predictors.count_receptive_field`).
     batch_size : int, optional
         Tiles (or images of a stack) per forward pass; on a CPU a batch also holds at
         most ``tile_size**2`` pixels.
     n_draws : int, optional
         Monte-Carlo draws propagating an input uncertainty (0: no output uncertainty).
     normalization : {"sigma_clip", "background2d"}, optional
-        How the normalisation is fitted (`lensenhance.normalization.fit_normalization`).
+        How the normalisation is fitted (`lensenhance.predict.normalization.fit_normalization`).
     outlier_threshold : float or None, optional
         Pixels with ``|normalised value|`` above it are bad (see the module docstring).
     parallel : bool, int or "current-scheduler", optional
-        Run tiles with dask (`lensenhance.tiling`).
+        Run tiles with dask (`lensenhance.predict.tiling`).
     seed : int, optional
         Seed of the randomness (Monte-Carlo draws, samples).
     progress : bool, optional
@@ -122,7 +122,7 @@ class Enhancer:
                  tile_size="auto", overlap=None, halo=None, batch_size=8, n_draws=8,
                  normalization="sigma_clip", outlier_threshold=OUTLIER_THRESHOLD,
                  parallel=False, seed=0, progress=False):
-        from .tiling import DEFAULT_TILE_SIZE, _parallel_setup, check_tiling
+        from ..predict.tiling import DEFAULT_TILE_SIZE, _parallel_setup, check_tiling
 
         self.device = resolve_device(device)
         predictor = load_predictor(model, device=self.device, scale=scale, name=name,
@@ -175,7 +175,7 @@ class Enhancer:
         >>> le.Enhancer.from_pretrained("fsrcnn-x2", device="cpu", tile_size=256)
         <Enhancer 'fsrcnn-x2' scale=2 device=cpu tile_size=256 halo=... batch_size=8>
         """
-        from .models import model_card
+        from ..pretrained import model_card
 
         task = model_card(name).get("task")  # an unknown name gets the list of models
         if task not in ("sr", "denoise", "posterior"):
@@ -296,7 +296,7 @@ class Enhancer:
                 raise ValueError(f"{name}: the uncertainty is zero at every good pixel; give "
                                  "the image's real noise, or none to have it estimated")
         elif self.predictor.needs_sigma:
-            from .posterior import estimate_sigma
+            from ..predict.posterior import estimate_sigma
 
             # One sky noise for every pixel, from the normalised image's good pixels.
             value = estimate_sigma(image[::step, ::step], mask=bad[::step, ::step])
@@ -363,7 +363,7 @@ class Enhancer:
 
     def _finish_arrays(self, prep, data, std, samples, mask_out):
         """Undo the normalisation in place, row block by row block; NaN at bad pixels."""
-        from .tiling import release_mapped_pages
+        from ..predict.tiling import release_mapped_pages
 
         s = self.scale
         factor = self._flux_factor(prep)
@@ -385,7 +385,7 @@ class Enhancer:
             release_mapped_pages(data, std, samples, mask_out)
 
     def _options(self, tile_size, overlap, parallel, seed, progress):
-        from .tiling import _parallel_setup, check_tiling
+        from ..predict.tiling import _parallel_setup, check_tiling
 
         options = {
             "tile_size": self.tile_size if tile_size is _UNSET else tile_size,
@@ -405,7 +405,7 @@ class Enhancer:
                                         and prep.sigma_estimate is None)
 
     def _predict(self, preps, outputs, options):
-        from .tiling import predict_images
+        from ..predict.tiling import predict_images
 
         sigmas = [p.sigma for p in preps]
         has_sigma = [s is not None for s in sigmas]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validation import check_int
-from .simulate.simulator import UNIT, LensSimulator, tan_wcs, truth_header
+from .._validation import check_int
+from .simulator import UNIT, LensSimulator, tan_wcs, truth_header
 
 __all__ = ["write_simulation", "simulate_to_disk"]
 
@@ -83,7 +83,7 @@ def write_simulation(ds, out_dir, *, format="fits", overwrite=False, progress=Tr
     """
     import xarray as xr
 
-    from . import io
+    from .. import io
 
     if not isinstance(ds, xr.Dataset):
         raise TypeError(f"write_simulation: expected an xarray.Dataset, got "
@@ -130,7 +130,7 @@ def _write_fits_images(ds, out_dir, names, relative, *, overwrite, progress, ra,
     from astropy.nddata import CCDData, StdDevUncertainty
     from tqdm.auto import tqdm
 
-    from . import io
+    from .. import io
 
     truth = _truth_table(ds)
     wcs = {name: tan_wcs(ds[name].shape[1:], _pixel_scale(ds, name), ra=ra, dec=dec)
@@ -226,7 +226,7 @@ def simulate_to_disk(out_dir, *, preset="model_i", substructure="no_sub", n=100,
         The target exists (netCDF, zarr, or FITS output of a run that recorded no
         settings) and ``overwrite`` is False.
     """
-    from ._runfolder import check_output_folder, open_run_folder
+    from .._runfolder import check_output_folder, open_run_folder
 
     if fmt not in _FORMATS:
         raise ValueError(f"fmt must be one of {_FORMATS}, got {fmt!r}")
@@ -269,7 +269,7 @@ def _simulate_fits(out, sim, settings, *, workers, overwrite, progress, chunk_si
     from astropy.table import Table, vstack
     from tqdm.auto import tqdm
 
-    from . import io
+    from .. import io
 
     n, scale, seed = settings["n"], settings["scale"], settings["seed"]
     names = list(_PAIR_VARIABLES)

@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ._validation import check_int
+from .._validation import check_int
 
 __all__ = ["PairSource", "ArrayPairSource", "ArrayImageSource", "CLASSES", "INVARIANT_TRUTH",
            "as_image_stack",
@@ -23,10 +23,10 @@ __all__ = ["PairSource", "ArrayPairSource", "ArrayImageSource", "CLASSES", "INVA
 def normalize_pairs(lr, hr, *, scale, method="sigma_clip", unit="electron/s"):
     """Normalise stacks of LR/HR pairs exactly as the Enhancer normalises its input.
 
-    Each LR image gets `~lensenhance.normalization.fit_image_normalization` (the
+    Each LR image gets `~lensenhance.predict.normalization.fit_image_normalization` (the
     Enhancer's own rule, outlier refit included) and its HR target
-    `~lensenhance.normalization.normalize_target` with the flux split of ``unit``
-    (`lensenhance.pixels.flux_split_factor`), which the Enhancer undoes on its output.
+    `~lensenhance.predict.normalization.normalize_target` with the flux split of ``unit``
+    (`lensenhance.predict.pixels.flux_split_factor`), which the Enhancer undoes on its output.
 
     Parameters
     ----------
@@ -43,8 +43,8 @@ def normalize_pairs(lr, hr, *, scale, method="sigma_clip", unit="electron/s"):
     -------
     lr_norm, hr_norm : numpy.ndarray (float32)
     """
-    from .normalization import fit_image_normalization, normalize_target
-    from .pixels import flux_split_factor
+    from ..predict.normalization import fit_image_normalization, normalize_target
+    from ..predict.pixels import flux_split_factor
 
     lr = np.asarray(lr, dtype=np.float32)
     hr = np.asarray(hr, dtype=np.float32)
@@ -86,7 +86,7 @@ def simulated_pairs(n, *, preset="model_i", scale=2, substructure="all", seed=0,
     """
     import xarray as xr
 
-    from .simulate import LensSimulator
+    from ..simulate import LensSimulator
 
     classes = ("no_sub", "cdm", "axion") if substructure == "all" else (substructure,)
     parts = []
@@ -98,7 +98,7 @@ def simulated_pairs(n, *, preset="model_i", scale=2, substructure="all", seed=0,
         class_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
         overrides = {}
         if lr_on_preset_grid:
-            from .simulate import PRESETS
+            from ..simulate import PRESETS
 
             native = PRESETS[preset]
             overrides = {"num_pix": native.num_pix * scale,
@@ -113,7 +113,7 @@ def simulated_pairs(n, *, preset="model_i", scale=2, substructure="all", seed=0,
 
 def dataset_pairs(path, *, scale=None):
     """Raw ``(lr, hr)`` stacks from a dataset written by ``lensenhance simulate``."""
-    from .io import read_dataset
+    from ..io import read_dataset
 
     ds = read_dataset(path)
     lr, hr = ds["lr"].values, ds["hr"].values
@@ -131,7 +131,7 @@ def catalog_pairs(path, *, lr_column="lr_path", hr_column="hr_path", hdu=None):
     """
     import warnings
 
-    from .io import read_catalog, read_image
+    from ..io import read_catalog, read_image
 
     table = read_catalog(path, path_columns=(lr_column, hr_column))
     for column in (lr_column, hr_column):
@@ -178,7 +178,7 @@ def load_pairs(spec, *, scale=2, n=4000, preset="model_i", seed=0, workers=1,
         ds = simulated_pairs(n, preset=preset, scale=scale, seed=seed, workers=workers,
                              progress=progress, lr_on_preset_grid=lr_on_preset_grid)
         if noise_free_lr:
-            from .simulate.render import bin_image
+            from ..simulate.render import bin_image
 
             return bin_image(ds["hr"].values, scale).astype(np.float32), ds["hr"].values
         return ds["lr"].values, ds["hr"].values
@@ -269,7 +269,7 @@ def as_image_stack(array, name: str) -> np.ndarray:
 
 def _d4_numpy(image: np.ndarray, k: int, flip: bool) -> np.ndarray:
     """`lensenhance.nn.ensemble.d4_transform` (the one D4) on an array."""
-    from .nn.ensemble import d4_transform
+    from ..nn.ensemble import d4_transform
 
     return d4_transform(image, k, flip)
 
@@ -465,7 +465,7 @@ def generation_images(n, *, preset="model_ii", seed=0, workers=1, progress=True,
     if cache is not None:
         import io
 
-        from ._atomic import atomic_write_bytes
+        from .._atomic import atomic_write_bytes
 
         buffer = io.BytesIO()
         np.savez(buffer, images=images, labels=labels, key=np.array(key),

@@ -1,4 +1,4 @@
-"""One loader: a model as a user names it -> a `~lensenhance.predictors.Predictor`.
+"""One loader: a model as a user names it -> a `~lensenhance.predict.predictors.Predictor`.
 
 `load_predictor` is the single path from ``"bicubic"``, a shipped model's name, a weights
 file (a residual network or a diffusion model's), a `torch.nn.Module` or a predictor to
@@ -18,7 +18,7 @@ INTERPOLATIONS = ("bilinear", "bicubic")
 
 
 def _task_of_file(path):
-    from .nn.weights import read_weights_metadata
+    from ..nn.weights import read_weights_metadata
 
     try:
         return read_weights_metadata(path).get("task")
@@ -28,7 +28,7 @@ def _task_of_file(path):
 
 def is_probabilistic(model):
     """True when ``model`` (a shipped name or a weights file) is a diffusion posterior."""
-    from .models import list_pretrained, model_card
+    from ..pretrained import list_pretrained, model_card
 
     if isinstance(model, str) and model in list_pretrained():
         return model_card(model).get("task") == "posterior"
@@ -55,10 +55,10 @@ def load_predictor(model, *, device="cpu", scale=None, name=None, self_ensemble=
     name : str, optional
         Shown in reprs, headers and catalogs (default: the model's name).
     self_ensemble, n_draws, halo : optional
-        Options of a residual network (`~lensenhance.predictors.NetworkPredictor`).
+        Options of a residual network (`~lensenhance.predict.predictors.NetworkPredictor`).
     **sampling
         A diffusion model's ``n_samples``, ``steps``, ``sampler``, ``sample_batch``
-        (`~lensenhance.posterior.PosteriorPredictor`); refused for the others.
+        (`~lensenhance.predict.posterior.PosteriorPredictor`); refused for the others.
 
     Returns
     -------
@@ -75,12 +75,12 @@ def load_predictor(model, *, device="cpu", scale=None, name=None, self_ensemble=
         return model
     sha = None
     if isinstance(model, str) and model in INTERPOLATIONS:
-        from .nn import Interpolation
+        from ..nn import Interpolation
 
         scale = 2 if scale is None else scale
         model, name = Interpolation(mode=model, scale=scale), name or model
     elif isinstance(model, (str, os.PathLike)):
-        from .models import file_sha256, list_pretrained, model_card, weights_path
+        from ..pretrained import file_sha256, list_pretrained, model_card, weights_path
 
         shipped = isinstance(model, str) and not os.path.exists(model) \
             and model in list_pretrained()
@@ -104,7 +104,7 @@ def load_predictor(model, *, device="cpu", scale=None, name=None, self_ensemble=
         if shipped and task not in ("sr", "denoise"):
             raise ValueError(f"{name!r} is a {task!r} model, not an enhancer")
         if shipped:
-            from .models import load_pretrained
+            from ..pretrained import load_pretrained
 
             card = model_card(model)
             if scale is not None and scale != card["scale"]:
@@ -112,7 +112,7 @@ def load_predictor(model, *, device="cpu", scale=None, name=None, self_ensemble=
             scale, sha = card["scale"], card.get("sha256") or file_sha256(path)
             model = load_pretrained(model, device=device)
         else:
-            from .nn.weights import load_weights
+            from ..nn.weights import load_weights
 
             try:
                 model = load_weights(path, device=device)

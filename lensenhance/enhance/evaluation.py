@@ -1,7 +1,7 @@
 """Scoring predictions against truths, image by image: `evaluate_catalog`.
 
 What ``lensenhance evaluate`` runs. The predictions are the output of a catalog run
-(`lensenhance.catalog.enhance_catalog`: its folder or its ``catalog.ecsv``), matched row
+(`lensenhance.enhance.catalog.enhance_catalog`: its folder or its ``catalog.ecsv``), matched row
 by row with a truth catalog (e.g. the simulator's, whose ``hr_path`` column holds the
 truth of a super-resolved LR image) through the input paths the run recorded; or a
 folder of FITS images matched by file name. A row that cannot be scored is reported,
@@ -36,7 +36,7 @@ def _check_json_target(json_path, overwrite):
 
 
 def _truth_catalog(truth, truth_column, allow_outside):
-    from . import io
+    from .. import io
 
     # Columns named *_path are path columns too: hr_path is resolved and checked.
     columns = ("path",) if truth_column is None else ("path", truth_column)
@@ -58,7 +58,7 @@ def _class_of(table, index):
 
 def _run_pairs(run_catalog, truth, truth_column, allow_outside):
     """(key, pred, truth, class, error) of every row of an enhance/denoise run."""
-    from . import io
+    from .. import io
 
     table = io.read_catalog(run_catalog, path_columns=("path",), allow_outside=True)
     missing = [name for name in ("source", "status", "key") if name not in table.colnames]
@@ -165,9 +165,9 @@ def evaluate_catalog(pred, truth, *, truth_column=None, allow_outside=False, jso
     """
     from tqdm.auto import tqdm
 
-    from . import io
-    from ._atomic import atomic_target
-    from .metrics import image_metrics, summarize_metrics
+    from .. import io
+    from .._atomic import atomic_target
+    from ..evaluate.metrics import image_metrics, summarize_metrics
 
     json_path = _check_json_target(json_path, overwrite)
     pred, truth = Path(pred).expanduser(), Path(truth).expanduser()

@@ -1,7 +1,7 @@
 """Calibration of per-pixel predictive distributions: are the error bars honest?
 
 A predictor with an uncertainty gives every pixel a mean and a standard deviation (or a
-set of samples, e.g. the draws of a `~lensenhance.posterior.PosteriorPredictor`). Against
+set of samples, e.g. the draws of a `~lensenhance.predict.posterior.PosteriorPredictor`). Against
 a known truth, these functions say whether that spread matches the actual error:
 
 * how often the truth falls in the central intervals (`interval_coverage`,

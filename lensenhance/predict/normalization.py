@@ -32,7 +32,7 @@ from astropy.io import fits
 from astropy.nddata import NDData
 from astropy.stats import sigma_clipped_stats
 
-from ._validation import check_int
+from .._validation import check_int
 
 __all__ = ["Normalization", "AsinhScaling", "fit_normalization", "fit_image_normalization",
            "normalize_target", "METHODS", "OUTLIER_THRESHOLD"]
@@ -290,7 +290,7 @@ def normalize_target(target, norm, split):
     norm : Normalization
         The input image's normalisation (`fit_image_normalization`).
     split : float
-        `lensenhance.pixels.flux_split_factor` of the input's unit and the scale: the
+        `lensenhance.predict.pixels.flux_split_factor` of the input's unit and the scale: the
         Enhancer divides its output by it when it undoes the normalisation.
     """
     return ((np.asarray(target, np.float64) / split - norm.offset) / norm.scale).astype(

@@ -18,7 +18,7 @@ import json
 
 import numpy as np
 
-from ._device import resolve_device
+from .._device import resolve_device
 
 __all__ = ["Generator", "to_ccddata"]
 
@@ -33,7 +33,7 @@ class Generator:
         `lensenhance.nn.unet.DiffusionUNet`) predicting ``schedule.parameterization``.
     schedule : lensenhance.diffusion.NoiseSchedule
         The noise schedule it was trained with.
-    scaling : lensenhance.normalization.AsinhScaling
+    scaling : lensenhance.predict.normalization.AsinhScaling
         Maps the data unit to the network's range; its inverse brings images back.
     classes : sequence of str, optional
         Class names, in label order (empty for an unconditional model).
@@ -80,14 +80,14 @@ class Generator:
     @classmethod
     def from_weights(cls, path, *, name=None, device="auto"):
         """A Generator from a weights file written by ``lensenhance train ddpm``."""
-        from .nn.weights import load_weights
+        from ..nn.weights import load_weights
 
         return cls._from_model(load_weights(path), name=name or str(path), device=device)
 
     @classmethod
     def from_pretrained(cls, name, *, device="auto"):
         """A Generator around one of the shipped models (``list_pretrained("generate")``)."""
-        from .models import load_pretrained, model_card
+        from ..pretrained import load_pretrained, model_card
 
         card = model_card(name)
         if card.get("task") != "generate":
@@ -100,8 +100,8 @@ class Generator:
     @classmethod
     def _from_model(cls, model, *, name, device):
         """A Generator from a loaded network and the metadata of its weights file."""
-        from .diffusion import NoiseSchedule
-        from .normalization import AsinhScaling
+        from ..diffusion import NoiseSchedule
+        from ..predict.normalization import AsinhScaling
 
         meta = model.metadata
         if meta.get("task") != "generate":
@@ -152,7 +152,7 @@ class Generator:
         import torch
         from tqdm.auto import tqdm
 
-        from .diffusion import sample
+        from ..diffusion import sample
 
         batch_size = n if batch_size is None else int(batch_size)
         if batch_size < 1:
@@ -228,7 +228,7 @@ class Generator:
             ``model``, ``weights_sha256`` and ``wcs`` (a TAN WCS header at the pixel
             scale; `to_ccddata` turns the images into CCDData with it).
         """
-        from .diffusion import SAMPLERS, resolve_seed
+        from ..diffusion import SAMPLERS, resolve_seed
 
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -258,8 +258,8 @@ class Generator:
     def _to_dataarray(self, data, names, *, seed, sampler, steps, guidance, eta, start=0):
         import xarray as xr
 
-        from ._version import __version__
-        from .simulate.simulator import tan_wcs
+        from .._version import __version__
+        from ..simulate.simulator import tan_wcs
 
         n, ny, nx = data.shape
         attrs = {"unit": self.unit or "", "pixel_scale": self.pixel_scale,
@@ -280,7 +280,7 @@ class Generator:
         """Super-resolve generated images; the attrs get the finer pixel scale and WCS."""
         from tqdm.auto import tqdm
 
-        from .enhance import Enhancer
+        from ..enhance.enhancer import Enhancer
 
         if isinstance(enhancer, str):
             enhancer = Enhancer.from_pretrained(enhancer, device=self.device)
@@ -310,7 +310,7 @@ def to_ccddata(images):
     Each has the images' unit, the TAN WCS at their pixel scale, and the class, seed,
     sampler and model in its header.
     """
-    from .io import from_dataarray
+    from ..io import from_dataarray
 
     ccds = from_dataarray(images)
     for ccd in ccds:
@@ -339,7 +339,7 @@ def write_reverse_process_gif(frames, path, *, fps=12):
     import matplotlib.pyplot as plt
     from matplotlib.animation import FuncAnimation, PillowWriter
 
-    from ._atomic import atomic_target
+    from .._atomic import atomic_target
 
     k = frames[0][1].shape[0]
     cols = int(np.ceil(np.sqrt(k)))
@@ -408,10 +408,10 @@ def generate_to_disk(out_dir, generator, n, *, steps=50, sampler="ddim", seed=No
     """
     from astropy.table import Table
 
-    from ._atomic import atomic_write_bytes
-    from ._runfolder import check_output_folder, folder_lock, remove_stale_temporaries
-    from .diffusion import resolve_seed
-    from .io import write_catalog, write_image
+    from .._atomic import atomic_write_bytes
+    from .._runfolder import check_output_folder, folder_lock, remove_stale_temporaries
+    from ..diffusion import resolve_seed
+    from ..io import write_catalog, write_image
 
     # Checked and locked before any image is drawn; temporaries of a killed run removed.
     out_dir = check_output_folder(out_dir)

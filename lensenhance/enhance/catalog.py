@@ -20,7 +20,7 @@ paths), or over a list of files (`catalog_from_files`):
   (``scheduler=``).
 
 The output catalog's ``path`` column holds the outputs, so it is itself a valid input
-catalog: ``denoise`` then ``enhance`` compose, and `lensenhance.evaluation` scores a run
+catalog: ``denoise`` then ``enhance`` compose, and `lensenhance.enhance.evaluation` scores a run
 against the simulator's catalog row by row.
 """
 
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validation import check_int
+from .._validation import check_int
 
 __all__ = ["enhance_catalog", "catalog_from_files", "RUN_SETTINGS", "RUN_LOG",
            "OUTPUT_CATALOG"]
@@ -125,7 +125,7 @@ def _read_rows(catalog, out_dir, *, path_column, key_column, allow_outside, suff
     """The rows of a run, each with its output; refuses what would go wrong later."""
     from astropy.table import Table
 
-    from . import io
+    from .. import io
 
     if isinstance(catalog, Table):
         table, label = catalog, "the catalog"
@@ -228,8 +228,8 @@ def _describe(error):
 
 def _plot_row(enhancer, task):
     """A PNG panel of one row: input (on the output grid), mean, std."""
-    from . import io
-    from .plots import plot_posterior_panel
+    from .. import io
+    from ..evaluate.plots import plot_posterior_panel
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a unitless input has already been reported
@@ -328,11 +328,11 @@ def _output_state(row, task_meta, record, *, plot, failed_last=False):
 
 _WORKER_ENHANCER = None
 # Imported once by the fork server: workers start with torch and the models loaded.
-_PRELOAD = ("lensenhance.catalog", "lensenhance.enhance", "lensenhance.nn")
+_PRELOAD = ("lensenhance.enhance.catalog", "lensenhance.enhance", "lensenhance.nn")
 
 
 def _init_worker(parent, enhancer, threads):
-    from ._workers import watch_parent
+    from .._workers import watch_parent
 
     global _WORKER_ENHANCER
     watch_parent(parent)
@@ -360,7 +360,7 @@ def _in_processes(tasks, enhancer, workers):
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    from ._workers import process_context
+    from .._workers import process_context
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     queue = iter(tasks)
@@ -533,8 +533,8 @@ def enhance_catalog(catalog, out_dir, *, enhancer, path_column="path", key_colum
     OSError
         The catalog cannot be read.
     """
-    from ._runfolder import Journal, check_output_folder, open_run_folder
-    from .enhance import Enhancer
+    from .._runfolder import Journal, check_output_folder, open_run_folder
+    from .enhancer import Enhancer
 
     if not isinstance(enhancer, Enhancer):
         raise TypeError(f"enhancer must be an Enhancer, got {type(enhancer).__name__}")
@@ -598,7 +598,7 @@ def _run_rows(rows, journal, enhancer, settings, outcome, *, hdu, overwrite, plo
     """
     from tqdm.auto import tqdm
 
-    from ._version import __version__
+    from .._version import __version__
 
     history, failed_last, attempts = {}, set(), outcome["attempts"]
     for record in journal.read():
@@ -670,7 +670,7 @@ def _run_rows(rows, journal, enhancer, settings, outcome, *, hdu, overwrite, plo
 def _write_output_catalog(table, rows, outcome, out_dir, *, path_column, plot, settings):
     from astropy.table import Column, Table
 
-    from . import io
+    from .. import io
 
     keep = [name for name in table.colnames
             if name not in _RUN_COLUMNS and name != path_column and not name.endswith("_path")

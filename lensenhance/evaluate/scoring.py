@@ -2,8 +2,8 @@
 
 One place for the figures every posterior model is judged by, shared by the benchmarks
 (``sr``, ``denoise``), the maintainer's publishing of model cards and the tests: PSNR and
-SSIM per image (`lensenhance.metrics`), the calibration of the standard deviation where
-there is light (`lensenhance.uncertainty`), the fine-scale power of single samples and the
+SSIM per image (`lensenhance.evaluate.metrics`), the calibration of the standard deviation where
+there is light (`lensenhance.evaluate.uncertainty`), the fine-scale power of single samples and the
 chi-square of the mean re-degraded against the input.
 """
 

@@ -110,7 +110,7 @@ def sr_models_for(*, scale=2, preset="model_i", lr_on_preset_grid=False,
     preset : str, optional
         The simulation preset of the training data.
     lr_on_preset_grid, noise_free_lr : bool, optional
-        As for `lensenhance.datasets.load_pairs`: models for a generator's noise-free
+        As for `lensenhance.training.data.load_pairs`: models for a generator's noise-free
         images are trained so, and are no choice for observed (noisy) images.
 
     Returns

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validation import check_int
-from .nn.inference import inference_copy
+from .._validation import check_int
+from ..nn.inference import inference_copy
 
 __all__ = [
     "Prediction",
@@ -97,7 +97,7 @@ class Predictor(abc.ABC):
         Samples returned per image (0: none).
     needs_sigma : bool
         True when the input's sigma is needed (the Enhancer estimates a constant one,
-        `lensenhance.posterior.estimate_sigma`, for an image without one).
+        `lensenhance.predict.posterior.estimate_sigma`, for an image without one).
     n_draws : int
         Monte-Carlo redraws of the input noise behind ``std`` (0: none).
     steps, sampler : int or None, str or None
@@ -231,7 +231,7 @@ def count_receptive_field(module, *, probe=24):
     3x3 convolution after a x2 pixel shuffle adds half a pixel), plus the reach of the
     interpolation of a global residual (2 pixels for bicubic). Summing over all layers
     bounds every path through the network; for the chain-like networks of
-    `lensenhance.nn` it is the exact radius (`lensenhance.tiling.measure_receptive_field`
+    `lensenhance.nn` it is the exact radius (`lensenhance.predict.tiling.measure_receptive_field`
     checks it by an impulse response). Convolutions called as functions are not seen.
 
     Parameters
@@ -377,14 +377,14 @@ class NetworkPredictor(Predictor):
         x = x.contiguous(memory_format=torch.channels_last)
         if self.needs_sigma:
             if self.self_ensemble:
-                from .nn import d4_inverse, d4_transform
+                from ..nn import d4_inverse, d4_transform
 
                 out = [d4_inverse(self.module(d4_transform(x, k, f), d4_transform(sigma, k, f)),
                                   k, f) for k in range(4) for f in (False, True)]
                 return torch.stack(out).mean(dim=0)
             return self.module(x, sigma)
         if self.self_ensemble:
-            from .nn import d4_self_ensemble
+            from ..nn import d4_self_ensemble
 
             return d4_self_ensemble(self.module, x)
         return self.module(x)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._atomic import atomic_write_bytes
+from .._atomic import atomic_write_bytes
 
 __all__ = ["plot_posterior_panel"]
 

@@ -9,12 +9,12 @@ give the posterior mean, its per-pixel standard deviation and quantiles.
 
 The standard deviation is recalibrated once, on held-out images: ``calibration`` holds a
 factor on the spread of the samples about their mean, fitted so that the central 68 %
-intervals cover 68 % of the truth where there is light (`lensenhance.uncertainty`), and
+intervals cover 68 % of the truth where there is light (`lensenhance.evaluate.uncertainty`), and
 stored with the weights.
 
 `PosteriorPredictor` plugs this into the `~lensenhance.Enhancer`; it needs a sigma, and the
 Enhancer estimates a constant one (`estimate_sigma`) for an image without an uncertainty.
-Every random number comes from `~lensenhance.predictors.position_noise`, keyed to the
+Every random number comes from `~lensenhance.predict.predictors.position_noise`, keyed to the
 output pixel, so the same seed gives the same samples whatever the tiling or batching.
 """
 
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._validation import check_int
-from .nn.inference import inference_copy
+from .._validation import check_int
+from ..nn.inference import inference_copy
 from .predictors import Prediction, Predictor, count_receptive_field, position_noise
 
 __all__ = ["PosteriorPredictor", "estimate_sigma", "residual_condition", "SIGMA_FLOOR",
@@ -184,7 +184,7 @@ class PosteriorPredictor(Predictor):
             return (self.base(x, sigma) if self.base_takes_sigma else self.base(x)).float()
 
     def predict(self, x, *, sigma=None, seed=0, origins=None):
-        from .diffusion import sample
+        from ..diffusion import sample
 
         if sigma is None:
             raise ValueError(f"{self.name} needs the input's sigma (the Enhancer estimates "
@@ -265,9 +265,9 @@ def load_posterior(path, *, base=None, name=None, device="cpu", **options):
     """
     from pathlib import Path
 
-    from .diffusion import NoiseSchedule
-    from .models import file_sha256
-    from .nn.weights import load_weights, read_weights_metadata
+    from ..diffusion import NoiseSchedule
+    from ..nn.weights import load_weights, read_weights_metadata
+    from ..pretrained import file_sha256
 
     path = Path(path)
     meta = read_weights_metadata(path)
@@ -290,8 +290,8 @@ def load_posterior(path, *, base=None, name=None, device="cpu", **options):
 def _load_base(meta, path):
     from pathlib import Path
 
-    from .models import file_sha256, list_pretrained, load_pretrained
-    from .nn.weights import load_weights
+    from ..nn.weights import load_weights
+    from ..pretrained import file_sha256, list_pretrained, load_pretrained
 
     reference = str(meta.get("base_model"))
     if reference in list_pretrained():

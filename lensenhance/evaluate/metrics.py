@@ -17,7 +17,7 @@ scipy; the features come from the caller (e.g.
 import numpy as np
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
-from ._validation import check_int
+from .._validation import check_int
 
 __all__ = ["image_metrics", "batch_metrics", "summarize_metrics", "mean_and_se",
            "paired_differences", "frechet_distance",
@@ -297,7 +297,7 @@ def pixel_histogram_distance(images_a, images_b, *, bins=64, range=None):
     Both sets' pixel values are binned on one shared grid; the result is the square root
     of the Jensen-Shannon divergence (base 2) of the two normalised histograms: 0 for
     identical histograms, 1 for histograms with no bin in common. Compare images in the
-    stretch the models see (e.g. `lensenhance.normalization.AsinhScaling.apply`): in
+    stretch the models see (e.g. `lensenhance.predict.normalization.AsinhScaling.apply`): in
     flux units almost every pixel falls in the lowest bins.
 
     Parameters

@@ -1,0 +1,1 @@
+"""Scores of predictions against truths: metrics, calibration, posterior figures, plots."""
