@@ -104,3 +104,21 @@ def test_evaluate_classifier_figures(classifier_file):
     for name in CLASSES:
         low, high = out["auc_ci95"][name]
         assert low <= out["auc"][name] <= high
+
+
+@pytest.mark.parametrize("name", ["lens-classifier-deeplense-ii", "lens-classifier-deeplense-i"])
+def test_shipped_classifiers_against_their_cards(name):
+    """On 60 images of a seed they never saw, accuracy within 3 binomial standard errors
+    of the card's (measured on 1500) and every one-vs-rest AUC near the card's."""
+    from lensenhance.pretrained import model_card
+    from lensenhance.training.data import generation_images
+
+    clf = LensClassifier.from_pretrained(name)
+    card = model_card(name)["metrics"]
+    images, labels, _ = generation_images(60, preset=clf.metadata["data_preset"], seed=7,
+                                          progress=False, truth=False)
+    out = evaluate_classifier(clf, images, labels, n_boot=50)
+    p = card["accuracy"]
+    assert out["accuracy"] >= p - 3 * np.sqrt(p * (1 - p) / 60)
+    for cls in CLASSES:
+        assert out["auc"][cls] >= min(card["auc"][cls], 0.99) - 0.05

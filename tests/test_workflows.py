@@ -1,12 +1,15 @@
 """End-to-end commands a user runs: train, benchmark, evaluate, enhance, demo (tiny sizes)."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData
+from astropy.wcs.utils import proj_plane_pixel_scales
 from click.testing import CliRunner
+from matplotlib.image import imread
 
 from lensenhance import io
 from lensenhance.benchmark.sr import benchmark_sr, theta_e_regression
@@ -194,18 +197,89 @@ def test_enhance_command_goes_on_after_a_bad_file(runner, tmp_path):
     assert other.exit_code != 0 and "model: 'bicubic' -> 'bilinear'" in other.output
 
 
-def test_demo_command(runner, tmp_path):
+#: The start of each method family's line in the demo's table, and where its label ends.
+DEMO_ROWS = {"bicubic": "bicubic", "(best residual)": "(best residual)",
+             "diffusion-sr-x2 mean": "steps)", "HSC Wide input": "(no denoising)",
+             "diffusion-denoise-hsc mean": "steps)", "ddpm-lens64": "DDIM steps)"}
+
+
+def check_demo_output(out, output, *, n_lenses, n_generated):
+    """What a user of ``lensenhance demo`` sees: the table, the FITS files, the figure."""
+    from lensenhance.demo import best_pretrained
+
+    # The table: every method family, with finite numbers (n first).
+    lines = output.splitlines()
+    for family, label_end in DEMO_ROWS.items():
+        line = next((line for line in lines if family in line
+                     and line.split()[0] in ("sr", "denoise", "generate")), None)
+        assert line is not None, f"no {family!r} row in\n{output}"
+        label = line[line.index(family):]
+        rest = label[label.index(label_end) + len(label_end):]
+        numbers = [float(x) for x in re.findall(r"nan|inf|-?\d+(?:\.\d+)?", rest)]
+        assert len(numbers) >= 3 and all(np.isfinite(numbers)), line
+        n = {"ddpm-lens64": n_generated, "HSC Wide input": 1,
+             "diffusion-denoise-hsc mean": 1}.get(family, n_lenses)
+        assert numbers[0] == n, line
+    # Super-resolution: each output has 2x the pixels of its input, its unit and its WCS
+    # at half the pixel scale; the posterior has an uncertainty.
+    for i in range(n_lenses):
+        lr = io.read_image(out / "sr" / f"lr_{i:03d}.fits")
+        assert lr.wcs is not None and lr.uncertainty is not None
+        assert io.read_image(out / "sr" / f"hr_{i:03d}.fits").shape == (2 * lr.shape[0],
+                                                                        2 * lr.shape[1])
+        for method in ("bicubic", best_pretrained(scale=2), "diffusion-sr-x2"):
+            sr = io.read_image(out / "sr" / f"{method}_{i:03d}.fits")
+            assert sr.shape == (2 * lr.shape[0], 2 * lr.shape[1]) and sr.unit == lr.unit
+            np.testing.assert_allclose(proj_plane_pixel_scales(sr.wcs),
+                                       proj_plane_pixel_scales(lr.wcs) / 2)
+            assert np.isfinite(sr.data).all()
+        assert sr.uncertainty is not None and sr.meta["UNCTYPE"].startswith("posterior std")
+    # HSC denoising: the input's shape and WCS (the shipped cutouts have none), a std.
+    (wide_path,) = (out / "denoise").glob("*_wide.fits")
+    wide = io.read_image(wide_path)
+    den = io.read_image(wide_path.with_name(
+        wide_path.name.replace("_wide", "_diffusion-denoise-hsc")))
+    assert den.shape == wide.shape and (den.wcs is None) == (wide.wcs is None)
+    assert den.uncertainty is not None and np.isfinite(den.data).all()
+    assert io.read_image(wide_path.with_name(wide_path.name.replace("_wide", "_deep"))
+                         ).shape == wide.shape
+    # Generation: 64x64 images with a WCS.
+    for i in range(n_generated):
+        gen = io.read_image(out / "generate" / f"ddpm-lens64_{i:03d}.fits")
+        assert gen.shape == (64, 64) and gen.wcs is not None and np.isfinite(gen.data).all()
+    # One figure, a real PNG with the three rows.
+    figure = imread(out / "demo.png")
+    assert figure.ndim == 3 and figure.shape[0] > 400 and figure.std() > 0.05
+    assert not list(out.rglob(".tmp-*"))
+
+
+def test_demo_command_quick(runner, tmp_path):
     out = tmp_path / "demo"
-    result = runner.invoke(cli, ["-q", "demo", "--out", str(out), "-n", "2"])
+    result = runner.invoke(cli, ["-q", "demo", "--out", str(out), "--quick"])
     assert result.exit_code == 0, result.output
-    assert "bicubic" in result.output and "PSNR" in result.output
-    assert (out / "demo.png").stat().st_size > 1000
-    lr = io.read_image(out / "lr_000.fits")
-    sr = io.read_image(out / "bicubic_000.fits")
-    assert sr.shape == (2 * lr.shape[0], 2 * lr.shape[1]) and sr.unit == lr.unit
-    assert sr.wcs is not None and lr.uncertainty is not None
-    again = runner.invoke(cli, ["-q", "demo", "--out", str(out), "-n", "2"])
+    assert "2 samples, 2 steps" in result.output  # the table says how little was run
+    check_demo_output(out, result.output, n_lenses=2, n_generated=3)
+    # A second run into the same folder is refused, before any work, unless --overwrite.
+    written = (out / "demo.png").stat().st_mtime_ns
+    again = runner.invoke(cli, ["-q", "demo", "--out", str(out), "--quick"])
     assert again.exit_code != 0 and "--overwrite" in again.output
+    assert "exist" in again.output and (out / "demo.png").stat().st_mtime_ns == written
+    # An --out that is a file is named, with no traceback.
+    (tmp_path / "file").write_text("")
+    bad = runner.invoke(cli, ["-q", "demo", "--out", str(tmp_path / "file"), "--quick"])
+    assert bad.exit_code != 0 and "not a folder" in bad.output
+
+
+@pytest.mark.slow
+def test_demo_command_full_size(runner, tmp_path):
+    out = tmp_path / "demo"
+    assert runner.invoke(cli, ["-q", "demo", "--out", str(out), "--quick"]).exit_code == 0
+    refused = runner.invoke(cli, ["-q", "demo", "--out", str(out)])
+    assert refused.exit_code != 0 and "--overwrite" in refused.output
+    result = runner.invoke(cli, ["-q", "demo", "--out", str(out), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert "8 samples, 6 steps" in result.output and "20 DDIM steps" in result.output
+    check_demo_output(out, result.output, n_lenses=3, n_generated=3)
 
 
 def test_feature_network_trains_publishes_and_drives_the_feature_loss(runner, tmp_path,

@@ -30,7 +30,7 @@ from .checkpoints import json_bytes
 from .loop import HISTORY_FILE, WEIGHTS_FILE
 from .regression import fit_network
 
-__all__ = ["train_classifier", "classifier_features", "classifier_predict",
+__all__ = ["train_classifier", "classifier_features", "classifier_predict", "precise_batchnorm",
            "classifier_truth",
            "DEFAULT_SCALING", "IMAGES_FILE"]
 
@@ -220,12 +220,17 @@ def train_classifier(out_dir, *, n=6000, n_val=600, epochs=30, preset="model_ii"
     history = fit_network(net, x[train_index], y[train_index], loss_fn,
                           epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                           progress=progress, desc="classifier", validate=validate)
+    # The running BatchNorm statistics trail the last steps' weights: the held-out
+    # accuracy jumped by 0.3 between epochs. Their exact means over the training set fix it.
+    precise_batchnorm(net, x[train_index])
+    final = validate(net)
+    history[-1].update({f"{key}_before_precise_bn": history[-1][key] for key in final})
+    history[-1].update(final)
     predicted = _batched(net, x_val, net, 256)[:, :n_classes].argmax(1).numpy()
     confusion = np.zeros((len(CLASSES), len(CLASSES)), dtype=int)
     np.add.at(confusion, (y_val, predicted), 1)
-    val_accuracy = history[-1]["val_accuracy"]
-    val_mae = {k[len("val_mae_"):]: v for k, v in history[-1].items()
-               if k.startswith("val_mae_")}
+    val_accuracy = final["val_accuracy"]
+    val_mae = {k[len("val_mae_"):]: v for k, v in final.items() if k.startswith("val_mae_")}
     result = {"val_accuracy": val_accuracy, "val_confusion": confusion.tolist(),
               "val_mae": val_mae, "targets": names,
               "classes": list(CLASSES), "epochs": history, "n_train": n, "n_val": n_val,
@@ -244,6 +249,35 @@ def train_classifier(out_dir, *, n=6000, n_val=600, epochs=30, preset="model_ii"
         **(metadata or {})})
     atomic_write_bytes(out_dir / HISTORY_FILE, json_bytes(result))
     return result
+
+
+def precise_batchnorm(net, x, *, batch_size=256):
+    """Set every BatchNorm's running mean and variance to their averages over ``x``.
+
+    "Precise BN" (Wu & Johnson 2021, arXiv:2105.07576): the exponential moving averages
+    kept during training describe weights of many steps ago; one pass over the training
+    images in train mode, with a cumulative average (``momentum=None``), gives the
+    statistics of the final weights. Nothing else changes.
+    """
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return net
+    saved = [m.momentum for m in norms]
+    was_training = net.training
+    device = next(net.parameters()).device
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches
+    net.train()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(x), batch_size):
+                net(x[start:start + batch_size].to(device))
+    finally:
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum
+        net.train(was_training)
+    return net
 
 
 def _batched(net, x, fn, batch_size):
