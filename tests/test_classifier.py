@@ -76,7 +76,7 @@ def test_weights_reload_with_their_metadata(trained):
     assert features.shape == (5, 4 * 8) and features.dtype == np.float32
     np.testing.assert_allclose(
         features, classifier_features(net, images[:5], scaling=AsinhScaling(0.01, 20.0),
-                                      batch_size=2), rtol=1e-4, atol=1e-5)  # float32 convolutions by batch
+                                      batch_size=2), rtol=1e-4, atol=1e-5)
     probabilities = classifier_predict(net, images[:5, None])
     assert probabilities.shape == (5, 3)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
