@@ -186,10 +186,10 @@ def card_notes():
                                                               GENERATOR))
     return [f"One cutout: compare the model with the Wide input, not with its model card's "
             f"mean over {hsc.get('n')} cutouts.",
-            f"The diffusion models run with fewer samples and steps than behind their model "
-            f"cards' figures ({SR_POSTERIOR}: {sr.get('n_samples')} samples of "
-            f"{sr.get('steps')} steps, {DENOISER}: {hsc.get('n_samples')} of "
-            f"{hsc.get('steps')}, {GENERATOR}: {gen.get('sampler')}), to keep the demo fast."]
+            f"The model cards' figures come from {SR_POSTERIOR}: {sr.get('n_samples')} "
+            f"samples of {sr.get('steps')} steps, {DENOISER}: {hsc.get('n_samples')} of "
+            f"{hsc.get('steps')}, {GENERATOR}: {gen.get('sampler')} (the demo runs fewer "
+            "where its labels say so, to stay fast)."]
 
 
 def format_table(rows, generation, *, labels, notes=()):
