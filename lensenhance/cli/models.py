@@ -36,12 +36,14 @@ def models_command(task):
                            ("calibration_light.coverage_68", "68% coverage", ".3f"),
                            ("calibration_light.coverage_95", "95% coverage", ".3f")],
              "generate": [("fd", "FD", ".4g"), ("kid", "KID", ".3g")],
-             "classify": [("accuracy", "accuracy", ".3f")],
+             "classify": [("accuracy", "accuracy", ".3f"), ("min_auc", "min AUC", ".4f")],
              "features": [("theta_e_mae_arcsec", "theta_E MAE", ".4f", '"')]}
     names = list_pretrained(task=task)
     if not names:
         click.echo(f"no pretrained {task + ' ' if task else ''}models installed")
     cards = {name: model_card(name) for name in names}
+    width = max((len(name) for name in names), default=20) + 2
+    preset_width = max((len(str(c.get("preset", ""))) for c in cards.values()), default=12) + 2
     for section in TASKS if task is None else (task,):
         members = [name for name, card in cards.items() if card.get("task") == section]
         if not members:
@@ -49,11 +51,13 @@ def models_command(task):
         click.echo(f"[{section}]")
         for name in members:
             card = cards[name]
-            metrics = card.get("metrics") or {}
+            metrics = dict(card.get("metrics") or {})
+            if isinstance(metrics.get("auc"), dict):  # classifiers: the worst class's AUC
+                metrics["min_auc"] = min(metrics["auc"].values())
             figures = [f for f in (figure(metrics, *spec) for spec in shown[section]) if f]
             if "n" in metrics:
                 figures.append(f"n={metrics['n']}")
             scaled = section in ("sr", "denoise", "posterior")
             where = f"x{card.get('scale', 1)}" if scaled else card.get("architecture", "")
-            click.echo(f"  {name:<22}{where:<13}{card.get('preset', ''):<14}"
+            click.echo(f"  {name:<{width}}{where:<13}{card.get('preset', ''):<{preset_width}}"
                        + ", ".join(figures))
