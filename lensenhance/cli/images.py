@@ -205,7 +205,7 @@ def evaluate_command(ctx, pred, truth, truth_column, allow_outside, json_path, o
     their input paths; folders are matched by file name. Exit status 1 when an image
     could not be scored.
     """
-    from ..demo import format_table
+    from ..enhance.evaluation import format_metrics_table
     from ..enhance.evaluation import evaluate_catalog
 
     try:
@@ -214,7 +214,7 @@ def evaluate_command(ctx, pred, truth, truth_column, allow_outside, json_path, o
                                   overwrite=overwrite, progress=ctx.obj["progress"])
     except (OSError, ValueError) as error:
         fail(str(error))
-    click.echo(format_table(result["summary"], title=f"{result['n']} images"))
+    click.echo(format_metrics_table(result["summary"], title=f"{result['n']} images"))
     failures = list(result["failures"].items())
     for name, reason in failures[:20]:
         click.echo(f"{name}: error: {reason}", err=True)

@@ -18,7 +18,7 @@ import numpy as np
 
 from .catalog import OUTPUT_CATALOG, RUN_SETTINGS, _describe, _text
 
-__all__ = ["evaluate_catalog"]
+__all__ = ["evaluate_catalog", "format_metrics_table"]
 
 
 def _check_json_target(json_path, overwrite):
@@ -242,3 +242,13 @@ def _json_safe(value):
     if isinstance(value, np.integer):
         return int(value)
     return value
+
+
+def format_metrics_table(rows, *, title=None):
+    """A plain-text table of ``{method: {"mse", "psnr", "ssim"}}`` rows."""
+    lines = [title] if title else []
+    lines.append(f"{'method':<22}{'MSE':>12}{'PSNR [dB]':>12}{'SSIM':>10}")
+    for method, summary in rows.items():
+        lines.append(f"{method:<22}{summary['mse']:>12.3e}{summary['psnr']:>12.2f}"
+                     f"{summary['ssim']:>10.4f}")
+    return "\n".join(lines)
