@@ -205,8 +205,7 @@ def evaluate_command(ctx, pred, truth, truth_column, allow_outside, json_path, o
     their input paths; folders are matched by file name. Exit status 1 when an image
     could not be scored.
     """
-    from ..enhance.evaluation import format_metrics_table
-    from ..enhance.evaluation import evaluate_catalog
+    from ..enhance.evaluation import evaluate_catalog, format_metrics_table
 
     try:
         result = evaluate_catalog(pred, truth, truth_column=truth_column,
