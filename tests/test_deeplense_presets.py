@@ -305,3 +305,21 @@ def test_refit_of_an_interpol_source_fits_lens_amp_and_centre():
         ["amp", "center_x", "center_y"]
     truth, best = _refit_from_a_perturbed_start(preset)
     assert best.kwargs_source[0]["image"] is truth.kwargs_source[0]["image"]
+
+
+def test_simulate_command_records_detectability(tmp_path):
+    from astropy.table import Table
+    from click.testing import CliRunner
+
+    from lensenhance.cli import cli
+
+    result = CliRunner().invoke(cli, ["-q", "simulate", "--preset", "deeplense_model_ii",
+                                      "--substructure", "all", "-n", "3", "--refit",
+                                      "--out", str(tmp_path / "sims")])
+    assert result.exit_code == 0, result.output
+    table = Table.read(tmp_path / "sims" / "catalog.ecsv")
+    rows = {row["substructure"]: row for row in table}
+    assert rows["no_sub"]["sub_chi2"] == 0 and rows["no_sub"]["sub_chi2_refit"] == 0
+    for name in ("cdm", "axion"):
+        assert rows[name]["sub_chi2"] > 25
+        assert 0 < rows[name]["sub_chi2_refit"] <= rows[name]["sub_chi2"]

@@ -4,7 +4,10 @@ from pathlib import Path
 
 import click
 
+from ..simulate.presets import PRESETS
 from ._common import fail
+
+PRESET_NAMES = sorted(PRESETS)
 
 # -- demo ---------------------------------------------------------------------------------
 
@@ -45,7 +48,7 @@ def demo_command(ctx, out_dir, n_images, seed, quick, overwrite):
 
 @click.command("simulate")
 @click.option("--preset", default="model_i", show_default=True,
-              type=click.Choice(["model_i", "model_ii", "model_iii"]))
+              type=click.Choice(PRESET_NAMES))
 @click.option("--substructure", default="no_sub", show_default=True,
               type=click.Choice(["no_sub", "cdm", "axion", "all"]),
               help="'all' makes the three classes in equal parts.")
@@ -58,10 +61,13 @@ def demo_command(ctx, out_dir, n_images, seed, quick, overwrite):
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--chunk-size", type=click.IntRange(1), default=256, show_default=True,
               help="FITS: images simulated and written at a time (memory stays flat).")
+@click.option("--refit", is_flag=True,
+              help="Fill sub_chi2_refit: refit a smooth model to every image with "
+                   "substructure (0.1-1 s each).")
 @click.option("--overwrite", is_flag=True, help="Start afresh, replacing every file.")
 @click.pass_context
 def simulate_command(ctx, preset, substructure, n_images, scale, out_dir, fmt, seed, workers,
-                     chunk_size, overwrite):
+                     chunk_size, refit, overwrite):
     """Simulate HR/LR lensing pairs with truth catalogues.
 
     FITS output is written as it goes and resumes: the same command run again after an
@@ -75,7 +81,8 @@ def simulate_command(ctx, preset, substructure, n_images, scale, out_dir, fmt, s
         written = simulate_to_disk(out_dir, preset=preset, substructure=substructure,
                                    n=n_images, scale=int(scale), fmt=fmt, seed=seed,
                                    workers=workers, overwrite=overwrite,
-                                   progress=ctx.obj["progress"], chunk_size=chunk_size)
+                                   progress=ctx.obj["progress"], chunk_size=chunk_size,
+                                   refit=refit)
     except FileExistsError as error:
         fail(f"{error} (use --overwrite)" if "--overwrite" not in str(error) else str(error))
     except (OSError, ValueError) as error:

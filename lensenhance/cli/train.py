@@ -4,10 +4,8 @@ from pathlib import Path
 
 import click
 
-from ..simulate.presets import PRESETS
 from ._common import command_line, fail, given
-
-PRESET_NAMES = sorted(PRESETS)
+from .simulate import PRESET_NAMES
 
 
 @click.group("train")

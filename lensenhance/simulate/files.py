@@ -179,7 +179,7 @@ def _truth_table(ds):
 
 def simulate_to_disk(out_dir, *, preset="model_i", substructure="no_sub", n=100, scale=2,
                      fmt="fits", seed=0, workers=1, overwrite=False, progress=True,
-                     chunk_size=CHUNK_SIZE):
+                     chunk_size=CHUNK_SIZE, refit=False):
     """Simulate ``n`` HR/LR pairs and write them (what ``lensenhance simulate`` runs).
 
     With ``fmt="fits"`` the images are simulated and written ``chunk_size`` at a time, so
@@ -211,6 +211,8 @@ def simulate_to_disk(out_dir, *, preset="model_i", substructure="no_sub", n=100,
         Show a progress bar.
     chunk_size : int, optional
         Images simulated and written at a time (FITS).
+    refit : bool, optional
+        Fill ``sub_chi2_refit`` in the truth (`LensSimulator.simulate_pairs`).
 
     Returns
     -------
@@ -239,7 +241,7 @@ def simulate_to_disk(out_dir, *, preset="model_i", substructure="no_sub", n=100,
         check_output_folder(target.parent)
         if target.exists() and not overwrite:  # fail before spending time simulating
             raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
-        ds = sim.simulate_pairs(n, scale=scale, workers=workers, progress=progress,
+        ds = sim.simulate_pairs(n, scale=scale, workers=workers, progress=progress, refit=refit,
                                 seed=seed)
         return write_simulation(ds, out_dir, format=fmt, overwrite=overwrite,
                                 progress=progress)
@@ -249,7 +251,8 @@ def simulate_to_disk(out_dir, *, preset="model_i", substructure="no_sub", n=100,
     check_int(seed, "seed", 0, note=" or None (it is recorded so that a rerun resumes the "
               "same run)")
     settings = {"preset": preset, "substructure": substructure, "n": int(n),
-                "scale": int(scale), "seed": int(seed), "format": fmt}
+                "scale": int(scale), "seed": int(seed), "format": fmt,
+                **({"refit": True} if refit else {})}
 
     def foreign(folder):
         return (f"{CATALOG_NAME} exists" if (folder / CATALOG_NAME).exists() else None)
@@ -302,7 +305,8 @@ def _simulate_fits(out, sim, settings, *, workers, overwrite, progress, chunk_si
               unit="img", disable=not progress) as bar:
         for chunk in todo:
             ds = sim.simulate_pairs(n, scale=scale, workers=workers, progress=False,
-                                    seed=seed, indices=list(chunk))
+                                    seed=seed, indices=list(chunk),
+                                    refit=settings.get("refit", False))
             for name in names:
                 (out / name).mkdir(exist_ok=True)
             # Files of a chunk cut short are this run's (same settings): replace them.
