@@ -184,7 +184,7 @@ def train_classifier_command(ctx, n_train, n_val, epochs, batch_size, learning_r
 
 @click.command("ddpm")
 @click.option("--preset", default="model_ii", show_default=True,
-              type=click.Choice(["model_i", "model_ii", "model_iii"]),
+              type=click.Choice(PRESET_NAMES),
               help="Simulation preset of the noise-free training images.")
 @click.option("--n-train", type=click.IntRange(3), default=9000, show_default=True)
 @click.option("--n-val", type=click.IntRange(3), default=240, show_default=True)

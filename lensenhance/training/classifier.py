@@ -136,7 +136,7 @@ def train_classifier(out_dir, *, n=6000, n_val=600, epochs=30, preset="model_ii"
         ``n_val``, ``wall_time_s``, ``config`` and the path of the ``weights``.
     """
     from ..nn.resnet import SmallResNet
-    from .data import CLASSES, as_image_stack, generation_images
+    from .data import CLASSES, as_image_stack, default_scaling, generation_images
 
     n = check_int(n, "n", 3)
     n_val = check_int(n_val, "n_val", 1)
@@ -173,10 +173,8 @@ def train_classifier(out_dir, *, n=6000, n_val=600, epochs=30, preset="model_ii"
 
     device = resolve_device(device)
     if scaling is None and str(preset).startswith("deeplense"):
-        # DeepLense presets span other flux ranges (Model I peaks near 0.2 electron/s,
-        # Model II near 4): the stretch follows the training set's median peak.
-        peak = float(np.median(flux.reshape(len(flux), -1).max(axis=1)))
-        scaling = {"kind": "asinh", "softening": 5e-3 * peak, "maximum": peak}
+        # DeepLense presets span other flux ranges: the stretch follows the training set.
+        scaling = {"kind": "asinh", **default_scaling(flux, preset)}
     scaling = _scaling(DEFAULT_SCALING if scaling is None else scaling)
     truth = {name: np.asarray(values, dtype=np.float64) for name, values in
              (truth or {}).items()}

@@ -15,7 +15,7 @@ import numpy as np
 from .._validation import check_int
 
 __all__ = ["PairSource", "ArrayPairSource", "ArrayImageSource", "CLASSES", "INVARIANT_TRUTH",
-           "as_image_stack",
+           "as_image_stack", "default_scaling",
            "generation_images", "normalize_pairs",
            "simulated_pairs", "dataset_pairs", "catalog_pairs", "load_pairs", "training_pairs"]
 
@@ -408,6 +408,22 @@ def _invariant_truth(ds):
                                          c["source_y"] - c["lens_y"])}
     return {name: derived.get(name, c.get(name)).astype(np.float32)
             for name in INVARIANT_TRUTH}
+
+
+def default_scaling(images, preset, *, softening=None, maximum=None) -> dict:
+    """The asinh stretch ``{"softening", "maximum"}`` of generator training images.
+
+    Given values win; otherwise 0.01 and 20 (data unit) for the physical presets, and
+    0.5 % of the median peak and the median peak for the DeepLense ones (Model I peaks
+    near 0.2 electron/s, Model II near 4).
+    """
+    if str(preset).startswith("deeplense"):
+        peak = float(np.median(np.asarray(images).reshape(len(images), -1).max(axis=1)))
+        auto = {"softening": 5e-3 * peak, "maximum": peak}
+    else:
+        auto = {"softening": 0.01, "maximum": 20.0}
+    return {"softening": auto["softening"] if softening is None else float(softening),
+            "maximum": auto["maximum"] if maximum is None else float(maximum)}
 
 
 def generation_images(n, *, preset="model_ii", seed=0, workers=1, progress=True,

@@ -138,7 +138,8 @@ def train_ddpm(*, out_dir, preset: str = "model_ii", n_train: int = 9000, n_val:
                lr: float = 2e-4, ema_decay: float = 0.9995, val_every: int = 500,
                checkpoint_every: int = 250, parameterization: str = "v",
                beta_schedule: str = "squaredcos_cap_v2", label_dropout: float = 0.1,
-               softening: float = 0.01, maximum: float = 20.0, unet: dict | None = None,
+               softening: float | None = None, maximum: float | None = None,
+               unet: dict | None = None,
                resume: bool = False, overwrite: bool = False, seed: int = 0,
                max_steps: int | None = None, workers: int = 1, progress: bool = True,
                device=None, metadata: dict | None = None) -> dict:
@@ -163,8 +164,11 @@ def train_ddpm(*, out_dir, preset: str = "model_ii", n_train: int = 9000, n_val:
         A diffusers beta schedule (1000 steps).
     label_dropout : float
         Probability of training a sample unconditionally (classifier-free guidance).
-    softening, maximum : float
-        The asinh scaling of the images (data unit).
+    softening, maximum : float, optional
+        The asinh scaling of the images (data unit). Default: 0.01 and 20 for the
+        physical presets; for the DeepLense presets, whose fluxes span other ranges, the
+        training images' median peak and 0.5 % of it (the classifier's stretch, so the
+        generator sees what `~lensenhance.classify.LensClassifier` sees).
     unet : dict, optional
         `~lensenhance.nn.unet.DiffusionUNet` arguments replacing `DDPM_UNET`.
 
@@ -177,14 +181,15 @@ def train_ddpm(*, out_dir, preset: str = "model_ii", n_train: int = 9000, n_val:
 
     from ..nn.unet import DiffusionUNet
     from ..predict.normalization import AsinhScaling
-    from .data import CLASSES, ArrayImageSource, generation_images
+    from .data import CLASSES, ArrayImageSource, default_scaling, generation_images
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    scaling = AsinhScaling(softening=softening, maximum=maximum)
     images, labels, attrs = generation_images(n_train, preset=preset, seed=data_seed,
                                               workers=workers, progress=progress,
                                               cache=out_dir / "train_images.npz", truth=False)
+    scaling = AsinhScaling(**default_scaling(images, preset, softening=softening,
+                                             maximum=maximum))
     val_images, val_labels, _ = generation_images(n_val, preset=preset,
                                                   seed=data_seed + 10_000, workers=workers,
                                                   progress=False,
