@@ -96,6 +96,48 @@ def test_bad_arguments(generator):
     assert "Generator('tiny'" in repr(generator)
 
 
+@pytest.mark.parametrize("guidance", [-1.0, 10.5, 300, 1e6, float("nan"), float("inf")])
+def test_guidance_outside_its_range_is_refused(generator, guidance, tmp_path):
+    from lensenhance.generate.generator import MAX_GUIDANCE
+
+    with pytest.raises(ValueError, match=f"between 0 and {MAX_GUIDANCE:g}"):
+        generator.generate(1, steps=2, guidance=guidance, progress=False)
+    with pytest.raises(ValueError, match="guidance"):
+        generate_to_disk(tmp_path / "g", generator, 1, steps=2, guidance=guidance,
+                         progress=False)
+    assert not (tmp_path / "g").exists() or not any((tmp_path / "g").iterdir())
+    with pytest.raises(TypeError, match="guidance"):
+        generator.generate(1, steps=2, guidance="strong", progress=False)
+
+
+def test_guidance_on_the_command_line_is_bounded(tiny_run, tmp_path):
+    weights = str(tiny_run[0] / "weights.safetensors")
+    for value in ["300", "-1"]:
+        result = CliRunner().invoke(cli, ["-q", "generate", "-n", "1", "--model", weights,
+                                          "--out", str(tmp_path / "g"), "--steps", "2",
+                                          "--guidance", value])
+        assert result.exit_code == 2 and "--guidance" in result.output
+        assert "Traceback" not in result.output and not (tmp_path / "g").exists()
+
+
+def test_an_image_with_a_non_finite_pixel_is_never_written(generator, tmp_path,
+                                                           monkeypatch):
+    original = generator.sample_scaled
+
+    def poisoned(n, **kwargs):
+        out = original(n, **kwargs)
+        if kwargs.get("start", 0) <= 1 < kwargs.get("start", 0) + n:
+            out[1 - kwargs.get("start", 0), 3, 3] = np.inf
+        return out
+
+    monkeypatch.setattr(generator, "sample_scaled", poisoned)
+    out = tmp_path / "g"
+    with pytest.raises(FloatingPointError, match="image 1 .* non-finite"):
+        generate_to_disk(out, generator, 3, steps=2, seed=0, batch_size=1, progress=False)
+    assert (out / "lens_00000.fits").is_file() and not (out / "lens_00001.fits").exists()
+    assert not list(out.glob(".tmp-*"))
+
+
 def test_generate_to_disk_resumes_and_refuses_other_settings(generator, tmp_path):
     out = tmp_path / "gen"
     first = generate_to_disk(out, generator, 3, steps=2, seed=4, batch_size=2,

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from ..generate.generator import MAX_GUIDANCE
 from ..simulate.presets import PRESETS
 from ._common import fail
 
@@ -105,8 +106,9 @@ def simulate_command(ctx, preset, substructure, n_images, scale, out_dir, fmt, s
               help="Run seed (default: fresh, recorded in the catalog).")
 @click.option("--substructure", type=click.Choice(["no_sub", "cdm", "axion"]), default=None,
               help="Class of every image (default: the classes in turn).")
-@click.option("--guidance", type=click.FloatRange(0), default=None,
-              help="Classifier-free guidance weight (default: conditional only).")
+@click.option("--guidance", type=click.FloatRange(0, MAX_GUIDANCE), default=None,
+              help="Classifier-free guidance weight, 0 (unconditional) to 10 "
+                   "(default: conditional only).")
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--enhancer", default=None,
               help="A super-resolution model for the generator's grid, e.g. edsr-lens64-x2.")
@@ -130,7 +132,7 @@ def generate_command(ctx, n_images, out_dir, model, steps, sampler, seed, substr
                                   seed=seed, substructure=substructure, guidance=guidance,
                                   batch_size=batch_size, enhancer=enhancer, gif=gif,
                                   overwrite=overwrite, progress=ctx.obj["progress"])
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, FloatingPointError) as error:
         fail(str(error))
     click.echo(f"wrote {len(result['written'])} image(s) to {out_dir} "
                f"({result['skipped']} already there), seed {result['seed']}: "
