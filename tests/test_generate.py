@@ -190,21 +190,45 @@ def test_benchmark_generate_reports_rows_floors_and_targets(tiny_run, tiny_class
 
     result = benchmark_generate(
         generator=str(tiny_run[0] / "weights.safetensors"), classifier=tiny_classifier,
-        n=6, n_ddpm=3, samplers=[("ddpm", 120), ("ddim", 50)], tstr_epochs=1,
+        n=9, n_ddpm=6, samplers=[("ddpm", 120), ("ddim", 50), ("dpm", 5)], tstr_epochs=1,
         json_path=tmp_path / "gen.json", progress=False)
     rows = {(r["sampler"], r["steps"]): r for r in result["rows"]}
-    assert rows[("ddpm", 120)]["n"] == 3 and rows[("ddim", 50)]["n"] == 6
-    assert set(result["floors"]) == {3, 6}
+    assert rows[("ddpm", 120)]["n"] == 6 and rows[("ddim", 50)]["n"] == 9
+    assert set(result["floors"]) == {6, 9}
     for row in rows.values():
         assert row["fd"] > 0 and row["fd_floor"] > 0 and 0 <= row["tstr_accuracy"] <= 1
+        assert row["fd_se"] > 0 and row["fd_floor_se"] > 0
         assert row["fd_ratio"] == pytest.approx(row["fd"] / row["fd_floor"])
         assert np.isfinite(row["memorisation"]["median_psnr"])
+        assert set(row["fd_per_class"]) == set(row["conditional_fidelity"]) \
+            == {"no_sub", "cdm", "axion"}
+    assert rows[("ddim", 50)]["vs_ddpm"]["n"] == 6 and "vs_ddpm" in rows[("dpm", 5)]
     assert "fd_at_n_ddpm" in rows[("ddim", 50)]
-    assert result["ddim50_vs_ddpm"]["n"] == 3
-    assert json.loads((tmp_path / "gen.json").read_text())["n"] == 6
-    table = format_generate_table(result)
-    assert "FD <= 2x floor" in table and "DDIM-50 FD vs DDPM-120" in table
-    assert "memorisation" in table
+    verdict = result["verdict"]
+    assert {"fd_ratio", "kid_excess_se", "conditional_fidelity", "tstr_ratio",
+            "ddim50_vs_ddpm", "dpm5_vs_ddpm", "memorised_share"} <= set(verdict)
+    assert verdict["fd_ratio"]["met"] == (rows[("ddim", 50)]["fd_ratio"] <= 2.0)
+    stored = json.loads((tmp_path / "gen.json").read_text())
+    assert stored["n"] == 9
+    table = format_generate_table(stored)  # the table regenerates from the JSON
+    assert "targets (headline row ddim-50" in table and "per class" in table
+    assert table.count(" met") + table.count("not met") >= 7
+
+
+def test_frechet_distance_in_classifier_features_grows_with_a_shift(tiny_classifier):
+    from lensenhance.benchmark.generate import _feature_distances, _features
+    from lensenhance.nn.weights import load_weights
+
+    net = load_weights(tiny_classifier)
+    rng = np.random.default_rng(1)
+    # More images than feature dimensions (32), so the covariances are not singular.
+    images = rng.gamma(1.0, 0.05, size=(200, 64, 64)).astype(np.float32)
+    features = _features(net, images)
+    same = _feature_distances(features, features, seed=0)
+    assert same["fd"] == pytest.approx(0, abs=1e-6)
+    distances = [_feature_distances(features, _features(net, images + shift), seed=0)["fd"]
+                 for shift in (0.001, 0.005, 0.02)]
+    assert 0 < distances[0] < distances[1] < distances[2]
 
 
 def test_chained_enhancer_gives_the_finer_pixel_scale(generator):

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from ..generate.generator import DEFAULT_GENERATOR
 from ._common import command_line, fail
 
 
@@ -82,10 +83,11 @@ def benchmark_sr_command(ctx, n_images, scale, models, no_self_ensemble, no_regr
               help="Images per row and per simulated comparison set.")
 @click.option("--n-ddpm", type=click.IntRange(4), default=None,
               help="Images for rows of more than 100 steps (default -n).")
-@click.option("--model", default="ddpm-lens64", show_default=True,
+@click.option("--model", default=DEFAULT_GENERATOR, show_default=True,
               help="A shipped generator or a weights file.")
-@click.option("--classifier", default="lens-classifier", show_default=True,
-              help="A shipped classifier or a weights file (its features measure images).")
+@click.option("--classifier", default=None,
+              help="A shipped classifier or a weights file (its features measure images); "
+                   "default: the shipped one trained on the generator's preset.")
 @click.option("--samplers", default="ddpm:1000,ddim:50,dpm:20", show_default=True,
               help="Rows as sampler:steps pairs.")
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
@@ -94,12 +96,14 @@ def benchmark_sr_command(ctx, n_images, scale, models, no_self_ensemble, no_regr
               help="Epochs of the train-on-generated classifiers (0: skip).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="Keep the simulated comparison sets here for reruns.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
 @click.pass_context
 def benchmark_generate_command(ctx, n_images, n_ddpm, model, classifier, samplers,
                                batch_size, no_memorisation, tstr_epochs, seed, workers,
-                               json_path):
-    """FD/KID vs the real-vs-real floor, TSTR accuracy, memorisation, time per image."""
+                               cache_dir, json_path):
+    """FD/KID vs the real-vs-real floor, conditional fidelity, TSTR, memorisation, speed."""
     from ..benchmark.generate import benchmark_generate, format_generate_table
 
     try:
@@ -113,7 +117,8 @@ def benchmark_generate_command(ctx, n_images, n_ddpm, model, classifier, sampler
                                     n_ddpm=n_ddpm, samplers=rows, batch_size=batch_size,
                                     memorisation=not no_memorisation,
                                     tstr_epochs=tstr_epochs, seed=seed, json_path=json_path,
-                                    workers=workers, progress=ctx.obj["progress"],
+                                    workers=workers, cache_dir=cache_dir,
+                                    progress=ctx.obj["progress"],
                                     command=command_line(ctx))
     except (OSError, ValueError) as error:
         fail(str(error))

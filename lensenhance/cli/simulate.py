@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from ..generate.generator import MAX_GUIDANCE
+from ..generate.generator import DEFAULT_GENERATOR, MAX_GUIDANCE
 from ..simulate.presets import PRESETS
 from ._common import fail
 
@@ -96,7 +96,7 @@ def simulate_command(ctx, preset, substructure, n_images, scale, out_dir, fmt, s
 @click.command("generate")
 @click.option("-n", "n_images", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--model", default="ddpm-lens64", show_default=True,
+@click.option("--model", default=DEFAULT_GENERATOR, show_default=True,
               help="A shipped generator (see `lensenhance models --task generate`) or a "
                    "weights file written by `lensenhance train ddpm`.")
 @click.option("--steps", type=click.IntRange(1, 1000), default=50, show_default=True)

@@ -20,7 +20,11 @@ import numpy as np
 
 from .._device import resolve_device
 
-__all__ = ["Generator", "to_ccddata", "MAX_GUIDANCE", "check_guidance"]
+__all__ = ["Generator", "to_ccddata", "DEFAULT_GENERATOR", "MAX_GUIDANCE", "check_guidance"]
+
+#: The shipped generator `Generator.from_pretrained` and the CLI use by default: the best
+#: by the ``generate`` benchmark.
+DEFAULT_GENERATOR = "ddpm-lens64"
 
 #: The largest classifier-free guidance weight accepted. Measured on ``ddpm-lens64`` (6
 #: images, DDIM-20): the brightest pixel is 5.0 electron/s at weights 0-3, 19 at 10,
@@ -103,10 +107,14 @@ class Generator:
         return cls._from_model(load_weights(path), name=name or str(path), device=device)
 
     @classmethod
-    def from_pretrained(cls, name, *, device="auto"):
-        """A Generator around one of the shipped models (``list_pretrained("generate")``)."""
+    def from_pretrained(cls, name=None, *, device="auto"):
+        """A Generator around one of the shipped models (``list_pretrained("generate")``).
+
+        ``name`` defaults to `DEFAULT_GENERATOR`, the best by the ``generate`` benchmark.
+        """
         from ..pretrained import load_pretrained, model_card
 
+        name = DEFAULT_GENERATOR if name is None else name
         card = model_card(name)
         if card.get("task") != "generate":
             raise ValueError(f"{name!r} is a {card.get('task')!r} model, not a generator")
