@@ -389,8 +389,12 @@ def _balanced(labels, size):
 
 
 def format_generate_table(result):
-    """The benchmark as a text table with its targets marked met or not."""
-    classes = list(result["real_accuracy_per_class"])
+    """The benchmark as a text table with its targets marked met or not.
+
+    Results written before the per-class figures and the verdict existed (no
+    ``verdict``) print without them.
+    """
+    classes = list(result.get("real_accuracy_per_class", {}))
     lines = [f"generator {result['generator']}, features of {result['classifier']}, "
              f"reference: {result['preset']} simulated images (seed {result['reference_seed']})",
              "",
@@ -398,21 +402,23 @@ def format_generate_table(result):
              f"{'KID':>18}{'pixel JS':>10}{'P(k)':>8}{'TSTR acc':>10}{'s/img':>8}",
              "-" * 114]
 
-    def pm(value, se, width, fmt=".3g"):
-        return f"{value:{fmt}} +- {se:.2g}".rjust(width)
+    def pm(value, se, width):
+        return (f"{value:.3g}" if se is None else f"{value:.3g} +- {se:.2g}").rjust(width)
 
     for row in result["rows"]:
         lines.append(
             f"{row['sampler'] + '-' + str(row['steps']):<12}{row['n']:>6}"
-            + pm(row["fd"], row["fd_se"], 16) + pm(row["fd_floor"], row["fd_floor_se"], 16)
+            + pm(row["fd"], row.get("fd_se"), 16)
+            + pm(row["fd_floor"], row.get("fd_floor_se"), 16)
             + f"{row['fd_ratio']:>10.2f}" + pm(row["kid"], row["kid_se"], 18)
             + f"{row['pixel_js']:>10.3f}{row['power_spectrum']:>8.3f}"
             + (f"{row['tstr_accuracy']:>10.3f}" if "tstr_accuracy" in row else f"{'-':>10}")
             + f"{row['seconds_per_image']:>8.2f}")
-    lines += ["", f"{'per class':<22}" + "".join(f"{c:>22}" for c in classes),
-              f"{'  real accuracy':<22}" + "".join(
-                  f"{result['real_accuracy_per_class'][c]:>22.3f}" for c in classes)]
-    for row in result["rows"]:
+    if classes:
+        lines += ["", f"{'per class':<22}" + "".join(f"{c:>22}" for c in classes),
+                  f"{'  real accuracy':<22}" + "".join(
+                      f"{result['real_accuracy_per_class'][c]:>22.3f}" for c in classes)]
+    for row in result["rows"] if classes else []:
         floors = result["floors"]
         floor = floors.get(row["n"], floors.get(str(row["n"])))["fd_per_class"]
         label = f"  {row['sampler']}-{row['steps']}"
@@ -442,10 +448,12 @@ def format_generate_table(result):
             lines.append(f"{row['sampler'].upper()}-{row['steps']} FD vs "
                          f"DDPM-{cmp['ddpm_steps']}: {cmp['relative_fd_difference']:+.1%} at "
                          f"n={cmp['n']}")
+    if "verdict" not in result:
+        return "\n".join(lines)
     headline = _headline(result)
     lines += ["", f"targets (headline row {headline['sampler']}-{headline['steps']}, "
                   f"n={headline['n']}):"]
-    for name, item in result.get("verdict", _verdict(result)).items():
+    for name, item in result["verdict"].items():
         lines.append(f"  {name:<24}{item['value']:>10.3g}  target {item['target']:<26}"
                      f"{'met' if item['met'] else 'not met'}")
     return "\n".join(lines)
