@@ -1,0 +1,78 @@
+"""Tests of the per-bin calibration and of TARP against its paper's toy case."""
+
+import numpy as np
+import pytest
+
+from lensenhance.evaluate.calibration_bins import (
+    binned_calibration,
+    decile_edges,
+    tarp_coverage,
+)
+
+
+def _toy(width, seed=0, n_cases=200, n_samples=300, n_dims=5):
+    """Lemos et al. (2023), section 4.1: Gaussian posteriors of known width.
+
+    Means uniform in [-5, 5], log-widths uniform in [-5, -1]; the truth is drawn from the
+    true posterior and the samples from one ``width`` times as wide.
+    """
+    rng = np.random.default_rng(seed)
+    centre = rng.uniform(-5, 5, (n_cases, n_dims))
+    sigma = np.exp(rng.uniform(-5, -1, (n_cases, n_dims)))
+    samples = rng.normal(centre, width * sigma, (n_samples, n_cases, n_dims))
+    truth = rng.normal(centre, sigma)
+    return samples, truth
+
+
+def test_tarp_is_on_the_diagonal_for_a_calibrated_posterior():
+    result = tarp_coverage(*_toy(1.0), n_bootstrap=50)
+    low, high = result["atc_interval"]
+    assert low < 0 < high and abs(result["atc"]) < 0.03
+    assert result["max_deviation"] < 0.1
+    assert result["ecp"][0] == 0 and result["ecp"][-1] >= 0.99
+
+
+@pytest.mark.parametrize(("width", "sign"), [(0.5, -1), (2.0, 1)])
+def test_tarp_sees_over_and_under_confident_posteriors(width, sign):
+    result = tarp_coverage(*_toy(width), n_bootstrap=50)
+    low, high = result["atc_interval"]
+    assert sign * low > 0 and sign * high > 0 and abs(result["atc"]) > 0.05
+
+
+def test_tarp_flattens_images_and_checks_its_input():
+    rng = np.random.default_rng(2)
+    truth = rng.normal(size=(20, 4, 4))
+    samples = truth[None] + rng.normal(size=(8, 20, 4, 4))
+    assert tarp_coverage(samples, truth, n_bootstrap=5)["n_cases"] == 20
+    with pytest.raises(ValueError, match="samples must be"):
+        tarp_coverage(samples[:, :5], truth)
+    samples[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        tarp_coverage(samples, truth)
+
+
+def test_binned_calibration_finds_the_bin_whose_std_is_wrong():
+    rng = np.random.default_rng(3)
+    brightness = rng.uniform(0, 10, 200_000)
+    std = np.ones_like(brightness)
+    truth = rng.normal(0.0, 1.0, brightness.shape)
+    # Faint pixels (below 1) really scatter twice as much as their std says.
+    truth[brightness < 1] *= 2
+    rows = binned_calibration(truth, np.zeros_like(truth), std, by=brightness)
+    assert len(rows) == 10 and sum(r["n_pixels"] for r in rows) == brightness.size
+    assert rows[0]["coverage_68"] == pytest.approx(0.38, abs=0.02)
+    for row in rows[1:]:
+        assert row["coverage_68"] == pytest.approx(0.68, abs=0.02)
+        assert row["coverage_95"] == pytest.approx(0.95, abs=0.01)
+        assert row["ece"] < 0.02
+
+
+def test_binned_calibration_by_label_and_small_bins():
+    truth = np.random.default_rng(4).normal(size=(3, 20, 20))
+    labels = np.broadcast_to(np.array([0, 1, 1])[:, None, None], truth.shape)
+    rows = binned_calibration(truth, 0 * truth, 1.0, by=labels)
+    assert [r["label"] for r in rows] == [0, 1] and rows[1]["n_pixels"] == 800
+    rows = binned_calibration(truth, 0 * truth, 1.0, by=labels, min_pixels=500)
+    assert np.isnan(rows[0]["coverage_68"]) and np.isfinite(rows[1]["coverage_68"])
+    edges = decile_edges(np.arange(101.0))
+    assert edges[0] == 0 and edges[-1] == 100 and len(edges) == 11
