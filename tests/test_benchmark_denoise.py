@@ -28,6 +28,10 @@ def test_benchmark_denoise_cli_writes_every_row(tiny_posterior, tmp_path):
         assert np.isfinite(figures["calibration_light"][key])
     assert figures["psnr"]["n"] == 3 and figures["psnr"]["se"] > 0
     assert figures["data_consistency"]["dof"] > 0
+    bins = figures["calibration_bins"]
+    assert len(bins["brightness"]) == 10 and len(bins["snr"]) == 6
+    assert figures["tarp"]["n_cases"] == 3 and figures["tarp"]["n_samples"] == 3
+    assert "by truth-brightness decile" in result.output and "TARP" in result.output
     assert data["rows"]["tv"]["tuning"]["n"] == 2
     assert len(list((tmp_path / "plots").glob("*.png"))) == 6  # 3 images x 2 models
     assert "PSNR" in result.output and "wavelet" in result.output

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..evaluate.metrics import paired_differences as _paired
-from ..evaluate.scoring import light_mask, posterior_figures
+from ..evaluate.scoring import format_calibration_bins, light_mask, posterior_figures
 from ..evaluate.uncertainty import fit_std_scale
 from ._runs import run_enhancer
 
@@ -290,6 +290,10 @@ def format_denoise_table(result):
             f"{fine:>8.2f}{row['seconds_per_image']:>8.2f}")
     lines.append("cov68/cov95/ECE/z var: pixels above the median of their truth image; "
                  "fine P: power above half Nyquist, one sample (or the mean) / truth")
+    for method, row in result["rows"].items():
+        bins = format_calibration_bins(row["figures"])
+        if bins:
+            lines += [f"{Path(method).name.removesuffix('.safetensors')}:", *bins]
     first = next(iter(result["rows"]))
     for pair, stats in result.get("differences", {}).items():
         if pair.startswith(f"{first} - "):

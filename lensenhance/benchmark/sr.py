@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from ..evaluate.metrics import batch_metrics, paired_differences, summarize_metrics
+from ..evaluate.scoring import format_calibration_bins
 from ..simulate.render import bin_image
 from . import write_json
 
@@ -127,6 +128,7 @@ def format_sr_table(rows, classes, differences=None):
                 f"ECE {cal['ece']:.3f}, z variance {cal['z_var']:.2f}; fine-scale power of "
                 f"one sample / truth "
                 f"{row['posterior']['fine_power_ratio_single_sample']:.2f}")
+            lines += format_calibration_bins(row["posterior"])
     return "\n".join(lines)
 
 
@@ -221,6 +223,8 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
                 rows[name]["mc_uncertainty"] = {
                     "n_draws": methods[name].predictor.n_draws,
                     **posterior_figures(hr, out["mean"], out["std"])["calibration_light"]}
+    class_names = sorted(set(classes))
+    class_index = np.array([class_names.index(c) for c in classes])
     for name, enhancer in posteriors.items():
         # Given the exact sigma of each LR image; mean, std and samples per image.
         out = run_enhancer(enhancer, lr, lr_sigma, samples=True, seed=seed)
@@ -229,9 +233,10 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
                              seconds_per_image=out["seconds_per_image"],
                              n_samples=enhancer.predictor.n_samples,
                              steps=enhancer.predictor.steps,
-                             posterior=posterior_figures(hr, out["mean"], out["std"],
-                                                         out["samples"], observed=lr,
-                                                         sigmas=lr_sigma, scale=scale))
+                             posterior=posterior_figures(
+                                 hr, out["mean"], out["std"], out["samples"], observed=lr,
+                                 sigmas=lr_sigma, scale=scale, classes=class_index,
+                                 class_names=class_names))
 
     # Every row against one reference, chosen without the benchmark's images.
     reference = best_by_validation([m for m in models if m in methods])

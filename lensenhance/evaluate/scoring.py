@@ -13,10 +13,14 @@ import numpy as np
 
 from .metrics import image_metrics, mean_and_se, radial_power_spectrum
 
-__all__ = ["posterior_figures", "light_mask", "fine_scale_power_ratio", "FINE_SCALE"]
+__all__ = ["posterior_figures", "light_mask", "fine_scale_power_ratio", "calibration_by_bin",
+           "format_calibration_bins", "FINE_SCALE", "SNR_EDGES"]
 
 #: Frequencies above this (cycles per pixel: half the Nyquist frequency) are "fine-scale".
 FINE_SCALE = 0.25
+
+#: Bins of the predicted per-pixel SNR, ``|mean| / std``.
+SNR_EDGES = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0, np.inf)
 
 
 def light_mask(truths):
@@ -34,8 +38,71 @@ def fine_scale_power_ratio(images, truths):
     return float(p_images[fine].sum() / p_truths[fine].sum())
 
 
+def calibration_by_bin(truths, means, stds, *, classes=None, class_names=None):
+    """Coverage and ECE per bin: where the error bars hold and where they do not.
+
+    Bins: deciles of the truth's brightness among the pixels where there is light
+    (`light_mask`), the predicted SNR ``|mean| / std`` (`SNR_EDGES`, all pixels) and,
+    given ``classes`` (one label per image), each class over its light pixels.
+
+    Returns
+    -------
+    dict
+        ``brightness``, ``snr`` and (with ``classes``) ``class``: lists of the rows of
+        `~lensenhance.evaluate.calibration_bins.binned_calibration`; ``span_68``: the
+        lowest and highest 68 % coverage over the brightness deciles.
+    """
+    from .calibration_bins import binned_calibration
+
+    truths, means, stds = (np.asarray(a, np.float64) for a in (truths, means, stds))
+    light = light_mask(truths)
+    out = {"brightness": binned_calibration(truths, means, stds, by=truths, mask=light),
+           "snr": binned_calibration(truths, means, stds, by=np.abs(means) / stds,
+                                     edges=SNR_EDGES)}
+    if classes is not None:
+        labels = np.broadcast_to(np.asarray(classes).reshape(-1, 1, 1), truths.shape)
+        rows = binned_calibration(truths, means, stds, by=labels.astype(np.int64),
+                                  mask=light)
+        if class_names is not None:
+            for row in rows:
+                row["label"] = str(class_names[row["label"]])
+        out["class"] = rows
+    coverage = [r["coverage_68"] for r in out["brightness"] if np.isfinite(r["coverage_68"])]
+    out["span_68"] = [float(min(coverage)), float(max(coverage))] if coverage else None
+    return out
+
+
+def format_calibration_bins(figures, *, indent="  "):
+    """Text lines of the per-bin 68 % coverage and the TARP check in ``figures``.
+
+    ``figures`` is a `posterior_figures` result; results without the bins give no lines.
+    """
+    bins = figures.get("calibration_bins")
+    lines = []
+    if bins:
+        def cells(rows, key):
+            return " ".join(f"{r['coverage_68']:.2f}" if np.isfinite(r["coverage_68"])
+                            else "-" for r in rows)
+
+        lines.append(f"{indent}68% coverage by truth-brightness decile (light pixels): "
+                     f"{cells(bins['brightness'], 'coverage_68')}")
+        lines.append(f"{indent}68% coverage by predicted SNR bin "
+                     + ", ".join(f"[{r['low']:g}, {r['high']:g})" for r in bins["snr"])
+                     + f": {cells(bins['snr'], 'coverage_68')}")
+        if "class" in bins:
+            lines.append(f"{indent}68% coverage by class: " + ", ".join(
+                f"{r['label']} {r['coverage_68']:.2f}" for r in bins["class"]))
+    if "tarp" in figures:
+        tarp = figures["tarp"]
+        low, high = tarp["atc_interval"]
+        lines.append(f"{indent}TARP over whole images: ATC {tarp['atc']:+.3f} "
+                     f"[{low:+.3f}, {high:+.3f}] (0 when calibrated; n={tarp['n_cases']} "
+                     f"images x {tarp['n_samples']} samples)")
+    return lines
+
+
 def posterior_figures(truths, means, stds=None, samples=None, *, observed=None, sigmas=None,
-                      scale=1, extra_variance=None):
+                      scale=1, extra_variance=None, classes=None, class_names=None):
     """Accuracy and calibration figures of predictions against truths.
 
     Parameters
@@ -51,6 +118,9 @@ def posterior_figures(truths, means, stds=None, samples=None, *, observed=None, 
     extra_variance : numpy.ndarray ``(n,)`` or broadcastable, optional
         Variance added to ``stds**2`` (and to the samples' spread) before scoring:
         the noise of a truth that is itself an observation.
+    classes : array-like of int ``(n,)``, optional
+        A label per image (e.g. its substructure class), for the calibration per class;
+        ``class_names`` name the labels.
 
     Returns
     -------
@@ -75,6 +145,8 @@ def posterior_figures(truths, means, stds=None, samples=None, *, observed=None, 
                                                            n_samples=n_samples)
         out["calibration_all"] = unc.calibration_summary(truths, means, stds,
                                                          n_samples=n_samples)
+        out["calibration_bins"] = calibration_by_bin(truths, means, stds, classes=classes,
+                                                     class_names=class_names)
     if samples is not None:
         draws = np.asarray(samples, np.float64)
         if extra_variance is not None:
@@ -86,6 +158,13 @@ def posterior_figures(truths, means, stds=None, samples=None, *, observed=None, 
             truths, moved, axis=0, mask=mask).items()}
         out["crps_light"] = float(unc.crps_ensemble(truths, moved, axis=0, mask=mask))
         out["fine_power_ratio_single_sample"] = fine_scale_power_ratio(draws[:, 0], truths)
+        if len(truths) >= 2 and moved.shape[0] >= 2:
+            from .calibration_bins import tarp_coverage
+
+            # Each cutout's samples as one posterior over the whole image.
+            tarp = tarp_coverage(moved, truths)
+            out["tarp"] = {k: tarp[k] for k in ("atc", "atc_interval", "max_deviation",
+                                                 "n_cases", "n_samples")}
     out["fine_power_ratio_mean"] = fine_scale_power_ratio(means, truths)
     if observed is not None and sigmas is not None:
         from astropy.nddata import block_reduce
