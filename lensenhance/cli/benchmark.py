@@ -14,8 +14,8 @@ def benchmark_group():
 
 
 @click.command("speed")
-@click.option("--part", type=click.Choice(["simulate", "enhance"]), default="simulate",
-              show_default=True)
+@click.option("--part", type=click.Choice(["simulate", "enhance", "posterior"]),
+              default="simulate", show_default=True)
 @click.option("-n", "n_images", type=click.IntRange(1), default=2000, show_default=True,
               help="Images per simulation run (--part simulate).")
 @click.option("--size", type=click.IntRange(64), default=1024, show_default=True,
@@ -26,12 +26,45 @@ def benchmark_group():
 @click.option("--repeats", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--no-seams", is_flag=True,
               help="Skip the seam measurements of networks with global operations.")
+@click.option("--posterior-model", "posterior_models", multiple=True,
+              help="--part posterior: a shipped posterior model (repeatable; default all).")
+@click.option("--setting", "settings", multiple=True,
+              help="--part posterior: SAMPLES:STEPS (repeatable; default 16:10, 16:4, "
+                   "16:2, 16:1, 4:10).")
+@click.option("--cutouts", "n_cutouts", type=click.IntRange(1), default=8, show_default=True,
+              help="--part posterior: cutouts per timing.")
+@click.option("--no-catalog", is_flag=True, help="--part posterior: skip the catalog runs.")
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
+              help="--part posterior: torch threads.")
 @click.option("--note", default=None, help="Recorded in the JSON (e.g. other load).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
 @click.pass_context
 def benchmark_speed_command(ctx, part, n_images, size, memory_size, model, repeats, no_seams,
-                            note, json_path):
-    """Speed: simulation images/s, or the enhancement engine (tiles, dask, memory, seams)."""
+                            posterior_models, settings, n_cutouts, no_catalog, threads, note,
+                            json_path):
+    """Speed: simulation images/s, the enhancement engine, or posterior sampling."""
+    if part == "posterior":
+        from ..benchmark.speed_posterior import (
+            POSTERIOR_SETTINGS,
+            benchmark_posterior_speed,
+            format_posterior_speed_table,
+        )
+
+        try:
+            pairs = [tuple(int(v) for v in item.split(":")) for item in settings]
+        except ValueError:
+            raise click.BadParameter("expected SAMPLES:STEPS, e.g. 16:4",
+                                     param_hint="--setting") from None
+        try:
+            result = benchmark_posterior_speed(
+                models=list(posterior_models) or None, settings=pairs or POSTERIOR_SETTINGS,
+                n=n_cutouts, repeats=repeats,
+                threads=threads, catalog=not no_catalog, json_path=json_path, note=note,
+                command=command_line(ctx))
+        except (OSError, ValueError, RuntimeError) as error:
+            fail(str(error))
+        click.echo(format_posterior_speed_table(result))
+        return
     if part == "enhance":
         from ..benchmark.speed import SEAM_RUNS, benchmark_enhance
 

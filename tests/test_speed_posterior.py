@@ -1,0 +1,28 @@
+"""The posterior speed benchmark through the command line (shipped diffusion-denoise)."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from lensenhance.cli import cli
+
+
+@pytest.mark.slow
+def test_speed_posterior_writes_rows_with_sampler_catalog_and_memory(tmp_path):
+    out = tmp_path / "speed.json"
+    result = CliRunner().invoke(cli, [
+        "-q", "benchmark", "speed", "--part", "posterior", "--posterior-model",
+        "diffusion-denoise", "--setting", "2:1", "--cutouts", "2", "--repeats", "1",
+        "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    (row,) = data["rows"]
+    assert (row["n_samples"], row["steps"], row["cutout"]) == (2, 1, [64, 64])
+    assert row["seconds_per_cutout"] > 0 and row["peak_rss_gb"] > 0.1
+    assert set(row["sampler_seconds_per_cutout"]) == {"1", "4", "16"}
+    assert row["catalog"]["n_cutouts"] == 2 and row["catalog"]["cutouts_per_s"] > 0
+    assert "diffusion-denoise" in result.output and "cat/sampler" in result.output
+    bad = CliRunner().invoke(cli, ["-q", "benchmark", "speed", "--part", "posterior",
+                                   "--setting", "16-4"])
+    assert bad.exit_code == 2 and "SAMPLES:STEPS" in bad.output
