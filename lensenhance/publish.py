@@ -337,12 +337,14 @@ def publish_generator(run_dir, name, *, benchmark_json=None, overwrite=False):
     card["metrics"] = {
         "n": headline["n"], "command": result.get("command"),
         "sampler": "ddim-50" if "ddim-50" in rows else next(iter(rows)),
-        **{key: headline[key] for key in ("fd", "fd_floor", "fd_ratio", "kid", "kid_se",
-                                          "kid_floor", "seconds_per_image")},
+        **{key: headline[key] for key in ("fd", "fd_se", "fd_floor", "fd_ratio", "kid",
+                                          "kid_se", "kid_floor", "seconds_per_image",
+                                          "conditional_fidelity") if key in headline},
         "rows": rows, "train_on_real": result.get("train_on_real"),
+        "real_accuracy_per_class": result.get("real_accuracy_per_class"),
         "memorisation_real": result.get("memorisation_real"),
-        "ddim50_vs_ddpm": result.get("ddim50_vs_ddpm"),
-        "classifier": result.get("classifier"),
+        "verdict": result.get("verdict"), "targets": result.get("targets"),
+        "classifier": result.get("classifier"), "machine": result.get("machine"),
     }
     return _write_card(name, card)
 
