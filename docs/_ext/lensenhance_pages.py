@@ -63,6 +63,9 @@ BENCHMARKS = (
      "Whole against tiled, dask workers, the command line's peak memory at 4096x4096, "
      "throughput and share of the CPU's convolution peak, seams."),
     ("speed_simulate.json", "Speed of the simulator", "Images per second, 1 and 2 workers."),
+    ("speed_posterior.json", "Speed of the posterior models",
+     "Seconds per cutout against samples and steps: one after another, the sampler on a "
+     "batch of cutouts, and a catalog run; the peak memory of each."),
 )
 
 
@@ -257,6 +260,10 @@ def _benchmark_table(result):
         return speed.format_enhance_table(result)
     if kind == "speed/simulate":
         return speed.format_simulate_table(result)
+    if kind == "speed/posterior":
+        from lensenhance.benchmark.speed_posterior import format_posterior_speed_table
+
+        return format_posterior_speed_table(result)
     if "generator" in result:
         return generate.format_generate_table(result)
     raise ValueError(f"no formatter for the benchmark {kind!r}")
