@@ -157,7 +157,8 @@ def _nearest_psnr(classifier, images, train_images, train_features):
 def benchmark_generate(*, generator=None, classifier=None, n=1000,
                        samplers=DEFAULT_SAMPLERS, n_ddpm=None, batch_size=64,
                        memorisation=True, tstr_epochs=15, seed=0, json_path=None,
-                       progress=True, workers=1, cache_dir=None, command=None):
+                       progress=True, workers=1, cache_dir=None, guidance=None,
+                       command=None):
     """Run the ``generate`` benchmark and return its results.
 
     Parameters
@@ -188,6 +189,8 @@ def benchmark_generate(*, generator=None, classifier=None, n=1000,
         Write the results as JSON.
     workers : int
         Simulation workers.
+    guidance : float, optional
+        Classifier-free guidance weight of every row (None: the conditional network).
     cache_dir : path-like, optional
         A folder for the simulated sets (``<preset>-seed<seed>-n<n>.npz``): a rerun, or
         a training run's own cache copied there under that name, is not simulated again.
@@ -261,7 +264,8 @@ def benchmark_generate(*, generator=None, classifier=None, n=1000,
     result = {"command": command, "generator": generator.name,
               "weights_sha256": generator.weights_sha256,
               "classifier": str(classifier), "preset": preset, "n": n, "n_ddpm": n_ddpm,
-              "seed": seed, "reference_seed": GENERATE_SEED, "machine": machine_description(),
+              "seed": seed, "guidance": guidance, "reference_seed": GENERATE_SEED,
+              "machine": machine_description(),
               "floors": floors, "real_accuracy_per_class": real_accuracy, "rows": [],
               "targets": dict(TARGETS)}
     tstr = None
@@ -281,7 +285,8 @@ def benchmark_generate(*, generator=None, classifier=None, n=1000,
         size = n_ddpm if steps > 100 else n
         start = time.perf_counter()
         images = generator.generate(size, steps=steps, sampler=sampler, seed=seed,
-                                    batch_size=batch_size, progress=progress)
+                                    guidance=guidance, batch_size=batch_size,
+                                    progress=progress)
         seconds = (time.perf_counter() - start) / size
         generated = images.values
         labels = np.array([CLASSES.index(s) for s in images["substructure"].values])
@@ -395,8 +400,11 @@ def format_generate_table(result):
     ``verdict``) print without them.
     """
     classes = list(result.get("real_accuracy_per_class", {}))
-    lines = [f"generator {result['generator']}, features of {result['classifier']}, "
-             f"reference: {result['preset']} simulated images (seed {result['reference_seed']})",
+    guidance = result.get("guidance")
+    lines = [f"generator {result['generator']}"
+             + ("" if guidance is None else f" (guidance {guidance:g})")
+             + f", features of {result['classifier']}, reference: {result['preset']} "
+             f"simulated images (seed {result['reference_seed']})",
              "",
              f"{'sampler':<12}{'n':>6}{'FD':>16}{'floor':>16}{'FD/floor':>10}"
              f"{'KID':>18}{'pixel JS':>10}{'P(k)':>8}{'TSTR acc':>10}{'s/img':>8}",

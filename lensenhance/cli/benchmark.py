@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from ..generate.generator import DEFAULT_GENERATOR
+from ..generate.generator import DEFAULT_GENERATOR, MAX_GUIDANCE
 from ._common import command_line, fail
 
 
@@ -131,11 +131,13 @@ def benchmark_sr_command(ctx, n_images, scale, models, no_self_ensemble, no_regr
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
               help="Keep the simulated comparison sets here for reruns.")
+@click.option("--guidance", type=click.FloatRange(0, MAX_GUIDANCE), default=None,
+              help="Classifier-free guidance weight of every row (default: conditional).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
 @click.pass_context
 def benchmark_generate_command(ctx, n_images, n_ddpm, model, classifier, samplers,
                                batch_size, no_memorisation, tstr_epochs, seed, workers,
-                               cache_dir, json_path):
+                               cache_dir, guidance, json_path):
     """FD/KID vs the real-vs-real floor, conditional fidelity, TSTR, memorisation, speed."""
     from ..benchmark.generate import benchmark_generate, format_generate_table
 
@@ -150,7 +152,7 @@ def benchmark_generate_command(ctx, n_images, n_ddpm, model, classifier, sampler
                                     n_ddpm=n_ddpm, samplers=rows, batch_size=batch_size,
                                     memorisation=not no_memorisation,
                                     tstr_epochs=tstr_epochs, seed=seed, json_path=json_path,
-                                    workers=workers, cache_dir=cache_dir,
+                                    workers=workers, cache_dir=cache_dir, guidance=guidance,
                                     progress=ctx.obj["progress"],
                                     command=command_line(ctx))
     except (OSError, ValueError) as error:
