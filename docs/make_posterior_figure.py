@@ -16,9 +16,9 @@ from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
 import lensenhance as le
-from lensenhance.evaluate.plots import plot_posterior_panel
 from lensenhance.benchmark.sr import BENCHMARK_SEED
 from lensenhance.data import hsc_sample
+from lensenhance.evaluate.plots import plot_posterior_panel
 from lensenhance.training.posterior import snr_pairs
 
 STATIC = Path(__file__).parent / "_static"

@@ -9,9 +9,14 @@ Every command that writes many files into one folder (``simulate``, ``generate``
    kernel drops it when the process dies, however it dies;
 3. temporaries left by a killed run (``.tmp-XXXXXXXX-name``, see `lensenhance._atomic`)
    are removed: under the lock no live writer can own them;
-4. the run's settings are compared with those recorded by an earlier run in the same
+4. the folder is claimed only when it is empty or holds an earlier run of the same kind
+   (its settings file, `RUN_FILES`): another tool's files (a simulation's truth
+   ``catalog.ecsv``, say) are never replaced, not even with ``overwrite``;
+5. the run's settings are compared with those recorded by an earlier run in the same
    folder: a rerun with the same settings resumes, one with other settings is refused
-   with the differences named.
+   with the differences named, unless the earlier run left nothing but its settings
+   (it failed before its first output), so that a failed command never blocks its
+   corrected rerun.
 
 `Journal` is an append-only record of finished work (one JSON object a line) that
 survives SIGKILL up to the last complete line.
@@ -28,12 +33,16 @@ from pathlib import Path
 
 from ._atomic import atomic_write_bytes
 
-__all__ = ["open_run_folder", "check_output_folder", "folder_lock", "remove_stale_temporaries",
-           "Journal", "RunFolderError"]
+__all__ = ["open_run_folder", "check_output_folder", "check_claim", "folder_lock",
+           "remove_stale_temporaries", "Journal", "RunFolderError", "RUN_FILES"]
 
 LOCK_NAME = ".lock"
 # The names `lensenhance._atomic` gives its temporaries.
 _TEMPORARY = re.compile(r"^\.tmp-[0-9a-f]{8}-")
+#: The settings file of each kind of resumable run: it marks a folder as that run's.
+RUN_FILES = {"run.json": "enhance/denoise", "generate_run.json": "generate",
+             "simulate_run.json": "simulate"}
+_LISTED = 4  # entries named in a message
 
 
 class RunFolderError(ValueError):
@@ -86,6 +95,56 @@ def check_output_folder(path, *, option="--out", create=True):
     if not os.access(path, os.W_OK | os.X_OK):
         raise RunFolderError(f"{option} {path}: the folder is not writable")
     return path
+
+
+def _contents(folder):
+    """The names in ``folder`` that belong to some run or user: not hidden (the lock,
+    temporaries, ``.DS_Store``)."""
+    return sorted(p.name for p in Path(folder).iterdir() if not p.name.startswith("."))
+
+
+def check_claim(folder, settings_name, *, what, option="--out"):
+    """Refuse to write a run into a folder that holds anything but runs of its own kind.
+
+    A folder is claimed only when it is empty or holds ``settings_name`` (an earlier run
+    of the same kind; its settings are compared by the caller). Anything else is another
+    tool's output or a user's files, which a run must never replace, whatever
+    ``overwrite`` says.
+
+    Parameters
+    ----------
+    folder : path-like
+        An existing folder.
+    settings_name : str
+        The settings file of this kind of run (see `RUN_FILES`).
+    what : str
+        Names the run in the message ("enhance", "generate" ...).
+    option : str, optional
+        How the caller names the folder in messages.
+
+    Raises
+    ------
+    RunFolderError
+        The folder holds another kind of run, or other files; the message names the
+        folder and what is in it.
+    """
+    folder = Path(folder)
+    names = _contents(folder)
+    if not names or settings_name in names:
+        return
+    runs = [f"the output of {_a(RUN_FILES[name])} run ({name})" for name in names
+            if name in RUN_FILES]
+    shown = ", ".join(names[:_LISTED]) + (f" and {len(names) - _LISTED} more"
+                                          if len(names) > _LISTED else "")
+    found = runs[0] + f": {shown}" if runs else f"files that no {what} run wrote: {shown}"
+    raise RunFolderError(f"{option} {folder}: holds {found}; {_a(what)} run writes only "
+                         "into an empty folder or its own earlier run's, and never replaces "
+                         f"another tool's files (not even with --overwrite); use another "
+                         f"{option}")
+
+
+def _a(word):
+    return ("an " if word[:1].lower() in "aeiou" else "a ") + word
 
 
 def remove_stale_temporaries(folder):
@@ -151,14 +210,8 @@ def _settings_text(settings):
     return json.dumps(settings, indent=1, sort_keys=True, default=str) + "\n"
 
 
-def _check_settings(path, settings, *, overwrite, what, foreign):
+def _check_settings(path, settings, *, overwrite, what):
     """Refuse a rerun with other settings; record the settings of this one."""
-    if not path.is_file() and not overwrite and foreign is not None:
-        found = foreign(path.parent)
-        if found:
-            raise FileExistsError(f"{path.parent}: {found}, not written by a resumable "
-                                  f"{what} run; use another --out (out_dir=), or --overwrite "
-                                  "(overwrite=True) to replace them")
     if path.is_file() and not overwrite:
         try:
             previous = json.loads(path.read_text())
@@ -170,18 +223,20 @@ def _check_settings(path, settings, *, overwrite, what, foreign):
         current = json.loads(_settings_text(settings))
         changed = [f"{key}: {previous.get(key)!r} -> {value!r}"
                    for key, value in current.items() if previous.get(key) != value]
-        if changed:
+        # An earlier run that failed before its first output claims nothing.
+        if changed and _contents(path.parent) != [path.name]:
             raise RunFolderError(f"{path.parent} holds the output of another {what} run ("
                                  + "; ".join(changed) + "); use another --out (out_dir=), or "
                                  "--overwrite (overwrite=True) to replace it")
-        return True
+        if not changed:
+            return True
     atomic_write_bytes(path, _settings_text(settings).encode())
     return False
 
 
 @contextlib.contextmanager
 def open_run_folder(out_dir, *, settings, settings_name, overwrite=False, what="this",
-                    option="--out", foreign=None):
+                    option="--out"):
     """Check, lock and clean an output folder, and tie it to the run's settings.
 
     Parameters
@@ -199,10 +254,6 @@ def open_run_folder(out_dir, *, settings, settings_name, overwrite=False, what="
         Names the kind of run in messages ("simulate", "enhance" ...).
     option : str, optional
         How the caller names ``out_dir`` in messages.
-    foreign : callable, optional
-        ``foreign(folder)`` describes output that a run without recorded settings left
-        in the folder (e.g. ``"catalog.ecsv exists"``), or returns None; a first run
-        refuses to write over it unless ``overwrite``.
 
     Yields
     ------
@@ -214,19 +265,24 @@ def open_run_folder(out_dir, *, settings, settings_name, overwrite=False, what="
     ------
     RunFolderError
         The folder cannot be used: see `check_output_folder`; another run holds its
-        lock; or an earlier run with other settings wrote it (the message names what
-        differs).
-    FileExistsError
-        ``foreign`` found output of an earlier run that recorded no settings.
+        lock; it holds another kind of run or other files (`check_claim`); or an
+        earlier run with other settings wrote it (the message names what differs).
     """
     from types import SimpleNamespace
 
     out_dir = check_output_folder(out_dir, option=option)
     with folder_lock(out_dir):
         remove_stale_temporaries(out_dir)
+        check_claim(out_dir, settings_name, what=what, option=option)
         resuming = _check_settings(out_dir / settings_name, settings, overwrite=overwrite,
-                                   what=what, foreign=foreign)
-        yield SimpleNamespace(path=out_dir, resuming=resuming)
+                                   what=what)
+        try:
+            yield SimpleNamespace(path=out_dir, resuming=resuming)
+        except BaseException:
+            # Interrupted: its writers have stopped; what a killed one left goes now,
+            # while the lock is still held, not at the next run.
+            remove_stale_temporaries(out_dir)
+            raise
 
 
 class Journal:

@@ -9,16 +9,22 @@ a second once the parent is gone.
 
 from __future__ import annotations
 
+import _thread
+import contextlib
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
 
-__all__ = ["watch_parent", "process_context", "POLL_SECONDS"]
+__all__ = ["watch_parent", "process_context", "POLL_SECONDS", "stop_on_signals",
+           "running_task", "stop_processes", "STOP_SECONDS"]
 
 #: How often a worker checks that its parent is alive.
 POLL_SECONDS = 0.25
+#: How long stopped workers get to finish cleaning up before they are killed.
+STOP_SECONDS = 20.0
 
 
 def _start_time(pid):
@@ -79,6 +85,107 @@ def watch_parent(pid, *, interval=POLL_SECONDS):
                               name="lensenhance-watch-parent")
     thread.start()
     return thread
+
+
+# -- stopping workers cleanly (SIGTERM from a batch scheduler, Ctrl-C) ----------------------
+
+_state = {"task": False, "stopping": False}
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _stop():
+    """What a stop signal does: interrupt the task, or end an idle worker at once."""
+    _state["stopping"] = True
+    if _state["task"]:
+        # Unwinds the task: a file it is writing atomically is removed on the way out.
+        _thread.interrupt_main()
+    else:
+        # Between tasks: nothing to clean up. An idle worker holds the pool's queue lock
+        # while it waits for work; an exception could leave it held and the other
+        # workers waiting on it forever; leaving at once cannot.
+        os._exit(0)
+
+
+def _receive_stops():
+    while True:
+        signal.sigwait(_STOP_SIGNALS)
+        _stop()
+
+
+def _on_stop_signal(signum, frame):
+    _stop()
+
+
+def stop_on_signals():
+    """In a pool worker: make SIGTERM and SIGINT end it cleanly.
+
+    A worker killed by SIGTERM's default action leaves the temporary file of the write
+    it was in. With this, the signal interrupts a task run inside `running_task` with
+    KeyboardInterrupt, so that its cleanup runs, and then ends the worker; a worker
+    between tasks ends at once. Neither prints a traceback. Call it from the pool's
+    ``initializer`` (the worker's main thread) before it starts any thread.
+
+    The signals are received by a thread of their own (``sigwait``): a process-directed
+    signal may otherwise go to any thread, and a main thread blocked on a lock would never
+    see it. The worker should create no semaphores of its own (e.g. tqdm's lock: give
+    tqdm a thread lock): they would be reported as leaked when it ends this way.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - Windows
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, _on_stop_signal)
+        return
+    # Blocked here, so in every thread started from now on; only sigwait takes them.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    threading.Thread(target=_receive_stops, daemon=True, name="lensenhance-stop").start()
+
+
+@contextlib.contextmanager
+def running_task():
+    """Mark the block as a worker's task for `stop_on_signals`.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        On entry, when the worker was already told to stop: the tasks still queued for
+        it end at once.
+    """
+    if _state["stopping"]:
+        raise KeyboardInterrupt("the worker is stopping")
+    _state["task"] = True
+    try:
+        yield
+    finally:
+        _state["task"] = False
+        if _state["stopping"]:
+            # Stopped during the task, which has unwound and cleaned up: no lock of the
+            # pool is held here, and no more work is wanted.
+            os._exit(0)
+
+
+def stop_processes(processes, *, timeout=STOP_SECONDS):
+    """Stop worker processes and wait for them: SIGTERM, then SIGKILL after ``timeout``.
+
+    Workers set up with `stop_on_signals` clean up before they exit; the caller can
+    then rely on none of them writing any more.
+
+    Parameters
+    ----------
+    processes : iterable of multiprocessing.Process
+    timeout : float, optional
+        Seconds all of them together get to exit before the rest are killed.
+    """
+    processes = [p for p in processes if p.is_alive()]
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            process.terminate()
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def process_context(preload=()):

@@ -76,6 +76,19 @@ def _enhancement_options(function):
         click.option("--overwrite", is_flag=True,
                      help="Redo every row and replace its output (default: a rerun "
                           "skips the rows already done)."),
+        click.option("--outlier-threshold", type=click.FloatRange(0, min_open=True),
+                     default=None,
+                     help="The model's range, in normalisation scales: brighter pixels "
+                          "are interpolated (flux kept) and masked [default: 50]."),
+        click.option("--cosmic-rays/--no-cosmic-rays", default=True, show_default=True,
+                     help="Find cosmic rays and hot pixels (L.A.Cosmic + a PSF "
+                          "sharpness test) and mask them."),
+        click.option("--psf-fwhm", type=click.FloatRange(0, min_open=True), default=None,
+                     help="The inputs' PSF FWHM in arcsec [default: the header's "
+                          "PSF_FWHM/SEEING, else the model's]."),
+        click.option("--resample-to-model", is_flag=True,
+                     help="Reproject each input onto the model's pixel scale, enhance, "
+                          "and bring the result back to the input's grid."),
     ]):
         function = option(function)
     return function
@@ -84,7 +97,7 @@ def _enhancement_options(function):
 def _run_enhancement(ctx, task, *, files, catalog, path_column, key_column, allow_outside,
                      model, scale, out_dir, workers, scheduler, self_ensemble, tile_size,
                      whole, overlap, tile_threads, device, n_samples, steps, seed, hdu, plot,
-                     overwrite):
+                     overwrite, outlier_threshold, cosmic_rays, psf_fwhm, resample_to_model):
     """What `enhance` and `denoise` run: check, build the model, run the rows, report."""
     from .._runfolder import check_output_folder
     from ..enhance.catalog import catalog_from_files, enhance_catalog
@@ -105,6 +118,10 @@ def _run_enhancement(ctx, task, *, files, catalog, path_column, key_column, allo
                    "parallel": tile_threads if tile_threads > 1 else False}
         if self_ensemble:
             options["self_ensemble"] = True
+        if outlier_threshold is not None:
+            options["outlier_threshold"] = outlier_threshold
+        options.update(cosmic_rays=cosmic_rays, psf_fwhm=psf_fwhm,
+                       resample="model" if resample_to_model else None)
         enhancer = Enhancer.open(model, scale=scale, n_samples=n_samples, steps=steps,
                                  **options)
         if scale is not None and enhancer.scale != scale:
@@ -202,8 +219,9 @@ def evaluate_command(ctx, pred, truth, truth_column, allow_outside, json_path, o
     """MSE, PSNR and SSIM (data_range = truth range) of your predictions against truths.
 
     An enhance/denoise run's rows are matched with the truth catalogue's rows through
-    their input paths; folders are matched by file name. Exit status 1 when an image
-    could not be scored.
+    their input paths; folders are matched by file name. Masked and NaN pixels (those
+    an enhanced image has no value for) are left out and counted. Exit status 1 when an
+    image could not be scored.
     """
     from ..enhance.evaluation import evaluate_catalog, format_metrics_table
 
@@ -214,6 +232,10 @@ def evaluate_command(ctx, pred, truth, truth_column, allow_outside, json_path, o
     except (OSError, ValueError) as error:
         fail(str(error))
     click.echo(format_metrics_table(result["summary"], title=f"{result['n']} images"))
+    if result["n_masked"]:
+        click.echo(f"left out {result['n_masked']} masked pixel(s) in "
+                   f"{result['n_masked_images']} image(s) (masked or NaN: no value to "
+                   "score); every other pixel is scored")
     failures = list(result["failures"].items())
     for name, reason in failures[:20]:
         click.echo(f"{name}: error: {reason}", err=True)

@@ -134,6 +134,10 @@ def generate_command(ctx, n_images, out_dir, model, steps, sampler, seed, substr
                                   overwrite=overwrite, progress=ctx.obj["progress"])
     except (OSError, ValueError, FloatingPointError) as error:
         fail(str(error))
+    # An earlier run of the same settings may have left more than -n images: all listed.
+    held = (f"; the folder holds {result['n_images']} image(s), all in the catalog"
+            if result["n_images"] != n_images else "")
     click.echo(f"wrote {len(result['written'])} image(s) to {out_dir} "
                f"({result['skipped']} already there), seed {result['seed']}: "
-               f"{result['catalog']}" + (f", {result['gif']}" if result["gif"] else ""))
+               f"{result['catalog']}" + (f", {result['gif']}" if result["gif"] else "")
+               + held)

@@ -14,6 +14,8 @@ parameterisation. Two things are added:
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -104,7 +106,12 @@ def sample(denoiser, shape, *, schedule: NoiseSchedule, seed: int, indices=None,
     device = torch.device(device)
     generators = image_generators(seed, indices)
     scheduler = make_scheduler(schedule, sampler)
-    scheduler.set_timesteps(int(steps), device=device)
+    with warnings.catch_warnings():
+        # diffusers' DPM-Solver calls np.array on a torch tensor, which numpy 2 reports
+        # as deprecated: a third-party detail, not the user's to see in every row.
+        warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't "
+                                r"accept a copy keyword", category=DeprecationWarning)
+        scheduler.set_timesteps(int(steps), device=device)
     if noise is None:
         noise = _randn(shape, generators, device, dtype)
     elif tuple(noise.shape) != tuple(shape):

@@ -26,9 +26,11 @@ against the simulator's catalog row by row.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -286,8 +288,9 @@ def _source_changed(row, record):
 def _output_state(row, task_meta, record, *, plot, failed_last=False):
     """What ``row.output`` needs: ``"done"`` (this row's complete output), ``"todo"``
     (missing), ``"plot"`` (done but its panel is missing), ``"redo"`` (this row's
-    output, truncated, made from an input changed since, or left from before the row's
-    last attempt failed), else the reason it cannot be replaced.
+    output, truncated or unreadable since the journal logged it, cut short, made from an
+    input changed since, or left from before the row's last attempt failed), else the
+    reason it cannot be replaced.
 
     ``record`` is the row's last successful journal record, ``failed_last`` whether a
     failed attempt came after it.
@@ -301,8 +304,10 @@ def _output_state(row, task_meta, record, *, plot, failed_last=False):
     done = "plot" if plot and not row.plot.is_file() else "done"
     stale = failed_last or _source_changed(row, record)
     stat = path.stat()
-    if not stale and record is not None and record.get("source") == str(row.source) and \
-            record.get("size") == stat.st_size and record.get("mtime_ns") == stat.st_mtime_ns:
+    logged = record is not None and record.get("source") == str(row.source) and \
+        "size" in record
+    if logged and not stale and record["size"] == stat.st_size and \
+            record.get("mtime_ns") == stat.st_mtime_ns:
         return done  # the file this run wrote for this input and logged, untouched since
     try:
         with warnings.catch_warnings():
@@ -314,14 +319,48 @@ def _output_state(row, task_meta, record, *, plot, failed_last=False):
                           for info in (hdul.fileinfo(i) for i in range(len(hdul))))
                 mine = all(header.get(key) == value for key, value in task_meta.items())
     except Exception as error:
+        if logged and _starts_as_ours(path, task_meta):
+            return "redo"  # this run's output, cut inside its header since: done again
         return (f"{path} exists but is not a readable FITS file ({_describe(error)}); "
                 "remove it or use --overwrite (overwrite=True)")
     if not mine:
         return (f"{path} exists and is not this row's output of this run; remove it or use "
                 "--overwrite (overwrite=True)")
-    if end > stat.st_size or stale:
-        return "redo"  # this row's output, but cut short (disk full) or stale: done again
+    # Cut short (a full disk, an interrupted copy): inside an HDU, or whole HDUs lost
+    # since the journal logged its size.
+    if end > stat.st_size or stale or (logged and stat.st_size < record["size"]):
+        return "redo"
     return done
+
+
+def _starts_as_ours(path, task_meta):
+    """True when an unreadable file begins as this row's output of this run would.
+
+    A file cut inside its header cannot be opened; its first cards still show whether
+    this run wrote it (the model card comes early), so that it is redone, not refused.
+    """
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read(4 * 2880).decode("ascii", "replace")
+    except OSError:
+        return False
+    if not text.startswith("SIMPLE  ="):
+        return False
+    cards = [text[i:i + 80] for i in range(0, len(text) - 79, 80)]
+    found = {card[:8].strip(): card[10:] for card in cards if card[8:10] == "= "}
+    if "LEMODEL" not in found:
+        return False
+    for key, value in task_meta.items():
+        if key not in found:
+            continue  # cut before this card
+        card = found[key].strip()
+        if not card.startswith("'"):
+            return False
+        # A long text continues on CONTINUE cards: its first card holds a prefix.
+        text = card[1:card.rfind("'")].replace("''", "'").rstrip().removesuffix("&")
+        if not str(value).startswith(text):
+            return False
+    return True
 
 
 # -- running the rows -----------------------------------------------------------------------
@@ -332,10 +371,20 @@ _PRELOAD = ("lensenhance.enhance.catalog", "lensenhance.enhance", "lensenhance.n
 
 
 def _init_worker(parent, enhancer, threads):
-    from .._workers import watch_parent
+    from .._workers import stop_on_signals, watch_parent
 
     global _WORKER_ENHANCER
+    # SIGTERM to the whole job (a batch scheduler's stop) reaches the workers too.
+    # First: the threads started after it must not take the signals.
+    stop_on_signals()
     watch_parent(parent)
+    try:
+        from tqdm import tqdm
+
+        # Workers draw no bars: a thread lock, not a semaphore that a kill would leak.
+        tqdm.set_lock(threading.RLock())
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        pass
     try:
         import torch
 
@@ -346,7 +395,10 @@ def _init_worker(parent, enhancer, threads):
 
 
 def _process_row_in_worker(task):
-    return _process_row(_WORKER_ENHANCER, task)
+    from .._workers import running_task
+
+    with running_task():
+        return _process_row(_WORKER_ENHANCER, task)
 
 
 def _failed(task, message):
@@ -355,8 +407,12 @@ def _failed(task, message):
             "seconds": float("nan")}
 
 
-def _in_processes(tasks, enhancer, workers):
-    """Rows in ``workers`` processes (they end when this process ends, however)."""
+def _in_processes(tasks, enhancer, workers, late=None):
+    """Rows in ``workers`` processes (they end when this process ends, however).
+
+    Interrupted, it stops the workers and waits for them; the records of rows they
+    finished meanwhile go to the list ``late``.
+    """
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
@@ -372,6 +428,7 @@ def _in_processes(tasks, enhancer, workers):
 
     pool = new_pool()
     running = {}
+    finished = False
     try:
         while True:
             while len(running) < 2 * workers:  # a bounded window: memory stays flat
@@ -380,6 +437,7 @@ def _in_processes(tasks, enhancer, workers):
                     break
                 running[pool.submit(_process_row_in_worker, task)] = task
             if not running:
+                finished = True
                 return
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             broken = False
@@ -400,7 +458,28 @@ def _in_processes(tasks, enhancer, workers):
                 pool.shutdown(wait=False, cancel_futures=True)
                 pool = new_pool()
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        if finished:
+            pool.shutdown(wait=True)
+        else:
+            _stop_pool(pool)
+            for future in running:
+                if future.done() and not future.cancelled() and future.exception() is None \
+                        and late is not None:
+                    late.append(future.result())
+
+
+def _stop_pool(pool):
+    """Stop an interrupted pool's workers and wait until they have cleaned up.
+
+    Left to themselves they would finish their rows after this process has logged its
+    last one, or die mid-write when it exits, leaving temporaries behind.
+    """
+    from .._workers import stop_processes
+
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    stop_processes(processes)
+    pool.shutdown(wait=True)
 
 
 def _connect(scheduler):
@@ -413,11 +492,45 @@ def _connect(scheduler):
                          "pip install distributed") from None
     if isinstance(scheduler, Client):
         return scheduler, False
+    _check_scheduler_address(scheduler)
     try:
         return Client(scheduler, timeout="10s", set_as_default=False), True
     except (OSError, TimeoutError, ValueError) as error:
         raise ValueError(f"cannot reach the dask scheduler at {scheduler!r} "
                          f"({_describe(error)})") from None
+
+
+def _check_scheduler_address(address):
+    """Refuse an address that no scheduler can be at, before a Client is made.
+
+    A Client given a malformed address fails only in its destructor (a traceback and a
+    20 s wait), and one given a closed port retries for its whole timeout: both are
+    checked here in well under a second.
+    """
+    import socket
+
+    from distributed.comm import get_address_host_port, parse_address
+
+    where = f"--scheduler (scheduler=) {address!r}"
+    if not isinstance(address, str) or not address.strip():
+        raise ValueError(f"{where}: not an address; give one like tcp://host:8786")
+    try:
+        scheme, _ = parse_address(address)
+        if scheme in ("inproc", "ucx"):
+            return  # no host and port to check: left to the Client
+        host, port = get_address_host_port(address)
+    except ValueError as error:
+        raise ValueError(f"{where}: not a dask scheduler address ({error}); give one like "
+                         "tcp://host:8786") from None
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except socket.gaierror as error:
+        raise ValueError(f"{where}: unknown host {host!r} ({error.strerror or error})") \
+            from None
+    except OSError as error:
+        raise ValueError(f"{where}: no dask scheduler answers at {host}:{port} "
+                         f"({error.strerror or error}); start one (dask scheduler) or "
+                         "check the address") from None
 
 
 def _on_cluster(tasks, enhancer, client):
@@ -463,6 +576,8 @@ def _settings(enhancer, *, task, catalog_path, path_column, key_column, hdu, suf
            if key in ("self_ensemble", "n_samples", "steps", "sampler", "n_draws")},
         "normalization": enhancer.normalization,
         "outlier_threshold": enhancer.outlier_threshold,
+        "cosmic_rays": enhancer.cosmic_rays, "psf_fwhm": enhancer.psf_fwhm,
+        "resample": enhancer.resample,
         "catalog": None if catalog_path is None else str(catalog_path.resolve()),
         "path_column": path_column, "key_column": key_column,
         "hdu": hdu, "suffix": suffix,
@@ -480,7 +595,8 @@ def enhance_catalog(catalog, out_dir, *, enhancer, path_column="path", key_colum
         An ECSV or FITS table whose ``path_column`` lists FITS images (relative paths
         are relative to the catalog's folder), or a table from `catalog_from_files`.
     out_dir : path-like
-        Output folder (created). It receives the outputs, ``catalog.ecsv`` (every row:
+        Output folder (created): empty, or holding an earlier enhance/denoise run. It
+        receives the outputs, ``catalog.ecsv`` (every row:
         its input columns but the paths, ``row``, ``key``, ``source``, ``path`` (the
         output), ``status`` (ok, failed, pending), ``error``, ``warning``,
         ``started``, ``seconds``, ``attempts`` and, with ``plot``, ``plot_path``),
@@ -527,7 +643,8 @@ def enhance_catalog(catalog, out_dir, *, enhancer, path_column="path", key_colum
     ------
     ValueError
         Before any row runs: an unusable ``out_dir`` (a file, not creatable, locked by
-        another run, or holding a run with other settings), a catalog without
+        another run, holding another tool's files (never replaced, not even with
+        ``overwrite``), or a run with other settings), a catalog without
         ``path_column``, rows outside its folder, duplicate rows or names, invalid
         options. A failing row raises nothing: see ``failures``.
     OSError
@@ -609,7 +726,7 @@ def _run_rows(rows, journal, enhancer, settings, outcome, *, hdu, overwrite, plo
             failed_last.discard(key)
         elif record.get("status") == "failed":
             failed_last.add(key)
-    records, tasks, skipped = {}, [], 0
+    records, tasks, skipped, queued = {}, [], 0, {}
     for row in rows:
         meta = {"LEMODEL": settings["model"], ROW_CARD: _card(row.key),
                 SOURCE_CARD: _card(row.source)}
@@ -633,6 +750,7 @@ def _run_rows(rows, journal, enhancer, settings, outcome, *, hdu, overwrite, plo
             continue
         records[row.row] = {"status": "pending", "error": "", "warning": "", "started": "",
                             "seconds": float("nan")}
+        queued[row.row] = (row, meta, _mtime(row.output))
         tasks.append({
             "row": row.row, "key": row.key, "source": str(row.source),
             "output": str(row.output), "plot": str(row.plot) if row.plot else None,
@@ -647,24 +765,56 @@ def _run_rows(rows, journal, enhancer, settings, outcome, *, hdu, overwrite, plo
             Path(task_["plot"]).parent.mkdir(parents=True, exist_ok=True)
         Path(task_["output"]).parent.mkdir(parents=True, exist_ok=True)
 
+    late = []
     if client is not None:
         results = _on_cluster(tasks, enhancer, client)
     elif workers > 1 and len(tasks) > 1:
-        results = _in_processes(tasks, enhancer, workers)
+        results = _in_processes(tasks, enhancer, workers, late=late)
     else:
         results = (_process_row(enhancer, t) for t in tasks)
+
+    def log(record):
+        journal.append(record)
+        attempts[record["key"]] = attempts.get(record["key"], 0) + 1
+        records[record["row"]] = record
+        outcome["done"] += record["status"] == "ok"
+
     with tqdm(total=len(rows), initial=len(rows) - len(tasks), desc=task, unit="row",
               disable=not progress) as bar:
         try:
             for record in results:
-                journal.append(record)
-                attempts[record["key"]] = attempts.get(record["key"], 0) + 1
-                records[record["row"]] = record
-                outcome["done"] += record["status"] == "ok"
+                log(record)
                 bar.update(1)
         finally:
             if hasattr(results, "close"):
                 results.close()  # stops the workers when interrupted
+            for record in late:  # rows the stopped workers finished meanwhile
+                log(record)
+            for row, meta, before in queued.values():
+                # Interrupted after its output was in place, before its record came back:
+                # a complete output of this row written by this run (not an older one).
+                if records[row.row]["status"] == "pending" and \
+                        _mtime(row.output) not in (None, before) and \
+                        _output_state(row, meta, None, plot=plot) == "done":
+                    log(_finished_record(row))
+
+
+def _mtime(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+def _finished_record(row):
+    """The record of a row whose complete output an interrupted worker left unreported."""
+    record = {"row": row.row, "key": row.key, "source": str(row.source), "started": "",
+              "status": "ok", "error": "", "warning": "", "seconds": float("nan")}
+    with contextlib.suppress(OSError):
+        source, output = os.stat(row.source), os.stat(row.output)
+        record.update(source_size=source.st_size, source_mtime_ns=source.st_mtime_ns,
+                      size=output.st_size, mtime_ns=output.st_mtime_ns)
+    return record
 
 
 def _write_output_catalog(table, rows, outcome, out_dir, *, path_column, plot, settings):

@@ -14,14 +14,25 @@
    (NaN in the science array), carry the uncertainty and record the provenance.
 
 Bad pixels are non-finite or masked pixels (a CCDData mask, a ``numpy.ma`` mask),
-pixels whose uncertainty is not finite or negative, and *outliers*: pixels whose
-normalised value ``|(x - offset) / scale|`` exceeds ``outlier_threshold`` (default 50:
-fifty times the normalisation scale, the 99.5th percentile of the sky-subtracted
-image, where the bright parts of a lens sit near 1). Hot pixels and cosmic rays are far
-outside the range the networks were trained on; the cores of stars this bright are
-masked too (raise the threshold, or pass None, to keep them). Bad pixels are filled
-from their neighbourhood for the network (`lensenhance.predict.pixels.fill_bad_pixels`), and
-masked in the output.
+pixels whose uncertainty is not finite or negative, and *cosmic rays and hot pixels*:
+the pixels inconsistent with the PSF, found by L.A.Cosmic (van Dokkum 2001, PASP 113,
+1420; `astroscrappy`) with a PSF sharpness test
+(`lensenhance.predict.pixels.detect_cosmic_rays`; ``cosmic_rays=False`` turns it off).
+Bad pixels are filled from their neighbourhood for the network
+(`lensenhance.predict.pixels.fill_bad_pixels`), and masked in the output (NaN).
+
+Bright sources are data, however bright. Pixels whose normalised value
+``|(x - offset) / scale|`` exceeds ``outlier_threshold`` (default 50: fifty times the
+normalisation scale, the 99.5th percentile of the sky-subtracted image, where the bright
+parts of a lens sit near 1) are beyond the range the networks were trained on: the
+network gets their neighbourhood's values, and the output takes there, and over a
+margin of two input pixels, a flux-conserving bicubic interpolation of the input
+(`lensenhance.predict.pixels.flux_conserving_upsample`): finite, flagged in the output
+mask, counted in the header (``LENRANGE``) and named in a warning (`DomainWarning`).
+
+Each input is also compared with the domain the model was trained on (a shipped card's
+``domain``: pixel scale, PSF, noise; `lensenhance.predict.domain.check_domain`); what
+differs is named in a `DomainWarning` and the header's ``LEWARN`` cards.
 """
 
 from __future__ import annotations
@@ -41,14 +52,35 @@ from .. import io
 from .._device import resolve_device
 from .._validation import check_int
 from .._version import __version__
+from ..predict.domain import DomainWarning, check_domain, pixel_scale_of, psf_fwhm_of
 from ..predict.loading import INTERPOLATIONS, load_predictor
-from ..predict.normalization import FIT_PIXELS, OUTLIER_THRESHOLD, fit_image_normalization
-from ..predict.pixels import fill_bad_pixels, flux_split_factor
+from ..predict.normalization import (
+    FIT_PIXELS,
+    OUTLIER_MARGIN,
+    OUTLIER_THRESHOLD,
+    fit_image_normalization,
+)
+from ..predict.pixels import (
+    detect_cosmic_rays,
+    fill_bad_pixels,
+    fill_uncertainty,
+    flux_conserving_upsample,
+    flux_split_factor,
+)
 
-__all__ = ["Enhancer", "OUTLIER_THRESHOLD"]
+__all__ = ["Enhancer", "OUTLIER_THRESHOLD", "DomainWarning"]
 
 # Rows handled at once when normalising and finishing, to bound memory.
 _ROWS = 512
+# Normalised values are clipped here (a 1e30 hot pixel stays finite in float32).
+_BIG = 1e30
+# The output std near filled pixels covers this many times how far a fill error of one
+# fill sigma (the neighbours' spread) moves the output: a pixel then moves by at most
+# about 1 / _FILL_COVER of its std (issue 22 asks for 0.3).
+_FILL_COVER = 8.0
+# Input pixels around those beyond the model's range that the output interpolates too
+# (the network saw their neighbours filled), and that the fit leaves out.
+_RANGE_MARGIN = OUTLIER_MARGIN
 _UNSET = object()
 
 
@@ -60,11 +92,15 @@ class _Prepared:
     name: str
     image: np.ndarray  # normalised, filled, float32
     sigma: np.ndarray | None  # normalised standard deviation, 0 at bad pixels
-    bad: np.ndarray  # bool
+    bad: np.ndarray  # bool: NaN, masked, negative sigma, cosmic rays
     norm: object
-    n_outliers: int
+    n_cosmic: int
     sigma_estimate: float | None = None  # data unit, when the sigma was estimated
-    warning: str | None = None
+    warnings: list = None  # short messages for LEWARN cards
+    n_bright: int = 0  # pixels beyond the model's range
+    interpolated: np.ndarray | None = None  # bool: the output interpolates the input here
+    boxes: list = None  # what _interpolation_boxes gives
+    fill_sigma: np.ndarray | None = None  # normalised uncertainty of the filled values
 
 
 class Enhancer:
@@ -101,7 +137,21 @@ class Enhancer:
     normalization : {"sigma_clip", "background2d"}, optional
         How the normalisation is fitted (`lensenhance.predict.normalization.fit_normalization`).
     outlier_threshold : float or None, optional
-        Pixels with ``|normalised value|`` above it are bad (see the module docstring).
+        Pixels with ``|normalised value|`` above it are beyond the model's range: the
+        output interpolates the input there, keeping the flux, and masks them (see the
+        module docstring); None: the network gets every value.
+    cosmic_rays : bool, optional
+        Find cosmic rays and hot pixels, the pixels inconsistent with the PSF
+        (`lensenhance.predict.pixels.detect_cosmic_rays`: L.A.Cosmic, van Dokkum 2001,
+        with a PSF sharpness test), and treat them as bad pixels.
+    psf_fwhm : float, optional
+        The inputs' PSF FWHM in arcsec; default: the header's (``PSF_FWHM``, ``PSFFWHM``
+        or ``SEEING``), else the model's.
+    resample : {None, "model"}, optional
+        ``"model"``: reproject each input with a celestial WCS onto the model's pixel
+        scale (`reproject`), enhance it there and bring the result back to the input's
+        grid (flux per pixel conserved, WCS the input's upsampled). Needs a model with a
+        known domain (a shipped one).
     parallel : bool, int or "current-scheduler", optional
         Run tiles with dask (`lensenhance.predict.tiling`).
     seed : int, optional
@@ -121,7 +171,8 @@ class Enhancer:
     def __init__(self, model, *, scale=None, name=None, self_ensemble=False, device="auto",
                  tile_size="auto", overlap=None, halo=None, batch_size=8, n_draws=8,
                  normalization="sigma_clip", outlier_threshold=OUTLIER_THRESHOLD,
-                 parallel=False, seed=0, progress=False):
+                 cosmic_rays=True, psf_fwhm=None, resample=None, parallel=False, seed=0,
+                 progress=False):
         from ..predict.tiling import DEFAULT_TILE_SIZE, _parallel_setup, check_tiling
 
         self.device = resolve_device(device)
@@ -136,14 +187,32 @@ class Enhancer:
             overlap = 0 if predictor.exact_tiling else max(2, self.halo // 2)
         check_tiling(tile_size, self.halo, overlap)
         check_int(batch_size, "batch_size")
-        if outlier_threshold is not None and not outlier_threshold > 0:
-            raise ValueError(f"outlier_threshold must be > 0 or None, got {outlier_threshold!r}")
+        if outlier_threshold is not None and not (
+                isinstance(outlier_threshold, (int, float, np.number))
+                and not isinstance(outlier_threshold, bool) and outlier_threshold > 0):
+            raise ValueError(f"outlier_threshold must be a number > 0 or None, got "
+                             f"{outlier_threshold!r}")
+        if not isinstance(cosmic_rays, (bool, np.bool_)):
+            raise TypeError(f"cosmic_rays must be True or False, got {cosmic_rays!r}")
+        if psf_fwhm is not None and not (
+                isinstance(psf_fwhm, (int, float, np.number)) and not isinstance(psf_fwhm, bool)
+                and math.isfinite(psf_fwhm) and psf_fwhm > 0):
+            raise ValueError(f"psf_fwhm must be a positive number of arcsec or None, got "
+                             f"{psf_fwhm!r}")
+        if resample not in (None, "model"):
+            raise ValueError(f"resample must be None or 'model', got {resample!r}")
         _parallel_setup(parallel)  # validates
         self.tile_size = None if tile_size is None else int(tile_size)
         self.overlap = int(overlap)
         self.batch_size = int(batch_size)
         self.normalization = normalization
         self.outlier_threshold = outlier_threshold
+        self.cosmic_rays = bool(cosmic_rays)
+        self.psf_fwhm = None if psf_fwhm is None else float(psf_fwhm)
+        self.resample = resample
+        if resample == "model" and not (predictor.domain or {}).get("pixel_scale"):
+            raise ValueError(f"resample='model' needs the model's pixel scale, and "
+                             f"{self.name!r} has no domain (the shipped models do)")
         self.parallel = parallel
         self.seed = check_int(seed, "seed", 0)
         self.progress = bool(progress)
@@ -249,6 +318,10 @@ class Enhancer:
     # -- prepare ----------------------------------------------------------------------------
 
     def _prepare(self, ccd, name):
+        from scipy import ndimage
+
+        from ..predict.posterior import estimate_sigma
+
         data = ccd.data
         shape = data.shape
         bad = np.zeros(shape, bool)
@@ -266,54 +339,104 @@ class Enhancer:
                 sig = uncertainty[rows]
                 bad[rows] |= ~(np.isfinite(sig) & (sig >= 0))
         if bad.all():
-            raise ValueError(f"{name}: no finite, unmasked pixel to enhance")
+            raise ValueError(_no_good_pixel(name, data, ccd.mask, uncertainty))
+        # The training sets' rule, on the pixels they would see (cosmic rays are found
+        # below, on the normalised image; the fit leaves such outliers out itself).
         norm = fit_image_normalization(data, bad, method=self.normalization,
-                                       outlier_threshold=self.outlier_threshold)
+                                       outlier_threshold=self.outlier_threshold,
+                                       margin=_RANGE_MARGIN)
         # the noise checks look at a sub-grid of the same size as the fit's
         step = max(1, math.ceil(math.sqrt(data.size / FIT_PIXELS)))
         image = np.empty(shape, np.float32)
-        n_outliers = 0
         for start in range(0, shape[0], _ROWS):
             rows = slice(start, start + _ROWS)
             with np.errstate(over="ignore", invalid="ignore"):
-                z = norm.apply(np.asarray(data[rows], dtype=np.float64))  # before any cast
-            if self.outlier_threshold is not None:
-                outliers = ~bad[rows] & (np.abs(z) > self.outlier_threshold)
-                n_outliers += int(outliers.sum())
-                bad[rows] |= outliers
-            z[bad[rows]] = np.nan
-            image[rows] = z
-        fill_bad_pixels(image, bad)
+                image[rows] = np.clip(norm.apply(np.asarray(data[rows], dtype=np.float64)),
+                                      -_BIG, _BIG)  # before any cast
+        image[bad] = np.nan
         sigma = None
-        estimate = None
         if uncertainty is not None:
             sigma = np.empty(shape, np.float32)
             for start in range(0, shape[0], _ROWS):
                 rows = slice(start, start + _ROWS)
                 sigma[rows] = np.where(bad[rows], 0.0,
                                        np.asarray(uncertainty[rows], np.float64) / norm.scale)
-            if self.predictor.needs_sigma and not (sigma > 0).any():
+            if self.predictor.needs_sigma and not (sigma[~bad] > 0).any():
                 raise ValueError(f"{name}: the uncertainty is zero at every good pixel; give "
                                  "the image's real noise, or none to have it estimated")
-        elif self.predictor.needs_sigma:
-            from ..predict.posterior import estimate_sigma
-
-            # One sky noise for every pixel, from the normalised image's good pixels.
-            value = estimate_sigma(image[::step, ::step], mask=bad[::step, ::step])
-            if not value > 0:
+        # One sky noise for every pixel, from the normalised image's good pixels: the
+        # network's sigma when it needs one, and the noise of the checks below.
+        sky = estimate_sigma(image[::step, ::step], mask=bad[::step, ::step])
+        pixel_scale = pixel_scale_of(ccd.wcs)
+        psf_fwhm = self.psf_fwhm if self.psf_fwhm is not None else psf_fwhm_of(ccd.meta)
+        domain = self.predictor.domain or {}
+        n_cosmic = 0
+        if self.cosmic_rays and sky > 0:
+            # at least the sky's scatter: an uncertainty below the pixels' own scatter
+            # would make every noise peak sharper than the PSF
+            variance = np.maximum(sigma.astype(np.float64) ** 2, sky**2) \
+                if sigma is not None else sky**2
+            rays = detect_cosmic_rays(image, variance, bad=bad,
+                                      psf_fwhm=_psf_pixels(psf_fwhm, pixel_scale, domain))
+            n_cosmic = int(rays.sum())
+            bad |= rays
+            image[rays] = np.nan
+            if sigma is not None:
+                sigma[rays] = 0.0
+        fill_bad_pixels(image, bad)
+        # Values beyond the model's range are data: the network gets its neighbourhood's
+        # values there, and the output takes a flux-conserving interpolation of the input
+        # over them and a margin the network's view of them reaches.
+        bright = np.zeros(shape, bool)
+        if self.outlier_threshold is not None:
+            with np.errstate(invalid="ignore"):
+                bright = ~bad & (np.abs(image) > self.outlier_threshold)
+        interpolated = np.zeros(shape, bool)
+        if bright.any():
+            interpolated = ndimage.binary_dilation(
+                bright, np.ones((3, 3), bool), iterations=_RANGE_MARGIN) & ~bad
+        kept = np.where(bright, image, np.nan)
+        image[bright] = np.nan
+        fill_bad_pixels(image, bright)
+        if sigma is not None and bright.any():
+            sigma[bright] = np.nan
+            fill_bad_pixels(sigma, bright)  # the noise of the values the network gets
+        estimate = None
+        if sigma is None and self.predictor.needs_sigma:
+            if not sky > 0:
                 raise ValueError(f"{name}: cannot estimate the noise (the sky is constant); "
                                  "give the image an uncertainty")
-            sigma = np.full(shape, value, np.float32)
-            estimate = value * norm.scale
-        warning = None
+            sigma = np.full(shape, sky, np.float32)
+            estimate = sky * norm.scale
+        fill_sigma = None
+        if sigma is not None and bad.any() and not bad.all():
+            # A filled value is uncertain by about its neighbours' spread: with that sigma
+            # the draws (or the sampler) widen the output std where the fill matters.
+            fill_sigma = fill_uncertainty(image, bad, sigma)
+            sigma = np.where(bad, fill_sigma, sigma).astype(np.float32)
+        messages = []
         check = getattr(self.predictor, "snr_warning", None)
         if sigma is not None and check is not None:
-            warning = check(sigma[::step, ::step], ~bad[::step, ::step])
+            warning = check(sigma[::step, ::step], ~(bad | bright)[::step, ::step])
             if warning:
                 warnings.warn(f"{name}: {warning} (1 / median sigma, normalised); the "
                               "output and its uncertainty may not be calibrated",
                               AstropyUserWarning, stacklevel=4)
-        return _Prepared(ccd, name, image, sigma, bad, norm, n_outliers, estimate, warning)
+                messages.append(warning)
+        good = ~(bad | bright)
+        noise = float(np.median(sigma[good])) if sigma is not None and good.any() else sky
+        found = check_domain(domain, pixel_scale=pixel_scale, psf_fwhm=psf_fwhm,
+                             noise=noise if noise > 0 else None, shape=shape)
+        n_bright = int(bright.sum())
+        if n_bright:
+            found.append(f"{n_bright} px beyond the model's range (|z|>{self.outlier_threshold:g})"
+                         ": interpolated, flux kept")
+        for message in found:
+            warnings.warn(f"{name}: {message}", DomainWarning, stacklevel=4)
+        messages += found
+        boxes = _interpolation_boxes(interpolated, bad, image, kept, norm, uncertainty, sky)
+        return _Prepared(ccd, name, image, sigma, bad, norm, n_cosmic, estimate, messages,
+                         n_bright, interpolated, boxes, fill_sigma)
 
     # -- finish -----------------------------------------------------------------------------
 
@@ -335,22 +458,28 @@ class Enhancer:
             "LEOVLAP": (options["overlap"], "tile blending band (input pixels)"),
             "LESEED": (options["seed"], "seed of the randomness"),
             "LEOUTLR": (self.outlier_threshold or 0.0,
-                        "bad if |normalised value| > this (0: off)"),
-            "LENBAD": (int(prep.bad.sum()), "input pixels masked (NaN/mask/outlier)"),
-            "LENOUTL": (prep.n_outliers, "of which outliers"),
+                        "model's range: |normalised value| (0: off)"),
+            "LENBAD": (int(prep.bad.sum()), "input pixels masked (NaN/mask/cosmic)"),
+            "LENCR": (prep.n_cosmic, "of which cosmic rays/hot pixels"),
+            "LECRAY": (self.cosmic_rays, "cosmic rays sought (L.A.Cosmic + PSF)"),
+            "LENRANGE": (prep.n_bright, "input px beyond the model's range"),
+            "LENINTP": (int(prep.interpolated.sum()),
+                        "input px interpolated (range + margin), masked"),
             "LEFLUX": (self._flux_factor(prep), "factor on values (flux split)"),
         }
         if has_std:
             cards["UNCTYPE"] = (self.predictor.uncertainty_type, "what UNCERT holds")
         if prep.sigma_estimate is not None:
             cards["LESIGEST"] = (prep.sigma_estimate, "input sigma estimated (sky, data unit)")
-        if prep.warning:
-            cards["LEWARN"] = (prep.warning[:68], "")
+        for index, message in enumerate(prep.warnings):
+            cards["LEWARN" + (str(index + 1) if index else "")] = (message[:68], "")
         for key, (value, comment) in cards.items():
             meta[key] = (value, comment) if isinstance(meta, fits.Header) else value
         prep.norm.to_meta(meta)
         note = (f"lensenhance {__version__}: enhanced by {self.name} (x{s}); "
-                f"{int(prep.bad.sum())} bad pixels filled for the network and masked")
+                f"{int(prep.bad.sum())} bad pixels filled for the network and masked; "
+                f"{int(prep.interpolated.sum())} pixels beyond or beside the model's range "
+                "interpolated (flux kept) and masked")
         if isinstance(meta, fits.Header):
             meta.add_history(note)
         else:
@@ -383,6 +512,21 @@ class Enhancer:
             if mask_out is not None:
                 mask_out[rows] = bad
             release_mapped_pages(data, std, samples, mask_out)
+        for window, region, values, sigma in prep.boxes:
+            # flux-conserving bicubic of the input where the model's range was left
+            out = tuple(slice(w.start * s, min(w.stop, n) * s)
+                        for w, n in zip(window, prep.bad.shape))
+            region = np.repeat(np.repeat(region, s, axis=0), s, axis=1)
+            value = flux_conserving_upsample(values, s, factor=factor)
+            data[out] = np.where(region, value, data[out])
+            if std is not None:
+                spread = np.repeat(np.repeat(sigma, s, axis=0), s, axis=1) * factor
+                std[out] = np.where(region, spread, std[out])
+            if samples is not None:
+                samples[(slice(None), *out)] = np.where(region, value,
+                                                        samples[(slice(None), *out)])
+            if mask_out is not None:
+                mask_out[out] |= region
 
     def _options(self, tile_size, overlap, parallel, seed, progress):
         from ..predict.tiling import _parallel_setup, check_tiling
@@ -422,8 +566,78 @@ class Enhancer:
                            max_batch_pixels=_batch_pixels(self.device, options["tile_size"]),
                            parallel=options["parallel"], seed=options["seed"],
                            progress=options["progress"])
+        for prep, out in zip(preps, outputs):
+            if out["std"] is None or prep.fill_sigma is None or self.predictor.n_samples:
+                continue
+            # How far the fills' own error moves the output, from two passes with the
+            # filled pixels moved up and down by their uncertainty: the std covers
+            # _FILL_COVER times that (a diffusion posterior's sampler sees the sigma and
+            # widens its spread itself).
+            widest = np.zeros(out["mean"].shape, np.float32)
+            for sign in (1.0, -1.0):
+                moved = {"mean": np.zeros(out["mean"].shape, np.float32), "std": None,
+                         "samples": None}
+                predict_images(self.predictor, [prep.image + sign * prep.fill_sigma],
+                               sigmas=[prep.sigma] if self.predictor.needs_sigma else None,
+                               outputs=[moved], tile_size=options["tile_size"],
+                               halo=options["halo"], overlap=options["overlap"],
+                               batch_size=self.batch_size,
+                               max_batch_pixels=_batch_pixels(self.device,
+                                                              options["tile_size"]),
+                               parallel=options["parallel"], seed=options["seed"],
+                               progress=False)
+                np.maximum(widest, np.abs(moved["mean"] - out["mean"]), out=widest)
+            widest *= _FILL_COVER
+            for start in range(0, out["mean"].shape[0], _ROWS):
+                rows = slice(start, start + _ROWS)
+                out["std"][rows] = np.sqrt(out["std"][rows] ** 2 + widest[rows] ** 2)
 
     def _enhance_ccds(self, ccds, names, options, *, return_samples=False):
+        if self.resample == "model":
+            if return_samples:
+                raise ValueError("return_samples is not supported with resample='model'")
+            return [self._enhance_resampled(ccd, name, options)
+                    for ccd, name in zip(ccds, names)]
+        return self._enhance_on_grid(ccds, names, options, return_samples=return_samples)
+
+    def _enhance_resampled(self, ccd, name, options):
+        """Reproject onto the model's pixel scale, enhance, reproject back (`reproject`)."""
+        target = self.predictor.domain["pixel_scale"]
+        scale_in = pixel_scale_of(ccd.wcs)
+        if scale_in is None:
+            warnings.warn(f"{name}: no celestial WCS, so no pixel scale: not resampled to "
+                          "the model's", DomainWarning, stacklevel=5)
+            return self._enhance_on_grid([ccd], [name], options)[0]
+        ratio = scale_in / target
+        if abs(ratio - 1) < 0.01:
+            return self._enhance_on_grid([ccd], [name], options)[0]
+        flux = flux_split_factor(ccd.unit, 2, name=name) < 1  # flux per pixel, not per area
+        wcs = ccd.wcs.celestial.deepcopy()
+        if wcs.wcs.has_cd():
+            wcs.wcs.cd = wcs.wcs.cd / ratio
+        else:
+            wcs.wcs.cdelt = wcs.wcs.cdelt / ratio
+        wcs.wcs.crpix = (wcs.wcs.crpix - 0.5) * ratio + 0.5  # pixel edges stay put
+        shape = tuple(max(1, math.ceil(n * ratio)) for n in ccd.shape)
+        wcs.pixel_shape = shape[::-1]
+        moved = _reproject(ccd, wcs, shape, flux)
+        ((result, _),) = self._enhance_on_grid([moved], [name], options)
+        s = self.scale
+        back_wcs = io.upsample_wcs(ccd.wcs, s) if s > 1 else ccd.wcs
+        back = _reproject(result, back_wcs.celestial, (ccd.shape[0] * s, ccd.shape[1] * s),
+                          flux)
+        meta = result.meta
+        note = (f"input pixel scale {scale_in:.4g}\" -> model's {target:.4g}\" and back",
+                "reproject" + (", flux conserved" if flux else ""))
+        if isinstance(meta, fits.Header):
+            meta["LERESAMP"] = (note[0][:68], note[1])
+        else:
+            meta["LERESAMP"] = note[0]
+        back.meta = meta
+        back.wcs = back_wcs
+        return back, None
+
+    def _enhance_on_grid(self, ccds, names, options, *, return_samples=False):
         s = self.scale
         preps = [self._prepare(ccd, name) for ccd, name in zip(ccds, names)]
         n_samples = self.predictor.n_samples
@@ -559,6 +773,9 @@ class Enhancer:
         if Path(path).exists() and not overwrite:
             raise FileExistsError(f"{path}: already exists; pass overwrite=True to replace it")
         ccd = io.read_image(source, hdu=hdu, dtype=None, memmap=True)
+        if self.resample == "model":
+            return self._write_resampled(ccd, str(source), path, options, meta=meta,
+                                         history=history, overwrite=overwrite)
         prep = self._prepare(ccd, str(source))
         s = self.scale
         shape = (prep.image.shape[0] * s, prep.image.shape[1] * s)
@@ -569,11 +786,32 @@ class Enhancer:
         wcs = io.upsample_wcs(ccd.wcs, s) if (ccd.wcs is not None and s > 1) else ccd.wcs
         dtype = np.float64 if ccd.data.dtype.itemsize == 8 else np.float32
         with io.create_image(path, shape=shape, dtype=dtype, unit=ccd.unit, wcs=wcs,
-                             meta=out_meta, mask=bool(prep.bad.any()), uncertainty=has_std,
+                             meta=out_meta, mask=bool(prep.bad.any() or prep.boxes),
+                             uncertainty=has_std,
                              overwrite=overwrite, history=history) as arrays:
             outputs = [{"mean": arrays.data, "std": arrays.uncertainty, "samples": None}]
             self._predict([prep], outputs, options)
             self._finish_arrays(prep, arrays.data, arrays.uncertainty, None, arrays.mask)
+        return Path(path)
+
+    def _write_resampled(self, ccd, name, path, options, *, meta, history, overwrite):
+        """`enhance_file` with ``resample="model"``: enhanced in memory, written atomically."""
+        from pathlib import Path
+
+        ((result, _),) = self._enhance_ccds([ccd], [name], options)
+        out_meta = result.meta
+        for key, value in (meta or {}).items():
+            out_meta[key] = value
+        has_std = result.uncertainty is not None
+        with io.create_image(path, shape=result.shape, dtype=result.data.dtype,
+                             unit=result.unit, wcs=result.wcs, meta=out_meta,
+                             mask=result.mask is not None, uncertainty=has_std,
+                             overwrite=overwrite, history=history) as arrays:
+            arrays.data[...] = result.data
+            if has_std:
+                arrays.uncertainty[...] = result.uncertainty.array
+            if result.mask is not None:
+                arrays.mask[...] = result.mask
         return Path(path)
 
     def _read(self, image, hdu):
@@ -658,6 +896,88 @@ class Enhancer:
         return out if da.ndim == 3 else out.isel({image_dim: 0}, drop=True)
 
 
+def _reproject(ccd, wcs, shape, flux):
+    """``ccd`` on another celestial grid (`reproject`: bicubic up, exact areas down).
+
+    Flux per pixel is conserved (``flux``: the Jacobian of the pixel areas is applied) or
+    surface brightness kept; the uncertainty follows the same map; pixels that are masked,
+    NaN, or outside the input come out masked.
+    """
+    from astropy.wcs.utils import proj_plane_pixel_area
+    from reproject import reproject_exact, reproject_interp
+
+    data = np.asarray(ccd.data, np.float64)
+    bad = ~np.isfinite(data)
+    if ccd.mask is not None:
+        bad |= np.asarray(ccd.mask, bool)
+    source = ccd.wcs.celestial
+    area = proj_plane_pixel_area(wcs) / proj_plane_pixel_area(source)
+    finer = area < 1
+
+    def move(values):
+        # Onto finer pixels: bicubic interpolation (anti-aliasing would blur what the
+        # model needs); onto coarser ones: exact overlap areas, an exact flux average.
+        values = np.where(bad, np.nan, values)
+        if finer:
+            out, footprint = reproject_interp((values, source), wcs, shape_out=shape,
+                                              order="bicubic")
+        else:
+            out, footprint = reproject_exact((values, source), wcs, shape_out=shape)
+        # Flux per pixel scales with the pixel area; surface brightness does not.
+        return (out * area if flux else out), footprint
+
+    out, footprint = move(data)
+    uncertainty = None
+    if ccd.uncertainty is not None:
+        sigma = ccd.uncertainty.represent_as(StdDevUncertainty).array
+        moved, _ = move(np.asarray(sigma, np.float64))
+        uncertainty = StdDevUncertainty(moved)
+    mask = ~np.isfinite(out) | (footprint <= 0)
+    if uncertainty is not None:
+        mask |= ~np.isfinite(uncertainty.array)
+    return CCDData(out.astype(ccd.data.dtype if ccd.data.dtype.kind == "f" else np.float32),
+                   unit=ccd.unit, wcs=wcs, mask=mask if mask.any() else None,
+                   uncertainty=uncertainty, meta=ccd.meta.copy())
+
+
+def _psf_pixels(psf_fwhm, pixel_scale, domain):
+    """The PSF FWHM in input pixels for the cosmic-ray test.
+
+    The input's (arcsec over the WCS's pixel scale), else the model's domain's, else one
+    pixel: then only what is sharper than any sampled PSF counts as a cosmic ray.
+    """
+    psf_fwhm = psf_fwhm or domain.get("psf_fwhm")
+    pixel_scale = pixel_scale or domain.get("pixel_scale")
+    if psf_fwhm and pixel_scale:
+        return psf_fwhm / pixel_scale
+    return 1.0
+
+
+def _interpolation_boxes(interpolated, bad, filled, kept, norm, uncertainty, sky):
+    """What the output interpolates: per group of pixels, its window and input values.
+
+    ``[(window, region, values, sigma)]``: the window (slices, input pixels, padded for
+    the bicubic), the pixels of the group in it, the input values in the data unit (the
+    network's fill at bad pixels) and their sigma (the uncertainty, else the sky's).
+    """
+    from scipy import ndimage
+
+    if not interpolated.any():
+        return []
+    labels, _ = ndimage.label(interpolated, np.ones((3, 3), bool))
+    boxes = []
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        window = tuple(slice(max(0, b.start - 2), b.stop + 2) for b in box)
+        values = np.where(np.isnan(kept[window]), filled[window], kept[window])
+        values = norm.invert(values.astype(np.float64))
+        if uncertainty is not None:
+            sigma = np.where(bad[window], np.nan, np.asarray(uncertainty[window], np.float64))
+        else:
+            sigma = np.full(values.shape, norm.invert_std(sky))
+        boxes.append((window, labels[window] == index, values, sigma))
+    return boxes
+
+
 def _is_file_like(image):
     """Input whose HDU can be chosen: a FITS path, an HDUList, or a list of them."""
     if isinstance(image, list):
@@ -720,3 +1040,25 @@ def _xarray_or_none():
     except ImportError:  # pragma: no cover - xarray is a dependency
         return None
     return xarray
+
+
+def _no_good_pixel(name, data, mask, uncertainty):
+    """Why no pixel of an image can be enhanced: every cause, with its pixel count."""
+    data = np.asarray(data)
+    causes = []
+    if uncertainty is not None:
+        sigma = np.asarray(uncertainty)
+        with np.errstate(invalid="ignore"):
+            negative = int((sigma < 0).sum())
+        if negative:
+            causes.append(f"the uncertainty is negative at {negative} of {sigma.size} "
+                          "pixels (a standard deviation is >= 0: pass the standard "
+                          "deviation, not a signed error)")
+        if not np.isfinite(sigma).all():
+            causes.append(f"the uncertainty is NaN or infinite at "
+                          f"{int((~np.isfinite(sigma)).sum())} pixels")
+    if not np.isfinite(data).all():
+        causes.append(f"{int((~np.isfinite(data)).sum())} pixels are NaN or infinite")
+    if mask is not None and np.asarray(mask, dtype=bool).any():
+        causes.append(f"{int(np.asarray(mask, dtype=bool).sum())} pixels are masked")
+    return f"{name}: no pixel to enhance: " + "; ".join(causes or ["every pixel is bad"])

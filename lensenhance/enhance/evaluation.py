@@ -153,8 +153,11 @@ def evaluate_catalog(pred, truth, *, truth_column=None, allow_outside=False, jso
     dict
         ``n`` (images scored), ``n_failed``, ``summary`` (per class and ``all``: the mean
         and standard error of each metric), ``rows`` (per image: ``key``, ``pred``,
-        ``truth``, ``class``, ``status``, ``error`` and the metrics), ``failures``
-        (key -> reason), ``pred``, ``truth``, ``truth_column``.
+        ``truth``, ``class``, ``status``, ``error``, the metrics and ``n_masked``),
+        ``failures`` (key -> reason), ``n_masked`` (pixels left out: masked or NaN in
+        the prediction or the truth, such as the pixels an enhanced image has no value
+        for; every other pixel is scored) and ``n_masked_images`` (images with any),
+        ``pred``, ``truth``, ``truth_column``.
 
     Raises
     ------
@@ -188,20 +191,21 @@ def evaluate_catalog(pred, truth, *, truth_column=None, allow_outside=False, jso
     rows, labels, values = [], [], {key: [] for key in ("mse", "psnr", "ssim", "data_range")}
     for pair in tqdm(pairs, desc="evaluate", unit="img", disable=not progress):
         row = {**pair, "status": "ok", "mse": None, "psnr": None, "ssim": None,
-               "data_range": None}
+               "data_range": None, "n_masked": None}
         try:
             if pair["error"]:
                 raise ValueError(pair["error"])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # units are not compared, only pixels
-                p = io.read_image(pair["pred"], unit="").data
-                t = io.read_image(pair["truth"], unit="").data
-            metrics = image_metrics(p, t)
+                p = io.read_image(pair["pred"], unit="")
+                t = io.read_image(pair["truth"], unit="")
+            mask = _left_out(p, t)
+            metrics = image_metrics(p.data, t.data, mask=mask if mask.any() else None)
         except (OSError, ValueError, TypeError, KeyError) as error:
             row.update(status="failed", error=_describe(error))
             rows.append(row)
             continue
-        row.update(metrics)
+        row.update(metrics, n_masked=int(mask.sum()))
         rows.append(row)
         labels.append(pair["class"])
         for key in values:
@@ -219,8 +223,10 @@ def evaluate_catalog(pred, truth, *, truth_column=None, allow_outside=False, jso
         summary[label] = summarize_metrics({k: v[labels == label] for k, v in stacked.items()})
         summary[label]["n"] = int((labels == label).sum())
     summary["all"]["n"] = n
+    masked = [row["n_masked"] for row in rows if row["n_masked"]]
     result = {"n": n, "n_failed": len(failures), "summary": summary, "rows": rows,
-              "failures": failures, "pred": str(pred), "truth": str(truth),
+              "failures": failures, "n_masked": int(sum(masked)),
+              "n_masked_images": len(masked), "pred": str(pred), "truth": str(truth),
               "truth_column": truth_column}
     if json_path is not None:
         import json
@@ -229,6 +235,20 @@ def evaluate_catalog(pred, truth, *, truth_column=None, allow_outside=False, jso
         with atomic_target(json_path, overwrite=overwrite) as tmp:
             Path(tmp).write_text(text)
     return result
+
+
+def _left_out(pred, truth):
+    """The pixels not scored: masked, or not finite, in the prediction or the truth.
+
+    An enhanced image holds NaN (and MASK) where its input had no usable pixel: those
+    have no prediction to score.
+    """
+    mask = ~np.isfinite(pred.data) | ~np.isfinite(truth.data) if \
+        pred.data.shape == truth.data.shape else np.zeros(pred.data.shape, bool)
+    for image in (pred, truth):
+        if image.mask is not None and np.shape(image.mask) == mask.shape:
+            mask |= np.asarray(image.mask, dtype=bool)
+    return mask
 
 
 def _json_safe(value):

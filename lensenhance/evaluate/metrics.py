@@ -34,7 +34,7 @@ def _as_2d_float(image, name):
     return array
 
 
-def image_metrics(pred, truth, *, data_range=None):
+def image_metrics(pred, truth, *, data_range=None, mask=None):
     """MSE, PSNR and SSIM of one predicted image against its truth.
 
     Parameters
@@ -42,8 +42,13 @@ def image_metrics(pred, truth, *, data_range=None):
     pred, truth : array-like
         2-D images of the same shape (arrays, Quantities' values or NDData).
     data_range : float, optional
-        The range used by PSNR and SSIM. By default ``truth.max() - truth.min()``,
-        so that the figure does not depend on the prediction.
+        The range used by PSNR and SSIM. By default ``truth.max() - truth.min()`` over
+        the pixels scored, so that the figure does not depend on the prediction.
+    mask : array-like of bool, optional
+        Pixels to leave out (True), e.g. the masked (NaN) pixels of an enhanced image:
+        MSE and PSNR are over the other pixels, SSIM is the mean of its map over the
+        pixels whose window holds no masked pixel (over the unmasked pixels where none
+        has such a window). They may hold NaN.
 
     Returns
     -------
@@ -51,24 +56,56 @@ def image_metrics(pred, truth, *, data_range=None):
         ``{"mse", "psnr", "ssim", "data_range"}``, plain floats. MSE is in the units of
         the images divided by ``data_range**2`` (the normalised MSE), so that it can be
         averaged over images of different brightness.
+
+    Raises
+    ------
+    ValueError
+        Shapes differ; a pixel left in is not finite; every pixel is masked.
     """
     pred = _as_2d_float(pred, "pred")
     truth = _as_2d_float(truth, "truth")
     if pred.shape != truth.shape:
         raise ValueError(f"pred has shape {pred.shape} but truth has shape {truth.shape}")
+    keep = np.ones(truth.shape, bool)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != truth.shape:
+            raise ValueError(f"mask has shape {mask.shape} but truth has shape {truth.shape}")
+        keep = ~mask
+        if not keep.any():
+            raise ValueError("every pixel is masked: nothing to score")
     finite = np.isfinite(truth) & np.isfinite(pred)
-    if not finite.all():
+    if not finite[keep].all():
         raise ValueError("pred and truth must be finite; mask or fill NaN pixels first")
     if data_range is None:
-        data_range = float(truth.max() - truth.min())
+        data_range = float(truth[keep].max() - truth[keep].min())
     if not data_range > 0:
         raise ValueError(f"data_range must be positive, got {data_range}")
-    mse = mean_squared_error(truth, pred) / data_range**2
+    if mask is not None:
+        # The masked pixels (maybe NaN) get one value in both images: no error there.
+        truth = np.where(keep, truth, 0.0)
+        pred = np.where(keep, pred, 0.0)
+    mse = mean_squared_error(truth[keep], pred[keep]) / data_range**2
     # A perfect prediction has infinite PSNR; say so without a division warning.
-    psnr = np.inf if mse == 0 else peak_signal_noise_ratio(truth, pred, data_range=data_range)
+    psnr = np.inf if mse == 0 else peak_signal_noise_ratio(truth[keep], pred[keep],
+                                                           data_range=data_range)
     # SSIM on a 7x7 window needs images of at least 7 pixels a side.
     win_size = min(7, min(truth.shape) - (1 - min(truth.shape) % 2))
-    ssim = structural_similarity(truth, pred, data_range=data_range, win_size=win_size)
+    if mask is None:
+        ssim = structural_similarity(truth, pred, data_range=data_range, win_size=win_size)
+    else:
+        from scipy.ndimage import binary_dilation
+
+        _, ssim_map = structural_similarity(truth, pred, data_range=data_range,
+                                            win_size=win_size, full=True)
+        # Only the windows clear of masked pixels are the images' own; like skimage's
+        # mean, none at the border.
+        clear = ~binary_dilation(~keep, np.ones((win_size, win_size), bool))
+        pad = (win_size - 1) // 2
+        inner = np.zeros_like(clear)
+        inner[pad:clear.shape[0] - pad, pad:clear.shape[1] - pad] = True
+        clear &= inner
+        ssim = float(ssim_map[clear].mean() if clear.any() else ssim_map[keep].mean())
     return {"mse": float(mse), "psnr": float(psnr), "ssim": float(ssim),
             "data_range": float(data_range)}
 

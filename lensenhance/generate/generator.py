@@ -311,7 +311,15 @@ class Generator:
         from ..enhance.enhancer import Enhancer
 
         if isinstance(enhancer, str):
-            enhancer = Enhancer.from_pretrained(enhancer, device=self.device)
+            enhancer = Enhancer.from_pretrained(enhancer, device=self.device,
+                                                cosmic_rays=False)
+        elif enhancer.cosmic_rays:
+            import copy
+
+            # Generated images are noise-free: nothing in them is a cosmic ray, and a
+            # sharp generated feature must not be masked as one.
+            enhancer = copy.copy(enhancer)
+            enhancer.cosmic_rays = False
         ccds = to_ccddata(images)
         outputs = [enhancer.enhance(ccd) for ccd in tqdm(ccds, desc="enhance", unit="img",
                                                         disable=not progress)]
@@ -406,8 +414,11 @@ def generate_to_disk(out_dir, generator, n, *, steps=50, sampler="ddim", seed=No
     Image ``i`` is written to ``lens_<i>.fits`` (atomically) as soon as its batch is done;
     a rerun of the same command writes only the missing files (each image has its own
     random stream, so the result is the same as an uninterrupted run) and a rerun with
-    other settings into the same folder is refused. ``catalog.ecsv`` lists every image
-    with its class, seed and sampler settings.
+    other settings into the same folder is refused (unless the earlier run failed before
+    its first image: a failed command never blocks its corrected rerun). A folder that
+    holds anything but generate runs is refused. ``catalog.ecsv`` lists every image in
+    the folder (a rerun with a smaller ``n`` keeps the others) with its class, seed and
+    sampler settings.
 
     Parameters
     ----------
@@ -424,7 +435,8 @@ def generate_to_disk(out_dir, generator, n, *, steps=50, sampler="ddim", seed=No
         Also write ``reverse_process.gif``: the first images of the first batch drawn,
         step by step.
     overwrite : bool, optional
-        Start afresh: regenerate and replace every file.
+        Start afresh: regenerate and replace every file (images of the earlier run
+        beyond ``n`` are removed).
     progress : bool, optional
         Show a progress bar.
 
@@ -432,10 +444,14 @@ def generate_to_disk(out_dir, generator, n, *, steps=50, sampler="ddim", seed=No
     -------
     dict
         ``written`` (paths written now), ``skipped`` (images already there), ``catalog``,
-        ``gif`` (or None), ``seed``.
+        ``n_images`` (images in the folder, all in the catalog), ``gif`` (or None),
+        ``seed``.
 
     Raises
     ------
+    lensenhance._runfolder.RunFolderError
+        ``out_dir`` is not a folder, is locked by another run, or holds another tool's
+        files or a generate run with other settings (a ValueError).
     FloatingPointError
         A drawn image holds a non-finite pixel: it is not written (the images written
         before it stay, and a rerun draws the missing ones again).
@@ -443,37 +459,59 @@ def generate_to_disk(out_dir, generator, n, *, steps=50, sampler="ddim", seed=No
     from astropy.table import Table
 
     from .._atomic import atomic_write_bytes
-    from .._runfolder import check_output_folder, folder_lock, remove_stale_temporaries
+    from .._runfolder import (
+        RunFolderError,
+        check_claim,
+        check_output_folder,
+        folder_lock,
+        remove_stale_temporaries,
+    )
     from ..diffusion import resolve_seed
     from ..io import write_catalog, write_image
 
     guidance = check_guidance(guidance)
+    settings = {"model": generator.name, "weights_sha256": generator.weights_sha256,
+                "steps": int(steps), "sampler": sampler, "substructure": substructure,
+                "guidance": guidance, "eta": float(eta),
+                "enhancer": enhancer if isinstance(enhancer, (str, type(None)))
+                else enhancer.name}
     # Checked and locked before any image is drawn; temporaries of a killed run removed.
     out_dir = check_output_folder(out_dir)
     with folder_lock(out_dir):
         remove_stale_temporaries(out_dir)
+        check_claim(out_dir, _RUN_FILE, what="generate")
         run_path = out_dir / _RUN_FILE
-        settings = {"model": generator.name, "weights_sha256": generator.weights_sha256,
-                    "steps": int(steps), "sampler": sampler, "substructure": substructure,
-                    "guidance": guidance, "eta": float(eta),
-                    "enhancer": enhancer if isinstance(enhancer, (str, type(None)))
-                    else enhancer.name}
+        existing = _image_indices(out_dir)
         if run_path.is_file() and not overwrite:
-            previous = json.loads(run_path.read_text())
+            try:
+                previous = json.loads(run_path.read_text())
+            except (OSError, ValueError) as error:
+                raise RunFolderError(f"{run_path}: cannot read the settings of the earlier "
+                                     f"run ({error}); use --overwrite to start afresh") \
+                    from None
             changed = [f"{key}: {previous.get(key)!r} -> {value!r}" for key, value in
                        settings.items() if previous.get(key) != value]
             if seed is not None and previous.get("seed") != seed:
                 changed.append(f"seed: {previous.get('seed')!r} -> {seed!r}")
-            if changed:
-                raise ValueError(f"{out_dir} holds images of another generate run ("
-                                 + "; ".join(changed) + "); use another --out or "
-                                 "--overwrite")
-            seed = previous["seed"]
+            if changed and existing:
+                raise RunFolderError(f"{out_dir} holds images of another generate run ("
+                                     + "; ".join(changed) + "); use another --out or "
+                                     "--overwrite")
+            if not changed:
+                seed = previous["seed"]
+            # else: the earlier run failed before its first image; it claims nothing.
         seed = resolve_seed(seed)
+        # Loaded before the run is recorded: a misspelt model fails here, leaving nothing.
+        enhancer = _load_enhancer(enhancer, generator)
+        if overwrite:
+            # Starting afresh: the earlier run's images beyond n would be left unlisted.
+            for index in [i for i in existing if i >= int(n)]:
+                _image_path(out_dir, index).unlink(missing_ok=True)
+            existing = [i for i in existing if i < int(n)]
         atomic_write_bytes(run_path, (json.dumps({**settings, "seed": seed}, indent=1) + "\n")
                            .encode())
 
-        paths = [out_dir / f"lens_{i:05d}.fits" for i in range(int(n))]
+        paths = [_image_path(out_dir, i) for i in range(int(n))]
         missing = [i for i, path in enumerate(paths) if overwrite or not path.is_file()]
         frames = []
 
@@ -512,13 +550,47 @@ def generate_to_disk(out_dir, generator, n, *, steps=50, sampler="ddim", seed=No
             gif_path = out_dir / "reverse_process.gif"
             write_reverse_process_gif(frames, gif_path)
 
-        labels = generator._labels(int(n), substructure)[1]
-        catalog = Table({"path": [p.name for p in paths], "image": np.arange(int(n)),
-                         "substructure": labels, "seed": np.full(int(n), seed),
-                         "sampler": [sampler] * int(n), "steps": np.full(int(n), int(steps)),
-                         "guidance": np.full(int(n), np.nan if guidance is None else guidance)})
+        # Every image in the folder: an earlier run of the same settings may have made
+        # more than n, with the same seed and so the same streams and classes.
+        indices = sorted(set(range(int(n))) | set(existing))
+        total = indices[-1] + 1
+        if not isinstance(substructure, (str, type(None))):
+            indices = list(range(int(n)))  # one class per image: only these have one
+            total = int(n)
+        labels = generator._labels(total, substructure)[1]
+        count = len(indices)
+        catalog = Table({"path": [_image_path(out_dir, i).name for i in indices],
+                         "image": np.array(indices, dtype=np.int64),
+                         "substructure": [labels[i] for i in indices],
+                         "seed": np.full(count, seed), "sampler": [sampler] * count,
+                         "steps": np.full(count, int(steps)),
+                         "guidance": np.full(count, np.nan if guidance is None else guidance)})
         catalog.meta.update({k: ("none" if v is None else v) for k, v in settings.items()})
         catalog_path = out_dir / "catalog.ecsv"
         write_catalog(catalog, catalog_path, overwrite=True)
         return {"written": written, "skipped": int(n) - len(missing), "catalog": catalog_path,
-                "gif": gif_path, "seed": seed}
+                "n_images": count, "gif": gif_path, "seed": seed}
+
+
+_IMAGE_NAME = r"^lens_(\d{5,})\.fits$"
+
+
+def _image_path(out_dir, index):
+    return out_dir / f"lens_{index:05d}.fits"
+
+
+def _image_indices(out_dir):
+    """The indices of the images a generate run left in ``out_dir``, sorted."""
+    import re
+
+    return sorted(int(match.group(1)) for match in
+                  (re.match(_IMAGE_NAME, p.name) for p in out_dir.iterdir()) if match)
+
+
+def _load_enhancer(enhancer, generator):
+    """A pretrained model's name as an Enhancer (loaded once, not once per batch)."""
+    if not isinstance(enhancer, str):
+        return enhancer
+    from ..enhance.enhancer import Enhancer
+
+    return Enhancer.from_pretrained(enhancer, device=generator.device)

@@ -6,7 +6,9 @@ File layout written by `write_image` (the one `CCDData.write` also uses)::
     HDU 1  MASK     uint8, 1 = masked            (only when the image has a mask)
     HDU 2  UNCERT   standard deviation, UTYPE    (only when it has an uncertainty)
 
-so that ``astropy.io.fits.getdata(path)`` and DS9 show the science image.
+so that ``astropy.io.fits.getdata(path)`` and DS9 show the science image. Reading also
+takes a standard deviation from an ``ERR`` extension (the SCI/ERR layout of HST and
+JWST) when there is no UNCERT.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ from .wcs import _WCS_KEYS, _checked_wcs, _wcs_from_header
 MASK_EXTNAME = "MASK"
 UNCERT_EXTNAME = "UNCERT"
 SCI_EXTNAME = "SCI"
+#: Other names of a standard-deviation extension beside the science image (HST, JWST
+#: and many pipelines write ERR), read when there is no UNCERT.
+ERR_EXTNAMES = ("ERR",)
+# Extensions that hold the noise in another form: not read, and said so.
+_OTHER_NOISE_EXTNAMES = ("VAR", "VARIANCE", "IVAR", "INVVAR", "WHT", "WEIGHT", "RMS")
 _UNCERTAINTY_KEY = "UTYPE"
 
 _IMAGE_HDUS = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
@@ -183,7 +190,7 @@ def _image_ndim(shape):
 
 def _is_default_image(hdu):
     shape = getattr(hdu, "shape", ())
-    return (hdu.is_image and hdu.name not in (MASK_EXTNAME, UNCERT_EXTNAME)
+    return (hdu.is_image and hdu.name not in (MASK_EXTNAME, UNCERT_EXTNAME, *ERR_EXTNAMES)
             and _image_ndim(shape) == 2 and 0 not in shape)
 
 
@@ -213,13 +220,24 @@ def _from_hdulist(hdul, *, hdu, unit, name, dtype=np.float32, keep=False):
     if not isinstance(science, _IMAGE_HDUS):
         raise ValueError(f"{name}: HDU {_hdu_label(index, science)} holds no image data")
 
-    # MASK and UNCERT belong to the image only in the layout write_image produces.
+    # MASK and UNCERT belong to the image only in the layout write_image produces (and
+    # ERR, its standard deviation, in the SCI/ERR layout of HST and JWST).
     mask = uncertainty = None
     if index == 0 or science.name == SCI_EXTNAME:
         if MASK_EXTNAME in hdul and science.name != MASK_EXTNAME:
             mask = _hdu_data(hdul[MASK_EXTNAME], name) != 0
-        if UNCERT_EXTNAME in hdul and science.name != UNCERT_EXTNAME:
-            uncertainty = _uncertainty_from_hdu(hdul[UNCERT_EXTNAME], name)
+        noise = next((extname for extname in (UNCERT_EXTNAME, *ERR_EXTNAMES)
+                      if extname in hdul and science.name != extname), None)
+        if noise is not None:
+            uncertainty = _uncertainty_from_hdu(hdul[noise], name)
+        else:
+            other = [h.name for h in hdul if h.name in _OTHER_NOISE_EXTNAMES]
+            if other:
+                warnings.warn(f"{name}: HDU {other[0]!r} looks like the image's noise but "
+                              "is not read (only a standard deviation in an UNCERT or ERR "
+                              "HDU is); pass it as uncertainty= (e.g. "
+                              "StdDevUncertainty(sqrt(variance))) to use it", UserWarning,
+                              stacklevel=4)
     return _from_hdu(science, unit=unit, name=name, mask=mask, uncertainty=uncertainty,
                      fobj=hdul, dtype=dtype, keep=keep)
 

@@ -73,7 +73,7 @@ def load_predictor(model, *, device="cpu", scale=None, name=None, self_ensemble=
         if scale is not None and scale != model.scale:
             raise ValueError(f"scale={scale} differs from the predictor's {model.scale}")
         return model
-    sha = None
+    sha = domain = None
     if isinstance(model, str) and model in INTERPOLATIONS:
         from ..nn import Interpolation
 
@@ -100,6 +100,8 @@ def load_predictor(model, *, device="cpu", scale=None, name=None, self_ensemble=
             predictor = load_posterior(path, name=name, device=device, **sampling)
             if scale is not None and scale != predictor.scale:
                 raise ValueError(f"scale={scale} differs from {name!r}'s {predictor.scale}")
+            if shipped:
+                predictor.domain = model_card(model).get("domain")
             return predictor
         if shipped and task not in ("sr", "denoise"):
             raise ValueError(f"{name!r} is a {task!r} model, not an enhancer")
@@ -110,6 +112,7 @@ def load_predictor(model, *, device="cpu", scale=None, name=None, self_ensemble=
             if scale is not None and scale != card["scale"]:
                 raise ValueError(f"scale={scale} differs from {name!r}'s {card['scale']}")
             scale, sha = card["scale"], card.get("sha256") or file_sha256(path)
+            domain = card.get("domain")
             model = load_pretrained(model, device=device)
         else:
             from ..nn.weights import load_weights
@@ -132,6 +135,8 @@ def load_predictor(model, *, device="cpu", scale=None, name=None, self_ensemble=
     scale = getattr(model, "scale", None) if scale is None else scale
     if scale is None:
         raise ValueError(f"{type(model).__name__} has no scale attribute; pass scale=")
-    return NetworkPredictor(model.to(device), scale=scale, name=name,
-                            self_ensemble=self_ensemble, n_draws=n_draws, halo=halo,
-                            weights_sha256=sha)
+    predictor = NetworkPredictor(model.to(device), scale=scale, name=name,
+                                 self_ensemble=self_ensemble, n_draws=n_draws, halo=halo,
+                                 weights_sha256=sha)
+    predictor.domain = domain  # what a shipped model's card says it was trained on
+    return predictor

@@ -35,11 +35,14 @@ from astropy.stats import sigma_clipped_stats
 from .._validation import check_int
 
 __all__ = ["Normalization", "AsinhScaling", "fit_normalization", "fit_image_normalization",
-           "normalize_target", "METHODS", "OUTLIER_THRESHOLD"]
+           "normalize_target", "METHODS", "OUTLIER_THRESHOLD", "OUTLIER_MARGIN"]
 
 #: Values further than this from the background, in units of the normalisation's scale,
-#: are outliers (hot pixels, cosmic rays): left out of the fit and filled for the network.
+#: are outliers: left out of the fit; beyond the range the networks were trained on (the
+#: Enhancer interpolates them, keeping their flux).
 OUTLIER_THRESHOLD = 50.0
+#: Pixels around each outlier that the fit leaves out too (a star's wings).
+OUTLIER_MARGIN = 2
 #: The fit uses a regular sub-grid of at most about this many pixels.
 FIT_PIXELS = 1 << 22
 
@@ -231,15 +234,20 @@ def fit_normalization(data, *, mask=None, method="sigma_clip", box_size=64, offs
 
 
 def fit_image_normalization(data, bad=None, *, method="sigma_clip",
-                            outlier_threshold=OUTLIER_THRESHOLD):
+                            outlier_threshold=OUTLIER_THRESHOLD, margin=OUTLIER_MARGIN):
     """The normalisation of one whole image, as every model sees its input.
 
     The one rule shared by inference (`lensenhance.Enhancer`) and every training set
     (`normalize_target` for the targets): `fit_normalization` on a regular sub-grid of
     at most `FIT_PIXELS` pixels, at a magnitude near 1 (so that the clipped statistics
-    of values beyond float32 cannot overflow), refitted up to twice without the pixels
-    further than ``outlier_threshold`` scales from the background (a 1e30 hot pixel
-    would otherwise set the scale's floor).
+    of values beyond float32 cannot overflow), with
+
+    * the bad pixels filled from their neighbourhood first
+      (`lensenhance.predict.pixels.fill_bad_pixels`): a few NaNs beside a peak must not
+      move the percentile that sets the scale, and with it every output pixel;
+    * refitted up to twice without the pixels further than ``outlier_threshold`` scales
+      from the background and ``margin`` pixels around them: a 1e30 hot pixel would
+      otherwise set the scale's floor, and a star's wings the scale of the lens beside it.
 
     Parameters
     ----------
@@ -251,11 +259,17 @@ def fit_image_normalization(data, bad=None, *, method="sigma_clip",
         See `fit_normalization`.
     outlier_threshold : float or None, optional
         None: no refit.
+    margin : int, optional
+        Pixels (of the full image) left out around each outlier.
 
     Returns
     -------
     Normalization
     """
+    from scipy import ndimage
+
+    from .pixels import fill_bad_pixels
+
     data = np.asarray(data)
     bad = ~np.isfinite(data) if bad is None else np.asarray(bad, bool)
     step = max(1, math.ceil(math.sqrt(data.size / FIT_PIXELS)))
@@ -265,6 +279,11 @@ def fit_image_normalization(data, bad=None, *, method="sigma_clip",
         raise ValueError("no finite, unmasked pixel to fit a normalisation to")
     exponent = math.frexp(float(np.median(np.abs(sample[~sample_bad]))) or 1.0)[1]
     sample = np.ldexp(sample, -exponent)  # a power of two: exact
+    if sample_bad.any() and sample.ndim == 2:
+        sample[sample_bad] = np.nan
+        fill_bad_pixels(sample, sample_bad)
+        sample_bad[:] = False
+    grow = math.ceil(margin / step) if margin else 0
     for _ in range(3):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # inf - inf in the clipping
@@ -273,7 +292,11 @@ def fit_image_normalization(data, bad=None, *, method="sigma_clip",
             break
         with np.errstate(over="ignore", invalid="ignore"):
             new = ~sample_bad & (np.abs(norm.apply(sample)) > outlier_threshold)
-        if not new.any() or (sample_bad | new).all():
+        if not new.any():
+            break
+        if grow and new.ndim == 2:
+            new = ndimage.binary_dilation(new, np.ones((3, 3), bool), iterations=grow)
+        if (sample_bad | new).all():
             break
         sample_bad |= new
     return type(norm)(math.ldexp(norm.offset, exponent), math.ldexp(norm.scale, exponent),

@@ -1,8 +1,11 @@
 """What happens to pixel values when an image is enhanced: bad pixels and split flux.
 
-`fill_bad_pixels` gives the network a value at every bad pixel (NaN, masked, outliers)
-from its neighbourhood; the output masks them again. `flux_split_factor` says how values
-change when each pixel is split into ``scale**2`` pixels, from the image's unit.
+`detect_cosmic_rays` finds the pixels inconsistent with the PSF (cosmic rays, hot
+pixels). `fill_bad_pixels` gives the network a value at every bad pixel (NaN, masked,
+cosmic rays) from its neighbourhood, and `fill_uncertainty` says how wrong that value may
+be; the output masks them again. `flux_conserving_upsample` interpolates what is beyond a
+model's range, keeping each pixel's flux. `flux_split_factor` says how values change
+when each pixel is split into ``scale**2`` pixels, from the image's unit.
 """
 
 import re
@@ -12,7 +15,8 @@ import numpy as np
 from astropy import units as u
 from astropy.utils.exceptions import AstropyUserWarning
 
-__all__ = ["fill_bad_pixels", "flux_split_factor"]
+__all__ = ["fill_bad_pixels", "fill_uncertainty", "flux_split_factor", "detect_cosmic_rays",
+           "flux_conserving_upsample"]
 
 
 def flux_split_factor(unit, scale, *, name="image"):
@@ -87,6 +91,53 @@ def _is_astronomical_length(base):
     return base.physical_type == "length" and base.si.scale >= u.AU.si.scale
 
 
+def fill_uncertainty(filled, bad, sigma=None, *, size=3, factor=1.0):
+    """How wrong each filled value may be: the spread of the good values beside it.
+
+    A fill (`fill_bad_pixels`) is a smooth average of the neighbourhood, and a pixel
+    beside a peak may hold nearly the peak's value or nearly the valley's; the range of
+    its good neighbours (``size x size``) bounds that. Given to the network as the filled
+    pixels' sigma, the Monte-Carlo draws (or a posterior's sampler) widen the output's
+    standard deviation wherever the fill matters; the Enhancer also runs the network with
+    the fills moved by it, up and down, and widens the std to cover the change.
+
+    Parameters
+    ----------
+    filled : numpy.ndarray
+        The image after `fill_bad_pixels`.
+    bad : numpy.ndarray of bool
+        The filled pixels.
+    sigma : numpy.ndarray, optional
+        The noise of the good pixels, added in quadrature (its largest over the good
+        neighbours).
+    factor : float, optional
+        Multiplies the spread.
+
+    Returns
+    -------
+    numpy.ndarray, float32
+        The filled pixels' sigma (0 elsewhere).
+    """
+    from scipy import ndimage
+
+    out = np.zeros(filled.shape, np.float32)
+    if not bad.any():
+        return out
+    footprint = np.ones((size, size), bool)
+    high = ndimage.maximum_filter(np.where(bad, -np.inf, filled), footprint=footprint)
+    low = ndimage.minimum_filter(np.where(bad, np.inf, filled), footprint=footprint)
+    with np.errstate(invalid="ignore"):
+        spread = np.where(np.isfinite(high) & np.isfinite(low), high - low, np.nan)
+    # no good neighbour: the largest spread around any filled pixel
+    spread = np.where(np.isfinite(spread), spread, np.nanmax(spread[bad]) if
+                      np.isfinite(spread[bad]).any() else 1.0)
+    noise = np.zeros(filled.shape)
+    if sigma is not None:
+        noise = ndimage.maximum_filter(np.where(bad, 0.0, sigma), footprint=footprint)
+    out[bad] = np.hypot(factor * spread[bad], noise[bad])
+    return out
+
+
 def fill_bad_pixels(image, bad, *, kernel_sigma=1.0, max_passes=50):
     """Fill the bad pixels of ``image`` (NaN there) from their neighbourhood, in place.
 
@@ -118,3 +169,151 @@ def fill_bad_pixels(image, bad, *, kernel_sigma=1.0, max_passes=50):
         sub[np.isnan(sub)] = 0.0
         image[window] = np.where(bad[window], sub, image[window])
     image[bad & np.isnan(image)] = 0.0
+
+
+def detect_cosmic_rays(image, variance, *, bad=None, psf_fwhm=None, sigclip=4.5, objlim=5.0,
+                       model_error=0.1, sharpness_limit=5.0):
+    """Pixels inconsistent with the PSF: cosmic rays and hot pixels, not bright stars.
+
+    Candidates come from L.A.Cosmic (van Dokkum 2001, PASP 113, 1420), the Laplacian
+    edge detection of `astroscrappy.detect_cosmics`, whose fine-structure contrast
+    (``objlim``) protects well-sampled stars. A PSF sampled by fewer than about two
+    pixels makes a star (and a galaxy's core) as sharp as a cosmic ray, so when the PSF
+    is known only the candidates sharper than the PSF allows (a pixel-integrated Gaussian
+    of FWHM ``psf_fwhm``: see `_sharper_than_psf`), by more than ``sharpness_limit``
+    times their noise, are cosmic rays.
+
+    Parameters
+    ----------
+    image : numpy.ndarray, 2-D
+        The image with its sky subtracted (the Enhancer gives it normalised).
+    variance : numpy.ndarray or float
+        Its noise variance, in the image's unit squared.
+    bad : numpy.ndarray of bool, optional
+        Pixels to ignore (NaN, masked).
+    psf_fwhm : float, optional
+        The PSF's FWHM in pixels; None: no PSF test (L.A.Cosmic alone).
+    sigclip, objlim : float, optional
+        L.A.Cosmic's Laplacian-to-noise limit and fine-structure contrast.
+    model_error : float, optional
+        Fractional error of the PSF model, added to the noise in the PSF test (real PSFs
+        are not exactly Gaussian).
+    sharpness_limit : float, optional
+        How many sigma sharper than the PSF a candidate must be to be a cosmic ray.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        True at cosmic-ray (hot) pixels.
+    """
+    import astroscrappy
+
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 2:
+        raise ValueError(f"detect_cosmic_rays: needs a 2-D image, got shape {image.shape}")
+    bad = np.zeros(image.shape, bool) if bad is None else np.asarray(bad, bool)
+    variance = np.broadcast_to(np.asarray(variance, np.float32), image.shape)
+    good = ~bad & np.isfinite(image) & np.isfinite(variance) & (variance > 0)
+    if not good.any():
+        return np.zeros(image.shape, bool)
+    floor = float(np.median(variance[good]))
+    # astroscrappy wants finite values everywhere; very large ones must not overflow
+    data = np.where(good, np.clip(image, -1e30, 1e30), 0.0).astype(np.float32)
+    var = np.where(good, variance, floor).astype(np.float32)
+    # no gain/read-noise model: the variance is given; no saturation level is known
+    mask, _ = astroscrappy.detect_cosmics(
+        data, inmask=~good, invar=var, sigclip=sigclip, objlim=objlim, gain=1.0,
+        readnoise=0.0, satlevel=np.inf, niter=4, fsmode="median", cleantype="meanmask")
+    mask &= good
+    if psf_fwhm is None or not mask.any():
+        return mask
+    return _sharper_than_psf(data, var, good, mask, float(psf_fwhm), model_error,
+                             sharpness_limit)
+
+
+def _psf_peak_ratio(psf_fwhm):
+    """The largest ratio of a pixel to the mean of its two neighbours along one axis that
+    a point source of a pixel-integrated Gaussian PSF can give (when it is centred)."""
+    from scipy.special import erf
+
+    sigma = psf_fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    edges = np.array([-1.5, -0.5, 0.5, 1.5]) / (sigma * np.sqrt(2.0))
+    side, centre, _ = np.diff(erf(edges)) / 2.0
+    return float(centre / max(side, 1e-300))
+
+
+def _sharper_than_psf(data, var, good, mask, psf_fwhm, model_error, limit):
+    """The candidates of ``mask`` that are sharper than the PSF allows.
+
+    Any non-negative scene seen through the PSF has, at every pixel and along each axis,
+    ``value <= R * mean(two neighbours)`` (R: `_psf_peak_ratio`, the centred point source;
+    the pixel-integrated Gaussian is separable, so one axis's ratio does not depend on the
+    offset along the other). A cosmic ray or hot pixel breaks it along at least one axis
+    (a track along the other); stars, however bright, and galaxies do not.
+    """
+    from scipy import ndimage
+
+    ratio = _psf_peak_ratio(psf_fwhm)
+    value = np.where(good, data, 0.0).astype(np.float64)
+    noise = np.where(good, var, 0.0).astype(np.float64)
+    sharp = np.zeros(data.shape, bool)
+    for axis in (0, 1):
+        neighbours = np.zeros_like(value)
+        neighbour_var = np.zeros_like(value)
+        for shift in (-1, 1):
+            neighbours += ndimage.shift(value, [shift if a == axis else 0 for a in (0, 1)],
+                                        order=0, mode="nearest")
+            neighbour_var += ndimage.shift(noise, [shift if a == axis else 0 for a in (0, 1)],
+                                           order=0, mode="nearest")
+        # an axis with a bad neighbour says nothing (its value is not known)
+        known = np.ones(value.shape, bool)
+        for shift in (-1, 1):
+            known &= ndimage.shift(good, [shift if a == axis else 0 for a in (0, 1)],
+                                   order=0, mode="nearest")
+        excess = value - ratio * neighbours / 2.0
+        sigma = np.sqrt(noise + ratio**2 * neighbour_var / 4.0 + (model_error * value) ** 2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sharp |= known & (excess > limit * sigma)
+    # The sharp candidates only, not their whole group: a ray that lands on a star's wing
+    # must not take the star with it. A ray's spill-over beside it is sharp across the
+    # other axis; a hot pixel's neighbours are normal.
+    return sharp & mask
+
+
+def flux_conserving_upsample(image, scale, *, factor=None):
+    """Bicubic interpolation onto a ``scale`` times finer grid that keeps each pixel's flux.
+
+    The bicubic surface (`scipy.ndimage.zoom`, order 3, pixel centres aligned) gives the
+    shape inside each input pixel; its ``scale x scale`` sub-pixels are then rescaled
+    (negative lobes clipped) so that they hold exactly the input pixel's value times
+    ``factor * scale**2`` in all (flux per pixel: ``factor = 1 / scale**2``, the sum is kept;
+    surface brightness: ``factor = 1``, the mean is kept).
+
+    Parameters
+    ----------
+    image : numpy.ndarray, 2-D, finite
+    scale : int
+    factor : float, optional
+        `flux_split_factor` of the image's unit; default ``1 / scale**2``.
+
+    Returns
+    -------
+    numpy.ndarray, float64, ``scale`` times larger on each axis
+    """
+    from scipy import ndimage
+
+    image = np.asarray(image, dtype=np.float64)
+    factor = 1.0 / scale**2 if factor is None else float(factor)
+    if scale == 1:
+        return image * factor
+    up = ndimage.zoom(image, scale, order=3, mode="nearest", grid_mode=True)
+    h, w = image.shape
+    blocks = up.reshape(h, scale, w, scale)
+    sign = np.where(image < 0, -1.0, 1.0)[:, None, :, None]
+    weights = np.clip(blocks * sign, 0.0, None)
+    total = weights.sum(axis=(1, 3), keepdims=True)
+    uniform = np.full_like(weights, 1.0 / scale**2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(total > 0, weights / total, uniform)
+    out = share * (image * factor * scale**2)[:, None, :, None]
+    return out.reshape(h * scale, w * scale)

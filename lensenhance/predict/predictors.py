@@ -104,6 +104,9 @@ class Predictor(abc.ABC):
         A sampler's number of steps and its name (diffusion models).
     self_ensemble : bool
         Whether the D4 self-ensemble is averaged.
+    domain : dict or None
+        What the model was trained on (a shipped card's ``domain``:
+        `lensenhance.predict.domain.check_domain`); None: unknown, nothing is checked.
     """
 
     scale: int = 1
@@ -118,6 +121,7 @@ class Predictor(abc.ABC):
     steps: int | None = None
     sampler: str | None = None
     self_ensemble: bool = False
+    domain: dict | None = None
 
     @abc.abstractmethod
     def predict(self, x, *, sigma=None, seed=0, origins=None):

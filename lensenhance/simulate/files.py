@@ -223,10 +223,11 @@ def simulate_to_disk(out_dir, *, preset="model_i", substructure="no_sub", n=100,
     ------
     ValueError
         An invalid argument, an ``out_dir`` that cannot be a folder, or a folder that
-        holds another run (before any image is simulated).
+        holds another run, another tool's files or a simulate run with other settings
+        (before any image is simulated; another tool's files are never replaced, not
+        even with ``overwrite``).
     FileExistsError
-        The target exists (netCDF, zarr, or FITS output of a run that recorded no
-        settings) and ``overwrite`` is False.
+        The netCDF or zarr target exists and ``overwrite`` is False.
     """
     from .._runfolder import check_output_folder, open_run_folder
 
@@ -254,11 +255,10 @@ def simulate_to_disk(out_dir, *, preset="model_i", substructure="no_sub", n=100,
                 "scale": int(scale), "seed": int(seed), "format": fmt,
                 **({"refit": True} if refit else {})}
 
-    def foreign(folder):
-        return (f"{CATALOG_NAME} exists" if (folder / CATALOG_NAME).exists() else None)
-
+    # A folder holding anything but simulate runs (a catalog.ecsv that no run recorded,
+    # say) is refused before any image is simulated.
     with open_run_folder(out_dir, settings=settings, settings_name=_SETTINGS_NAME,
-                         overwrite=overwrite, what="simulate", foreign=foreign) as run:
+                         overwrite=overwrite, what="simulate") as run:
         return _simulate_fits(run.path, sim, settings, workers=workers,
                               overwrite=overwrite, progress=progress,
                               chunk_size=int(chunk_size))
