@@ -54,6 +54,9 @@ def _enhancement_options(function):
                      help="Rows enhanced at once, in worker processes."),
         click.option("--scheduler", default=None,
                      help="Send the rows to this dask.distributed scheduler address."),
+        click.option("--rows-per-pass", type=click.IntRange(1), default=None,
+                     help="Rows whose tiles share the model's forward passes [default: "
+                          "8 for a diffusion posterior, else 1]; the outputs are the same."),
         click.option("--self-ensemble", is_flag=True,
                      help="Average over the 8 rotations/flips."),
         click.option("--tile-size", type=click.IntRange(1), default=None,
@@ -95,9 +98,10 @@ def _enhancement_options(function):
 
 
 def _run_enhancement(ctx, task, *, files, catalog, path_column, key_column, allow_outside,
-                     model, scale, out_dir, workers, scheduler, self_ensemble, tile_size,
-                     whole, overlap, tile_threads, device, n_samples, steps, seed, hdu, plot,
-                     overwrite, outlier_threshold, cosmic_rays, psf_fwhm, resample_to_model):
+                     model, scale, out_dir, workers, scheduler, rows_per_pass, self_ensemble,
+                     tile_size, whole, overlap, tile_threads, device, n_samples, steps, seed,
+                     hdu, plot, overwrite, outlier_threshold, cosmic_rays, psf_fwhm,
+                     resample_to_model):
     """What `enhance` and `denoise` run: check, build the model, run the rows, report."""
     from .._runfolder import check_output_folder
     from ..enhance.catalog import catalog_from_files, enhance_catalog
@@ -138,7 +142,7 @@ def _run_enhancement(ctx, task, *, files, catalog, path_column, key_column, allo
                                  key_column=key_column, hdu=parse_hdu(hdu), suffix=suffix,
                                  allow_outside=allow_outside, overwrite=overwrite,
                                  workers=workers, scheduler=scheduler, plot=plot, task=task,
-                                 progress=ctx.obj["progress"])
+                                 rows_per_pass=rows_per_pass, progress=ctx.obj["progress"])
     except (OSError, ValueError, TypeError) as error:
         fail(str(error))
     _report_run(task, result)

@@ -260,7 +260,8 @@ def _process_row(enhancer, task):
             warnings.simplefilter("always")
             enhancer.enhance_file(task["source"], task["output"], hdu=task["hdu"],
                                   overwrite=task["overwrite"], meta=task["meta"],
-                                  history=task["history"], progress=False)
+                                  history=task["history"], noise_key=task["row"],
+                                  progress=False)
             if task["plot"]:
                 _plot_row(enhancer, task)
         messages = list(dict.fromkeys(str(w.message) for w in caught))
@@ -271,6 +272,69 @@ def _process_row(enhancer, task):
         record.update(status="failed", error=_describe(error))
     record["seconds"] = round(time.perf_counter() - clock, 4)
     return record
+
+
+def _process_rows(enhancer, tasks):
+    """Enhance several rows in shared forward passes; one record per row, never raises.
+
+    `Enhancer.enhance_files` batches the rows' tiles (a diffusion posterior draws the
+    samples of many cutouts at once); each row keeps its own noise key (its row number),
+    so the outputs equal a run row by row. A warning that names a row's input goes to
+    that row; one from the shared pass goes to every row of it.
+    """
+    if len(tasks) == 1:
+        return [_process_row(enhancer, tasks[0])]
+    started, clock = _now(), time.perf_counter()
+    records = [{"row": t["row"], "key": t["key"], "source": t["source"], "started": started,
+                "status": "ok", "error": "", "warning": ""} for t in tasks]
+    jobs = []
+    for task, record in zip(tasks, records):
+        try:
+            source = os.stat(task["source"])
+            record.update(source_size=source.st_size, source_mtime_ns=source.st_mtime_ns)
+        except OSError as error:
+            record.update(status="failed", error=_describe(error))
+        jobs.append({"source": task["source"], "path": task["output"], "hdu": task["hdu"],
+                     "overwrite": task["overwrite"], "meta": task["meta"],
+                     "history": task["history"], "noise_key": task["row"]})
+    todo = [k for k, r in enumerate(records) if r["status"] == "ok"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            outcomes = enhancer.enhance_files([jobs[k] for k in todo], progress=False)
+        except Exception as error:  # pragma: no cover - enhance_files returns errors
+            outcomes = [error] * len(todo)
+    messages = list(dict.fromkeys(str(w.message) for w in caught))
+    for k, outcome in zip(todo, outcomes):
+        task, record = tasks[k], records[k]
+        if isinstance(outcome, Exception):
+            record.update(status="failed", error=_describe(outcome))
+            continue
+        mine = [m for m in messages if task["source"] in m
+                or not any(t["source"] in m for t in tasks)]
+        try:
+            if task["plot"]:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    _plot_row(enhancer, task)
+            stat = os.stat(task["output"])
+            record.update(size=stat.st_size, mtime_ns=stat.st_mtime_ns,
+                          warning="; ".join(mine[:_MAX_WARNINGS])[:300])
+        except Exception as error:  # a failing row never stops the others
+            record.update(status="failed", error=_describe(error))
+    seconds = round((time.perf_counter() - clock) / len(tasks), 4)
+    for record in records:
+        record["seconds"] = seconds  # the shared pass's time, split over its rows
+    return records
+
+
+def default_rows_per_pass(enhancer):
+    """Rows a catalog run puts through one shared pass: 8 for a posterior, else 1.
+
+    A diffusion posterior's samples of several cutouts fill a batch that one cutout's
+    would not; a residual network gains nothing and a row's failure stays its own.
+    """
+    return 8 if getattr(enhancer.predictor, "n_samples", 0) else 1
 
 
 def _source_changed(row, record):
@@ -394,11 +458,11 @@ def _init_worker(parent, enhancer, threads):
     _WORKER_ENHANCER = enhancer
 
 
-def _process_row_in_worker(task):
+def _process_rows_in_worker(tasks):
     from .._workers import running_task
 
     with running_task():
-        return _process_row(_WORKER_ENHANCER, task)
+        return _process_rows(_WORKER_ENHANCER, tasks)
 
 
 def _failed(task, message):
@@ -407,8 +471,8 @@ def _failed(task, message):
             "seconds": float("nan")}
 
 
-def _in_processes(tasks, enhancer, workers, late=None):
-    """Rows in ``workers`` processes (they end when this process ends, however).
+def _in_processes(chunks, enhancer, workers, late=None):
+    """Chunks of rows in ``workers`` processes (they end when this process ends, however).
 
     Interrupted, it stops the workers and waits for them; the records of rows they
     finished meanwhile go to the list ``late``.
@@ -419,7 +483,7 @@ def _in_processes(tasks, enhancer, workers, late=None):
     from .._workers import process_context
 
     threads = max(1, (os.cpu_count() or 1) // workers)
-    queue = iter(tasks)
+    queue = iter(chunks)
 
     def new_pool():
         return ProcessPoolExecutor(workers, mp_context=process_context(_PRELOAD),
@@ -432,26 +496,27 @@ def _in_processes(tasks, enhancer, workers, late=None):
     try:
         while True:
             while len(running) < 2 * workers:  # a bounded window: memory stays flat
-                task = next(queue, None)
-                if task is None:
+                chunk = next(queue, None)
+                if chunk is None:
                     break
-                running[pool.submit(_process_row_in_worker, task)] = task
+                running[pool.submit(_process_rows_in_worker, chunk)] = chunk
             if not running:
                 finished = True
                 return
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             broken = False
             for future in done:
-                task = running.pop(future)
+                chunk = running.pop(future)
                 try:
-                    yield future.result()
+                    yield from future.result()
                 except BrokenProcessPool:
                     broken = True
-                    yield _failed(task, "a worker process died while this row ran (out "
-                                        "of memory?); rerun to retry it")
+                    for task in chunk:
+                        yield _failed(task, "a worker process died while this row ran "
+                                            "(out of memory?); rerun to retry it")
             if broken:
                 # Every row still in the broken pool fails with it; the rest go on.
-                for task in running.values():
+                for task in (t for chunk in running.values() for t in chunk):
                     yield _failed(task, "a worker process died while this row ran (out "
                                         "of memory?); rerun to retry it")
                 running.clear()
@@ -465,7 +530,7 @@ def _in_processes(tasks, enhancer, workers, late=None):
             for future in running:
                 if future.done() and not future.cancelled() and future.exception() is None \
                         and late is not None:
-                    late.append(future.result())
+                    late.extend(future.result())
 
 
 def _stop_pool(pool):
@@ -533,36 +598,37 @@ def _check_scheduler_address(address):
                          "check the address") from None
 
 
-def _on_cluster(tasks, enhancer, client):
-    """Rows as tasks of a dask.distributed cluster, a bounded number at a time."""
+def _on_cluster(chunks, enhancer, client):
+    """Chunks of rows as tasks of a dask.distributed cluster, a bounded number at a time."""
     from distributed import as_completed
 
     # The model travels once to every worker, not once per row.
     [remote] = client.scatter([enhancer], broadcast=True, hash=False)
     window = 2 * max(1, sum(client.nthreads().values()))
-    queue = iter(tasks)
+    queue = iter(chunks)
     running = {}
     pending = as_completed(loop=client.loop)
 
     def submit():
-        task = next(queue, None)
-        if task is None:
+        chunk = next(queue, None)
+        if chunk is None:
             return
-        future = client.submit(_process_row, remote, task, pure=False,
-                               key=f"lensenhance-row-{os.getpid()}-{time.time_ns()}-"
-                                   f"{task['row']}")
-        running[future.key] = task
+        future = client.submit(_process_rows, remote, chunk, pure=False,
+                               key=f"lensenhance-rows-{os.getpid()}-{time.time_ns()}-"
+                                   f"{chunk[0]['row']}")
+        running[future.key] = chunk
         pending.add(future)
 
     for _ in range(window):
         submit()
     for future in pending:
-        task = running.pop(future.key)
+        chunk = running.pop(future.key)
         try:
-            yield future.result()
+            yield from future.result()
         except Exception as error:  # a worker lost, a task that could not run
-            yield _failed(task, f"the dask cluster could not run this row "
-                                f"({_describe(error)})")
+            for task in chunk:
+                yield _failed(task, f"the dask cluster could not run this row "
+                                    f"({_describe(error)})")
         future.release()
         submit()
 
@@ -586,7 +652,8 @@ def _settings(enhancer, *, task, catalog_path, path_column, key_column, hdu, suf
 
 def enhance_catalog(catalog, out_dir, *, enhancer, path_column="path", key_column=None,
                     hdu=None, suffix="", allow_outside=False, overwrite=False, workers=1,
-                    scheduler=None, plot=False, task="enhance", progress=True):
+                    scheduler=None, plot=False, task="enhance", rows_per_pass=None,
+                    progress=True):
     """Enhance (or denoise) every row of a catalog into its own FITS file; resumable.
 
     Parameters
@@ -628,6 +695,10 @@ def enhance_catalog(catalog, out_dir, *, enhancer, path_column="path", key_colum
         Also write a PNG panel per row (input, mean, std) under ``out_dir/plots``.
     task : {'enhance', 'denoise'}, optional
         Names the run in its settings, headers and messages.
+    rows_per_pass : int, optional
+        Rows whose tiles share the predictor's forward passes (`Enhancer.enhance_files`);
+        default `default_rows_per_pass` (8 for a diffusion posterior, else 1). The
+        outputs do not depend on it: each row's randomness is keyed to its row number.
     progress : bool, optional
         Show a progress bar over rows.
 
@@ -685,7 +756,9 @@ def enhance_catalog(catalog, out_dir, *, enhancer, path_column="path", key_colum
                 with journal:
                     _run_rows(rows, journal, enhancer, settings, outcome, hdu=hdu,
                               overwrite=overwrite, plot=plot, workers=workers,
-                              client=client, progress=progress, task=task)
+                              client=client, progress=progress, task=task,
+                              rows_per_pass=None if rows_per_pass is None
+                              else check_int(rows_per_pass, "rows_per_pass", 1))
             finally:
                 # Also when interrupted: the rows not reached are listed as pending.
                 if len(outcome["records"]) == len(rows):
@@ -708,7 +781,7 @@ def enhance_catalog(catalog, out_dir, *, enhancer, path_column="path", key_colum
 
 
 def _run_rows(rows, journal, enhancer, settings, outcome, *, hdu, overwrite, plot, workers,
-              client, progress, task):
+              client, progress, task, rows_per_pass=None):
     """Decide what each row needs, run the rows that need it, log every result.
 
     Fills ``outcome`` as it goes, so that an interrupted run can still be summarised.
@@ -766,12 +839,14 @@ def _run_rows(rows, journal, enhancer, settings, outcome, *, hdu, overwrite, plo
         Path(task_["output"]).parent.mkdir(parents=True, exist_ok=True)
 
     late = []
+    per_pass = default_rows_per_pass(enhancer) if rows_per_pass is None else rows_per_pass
+    chunks = [tasks[k:k + per_pass] for k in range(0, len(tasks), per_pass)]
     if client is not None:
-        results = _on_cluster(tasks, enhancer, client)
+        results = _on_cluster(chunks, enhancer, client)
     elif workers > 1 and len(tasks) > 1:
-        results = _in_processes(tasks, enhancer, workers, late=late)
+        results = _in_processes(chunks, enhancer, workers, late=late)
     else:
-        results = (_process_row(enhancer, t) for t in tasks)
+        results = (record for chunk in chunks for record in _process_rows(enhancer, chunk))
 
     def log(record):
         journal.append(record)

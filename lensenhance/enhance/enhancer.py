@@ -37,10 +37,12 @@ differs is named in a `DomainWarning` and the header's ``LEWARN`` cards.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from astropy import units as u
@@ -548,9 +550,11 @@ class Enhancer:
         return self.predictor.gives_std(prep.sigma is not None
                                         and prep.sigma_estimate is None)
 
-    def _predict(self, preps, outputs, options):
+    def _predict(self, preps, outputs, options, noise_keys=None):
         from ..predict.tiling import predict_images
 
+        if noise_keys is None:
+            noise_keys = list(range(len(preps)))
         sigmas = [p.sigma for p in preps]
         has_sigma = [s is not None for s in sigmas]
         # One predictor call mixes images only when all have (or all lack) a sigma.
@@ -565,8 +569,9 @@ class Enhancer:
                            overlap=options["overlap"], batch_size=self.batch_size,
                            max_batch_pixels=_batch_pixels(self.device, options["tile_size"]),
                            parallel=options["parallel"], seed=options["seed"],
+                           noise_keys=[noise_keys[i] for i in indices],
                            progress=options["progress"])
-        for prep, out in zip(preps, outputs):
+        for prep, out, noise_key in zip(preps, outputs, noise_keys):
             if out["std"] is None or prep.fill_sigma is None or self.predictor.n_samples:
                 continue
             # How far the fills' own error moves the output, from two passes with the
@@ -585,7 +590,7 @@ class Enhancer:
                                max_batch_pixels=_batch_pixels(self.device,
                                                               options["tile_size"]),
                                parallel=options["parallel"], seed=options["seed"],
-                               progress=False)
+                               noise_keys=[noise_key], progress=False)
                 np.maximum(widest, np.abs(moved["mean"] - out["mean"]), out=widest)
             widest *= _FILL_COVER
             for start in range(0, out["mean"].shape[0], _ROWS):
@@ -735,8 +740,8 @@ class Enhancer:
         return (out, self._samples(result, samples)) if return_samples else out
 
     def enhance_file(self, source, path, *, hdu=None, overwrite=False, meta=None,
-                     history=None, tile_size=_UNSET, overlap=_UNSET, parallel=_UNSET,
-                     seed=_UNSET, progress=_UNSET):
+                     history=None, noise_key=0, tile_size=_UNSET, overlap=_UNSET,
+                     parallel=_UNSET, seed=_UNSET, progress=_UNSET):
         """Enhance a FITS image into a FITS file, with memory bounded by a few tiles.
 
         The input is memory-mapped and the output is written through memory maps inside
@@ -759,24 +764,92 @@ class Enhancer:
             ``{keyword: (value, comment)}`` (provenance, e.g. a catalog row's key).
         history : str or list of str, optional
             More HISTORY cards.
+        noise_key : int, optional
+            The key of this image's random numbers (with the seed): `enhance_files`
+            gives each file its own, and the same key gives the same samples here.
 
         Returns
         -------
         pathlib.Path
             The written file.
         """
-        from pathlib import Path
-
         options = self._options(tile_size, overlap, parallel, seed, progress)
-        if not isinstance(source, (str, os.PathLike)):
-            raise TypeError(f"enhance_file needs a FITS path, got {type(source).__name__}")
-        if Path(path).exists() and not overwrite:
-            raise FileExistsError(f"{path}: already exists; pass overwrite=True to replace it")
-        ccd = io.read_image(source, hdu=hdu, dtype=None, memmap=True)
+        ccd = self._open_for_file(source, path, hdu=hdu, overwrite=overwrite)
         if self.resample == "model":
             return self._write_resampled(ccd, str(source), path, options, meta=meta,
                                          history=history, overwrite=overwrite)
         prep = self._prepare(ccd, str(source))
+        with self._file_outputs(prep, path, options, meta=meta, history=history,
+                                overwrite=overwrite) as outputs:
+            self._predict([prep], [outputs], options, noise_keys=[noise_key])
+        return Path(path)
+
+    def enhance_files(self, jobs, *, tile_size=_UNSET, overlap=_UNSET, parallel=_UNSET,
+                      seed=_UNSET, progress=_UNSET):
+        """Enhance several FITS files in shared forward passes; one result per file.
+
+        The tiles of all the files go through the predictor together (a diffusion
+        posterior draws the samples of many cutouts in one batch), and each file is
+        written as by `enhance_file`, with the same result for the same ``noise_key``.
+        A file that cannot be read or prepared fails alone.
+
+        Parameters
+        ----------
+        jobs : list of dict
+            Each with ``source`` and ``path``, and optionally ``hdu``, ``overwrite``,
+            ``meta``, ``history`` and ``noise_key`` (default the job's index): the
+            arguments of `enhance_file`.
+        tile_size, overlap, parallel, seed, progress : optional
+            As for `enhance_file`.
+
+        Returns
+        -------
+        list
+            Per job, the written path or the exception that stopped it.
+        """
+        options = self._options(tile_size, overlap, parallel, seed, progress)
+        results, ready = [None] * len(jobs), []
+        for index, job in enumerate(jobs):
+            try:
+                ccd = self._open_for_file(job["source"], job["path"], hdu=job.get("hdu"),
+                                          overwrite=job.get("overwrite", False))
+                if self.resample == "model":
+                    results[index] = self._write_resampled(
+                        ccd, str(job["source"]), job["path"], options, meta=job.get("meta"),
+                        history=job.get("history"), overwrite=job.get("overwrite", False))
+                    continue
+                ready.append((index, job, self._prepare(ccd, str(job["source"]))))
+            except Exception as error:  # one bad file never stops the others
+                results[index] = error
+        if ready:
+            try:
+                with contextlib.ExitStack() as stack:
+                    outputs = [stack.enter_context(self._file_outputs(
+                        prep, job["path"], options, meta=job.get("meta"),
+                        history=job.get("history"), overwrite=job.get("overwrite", False)))
+                        for _, job, prep in ready]
+                    self._predict([prep for _, _, prep in ready], outputs, options,
+                                  noise_keys=[job.get("noise_key", index)
+                                              for index, job, _ in ready])
+                for index, job, _ in ready:
+                    results[index] = Path(job["path"])
+            except Exception as error:  # the shared pass failed: every file in it did
+                for index, _, _ in ready:
+                    results[index] = error
+        return results
+
+    def _open_for_file(self, source, path, *, hdu, overwrite):
+        """The input of a file-to-file run, memory-mapped, after the output checks."""
+        if not isinstance(source, (str, os.PathLike)):
+            raise TypeError(f"enhance_file needs a FITS path, got {type(source).__name__}")
+        if Path(path).exists() and not overwrite:
+            raise FileExistsError(f"{path}: already exists; pass overwrite=True to replace it")
+        return io.read_image(source, hdu=hdu, dtype=None, memmap=True)
+
+    @contextlib.contextmanager
+    def _file_outputs(self, prep, path, options, *, meta, history, overwrite):
+        """The memory-mapped arrays of an output file; finished and written on exit."""
+        ccd = prep.ccd
         s = self.scale
         shape = (prep.image.shape[0] * s, prep.image.shape[1] * s)
         has_std = self._gives_std(prep)
@@ -789,10 +862,8 @@ class Enhancer:
                              meta=out_meta, mask=bool(prep.bad.any() or prep.boxes),
                              uncertainty=has_std,
                              overwrite=overwrite, history=history) as arrays:
-            outputs = [{"mean": arrays.data, "std": arrays.uncertainty, "samples": None}]
-            self._predict([prep], outputs, options)
+            yield {"mean": arrays.data, "std": arrays.uncertainty, "samples": None}
             self._finish_arrays(prep, arrays.data, arrays.uncertainty, None, arrays.mask)
-        return Path(path)
 
     def _write_resampled(self, ccd, name, path, options, *, meta, history, overwrite):
         """`enhance_file` with ``resample="model"``: enhanced in memory, written atomically."""

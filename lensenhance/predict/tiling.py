@@ -57,12 +57,15 @@ class Tile:
         The region whose prediction is kept (core and bands), inside ``read``.
     bands : tuple of two (int, int)
         Width of the blending band at the start and at the end of ``used``, per axis.
+    noise_key : int, optional
+        The key of the image's random numbers (`position_noise`); default ``key``.
     """
 
     key: int
     read: tuple
     used: tuple
     bands: tuple
+    noise_key: int | None = None
 
     @property
     def shape(self):
@@ -199,7 +202,7 @@ def _task_arguments(batch, images, sigmas, scale):
         if sigmas is not None:
             sig.append(np.ascontiguousarray(sigmas[tile.key][ry0:ry1, rx0:rx1],
                                             dtype=np.float32))
-        origins.append((tile.key, ry0, rx0))
+        origins.append((tile.key if tile.noise_key is None else tile.noise_key, ry0, rx0))
         crops.append((slice((uy0 - ry0) * scale, (uy1 - ry0) * scale),
                       slice((ux0 - rx0) * scale, (ux1 - rx0) * scale)))
     return arrays, (sig if sigmas is not None else None), origins, crops
@@ -361,7 +364,7 @@ def _run_current_scheduler(predictor, batches, images, sigmas, seed, scale):
 
 def predict_images(predictor, images, *, sigmas=None, outputs, tile_size, halo=None,
                    overlap=0, batch_size=8, max_batch_pixels=None, parallel=False, seed=0,
-                   progress=False):
+                   noise_keys=None, progress=False):
     """Run a predictor over normalised images tile by tile, into ``outputs``.
 
     Parameters
@@ -390,9 +393,15 @@ def predict_images(predictor, images, *, sigmas=None, outputs, tile_size, halo=N
         See the module docstring.
     seed : int, optional
         Seed of the predictor's randomness.
+    noise_keys : list of int, optional
+        The key of each image's random numbers (default its index in ``images``): an
+        image given the same key draws the same samples whichever images share its call
+        (how a catalog run batches its rows and still equals a run row by row).
     progress : bool, optional
         Show a progress bar.
     """
+    from dataclasses import replace
+
     from tqdm.auto import tqdm
 
     halo = predictor.halo if halo is None else halo
@@ -402,6 +411,10 @@ def predict_images(predictor, images, *, sigmas=None, outputs, tile_size, halo=N
              for tile in plan_tiles(image.shape, tile_size=tile_size, halo=halo,
                                     overlap=overlap, key=key,
                                     align=getattr(predictor, "tile_alignment", 1))]
+    if noise_keys is not None:
+        if len(noise_keys) != len(images):
+            raise ValueError(f"{len(noise_keys)} noise keys for {len(images)} images")
+        tiles = [replace(tile, noise_key=int(noise_keys[tile.key])) for tile in tiles]
     batches = _batches(tiles, int(batch_size), max_batch_pixels)
     scale = predictor.scale
     setup = _parallel_setup(parallel)
