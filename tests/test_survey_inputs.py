@@ -259,3 +259,17 @@ def test_cli_options_reach_the_enhancer(tmp_path):
     result = CliRunner().invoke(cli, ["enhance", str(path), "--out", str(tmp_path / "o2"),
                                       "--resample-to-model"])
     assert result.exit_code != 0 and "no domain" in result.output
+
+
+@pytest.mark.parametrize("factor", [1e-4, 1.0, 1e3])
+def test_cosmic_rays_are_found_whatever_the_image_scale(factor):
+    from lensenhance.predict.pixels import detect_cosmic_rays
+
+    rng = np.random.default_rng(5)
+    image = rng.normal(0.0, 1.0, (64, 64))
+    hits = [(10, 12), (30, 40), (50, 7), (20, 55)]
+    for y, x in hits:
+        image[y, x] += 60.0
+    found = detect_cosmic_rays(image * factor, factor**2)
+    assert all(found[y, x] for y, x in hits)
+    assert found.sum() <= len(hits) + 2

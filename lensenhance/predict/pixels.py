@@ -217,9 +217,13 @@ def detect_cosmic_rays(image, variance, *, bad=None, psf_fwhm=None, sigclip=4.5,
     if not good.any():
         return np.zeros(image.shape, bool)
     floor = float(np.median(variance[good]))
+    # In units of the median noise: astroscrappy has absolute floors, so the same image
+    # at 1e-4 times the scale would otherwise keep its cosmic rays.
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = np.asarray(image, np.float64) / np.sqrt(floor)
     # astroscrappy wants finite values everywhere; very large ones must not overflow
-    data = np.where(good, np.clip(image, -1e30, 1e30), 0.0).astype(np.float32)
-    var = np.where(good, variance, floor).astype(np.float32)
+    data = np.where(good, np.clip(scaled, -1e30, 1e30), 0.0).astype(np.float32)
+    var = np.where(good, variance / floor, 1.0).astype(np.float32)
     # no gain/read-noise model: the variance is given; no saturation level is known
     mask, _ = astroscrappy.detect_cosmics(
         data, inmask=~good, invar=var, sigclip=sigclip, objlim=objlim, gain=1.0,
