@@ -80,15 +80,15 @@ def format_calibration_bins(figures, *, indent="  "):
     bins = figures.get("calibration_bins")
     lines = []
     if bins:
-        def cells(rows, key):
+        def cells(rows):
             return " ".join(f"{r['coverage_68']:.2f}" if np.isfinite(r["coverage_68"])
                             else "-" for r in rows)
 
         lines.append(f"{indent}68% coverage by truth-brightness decile (light pixels): "
-                     f"{cells(bins['brightness'], 'coverage_68')}")
+                     f"{cells(bins['brightness'])}")
         lines.append(f"{indent}68% coverage by predicted SNR bin "
                      + ", ".join(f"[{r['low']:g}, {r['high']:g})" for r in bins["snr"])
-                     + f": {cells(bins['snr'], 'coverage_68')}")
+                     + f": {cells(bins['snr'])}")
         if "class" in bins:
             lines.append(f"{indent}68% coverage by class: " + ", ".join(
                 f"{r['label']} {r['coverage_68']:.2f}" for r in bins["class"]))
