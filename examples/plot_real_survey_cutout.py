@@ -24,12 +24,11 @@ Every number below is printed by the code.
 # %%
 # A field of real cutouts
 # -----------------------
-# The normalisation scale of an image is its 99.5th percentile (:doc:`/concepts`). A star
-# this bright covers more than 0.5 % of a 64x64 cutout, so it would set that scale by
-# itself (the last section shows what happens then). Survey images are larger: here the
+# The normalisation scale of an image is its 99.5th percentile (:doc:`/concepts`). The
 # eight Wide cutouts are laid side by side into one 128x256 field, each with its own sky
-# level (a sigma-clipped median) subtracted so that the field has one sky. They have no
-# WCS and no unit; they are dimensionless to the model.
+# level (a sigma-clipped median) subtracted so that the field has one sky (the last
+# section takes a cutout alone). They have no WCS and no unit; they are dimensionless to
+# the model.
 
 import warnings
 
@@ -179,22 +178,26 @@ for radius in (3.0, 6.0, 10.0):
           f"ratio {after / before:.5f}")
 
 # %%
-# What the flags do not cover
-# ---------------------------
-# The network never sees the pixels beyond the range (they are filled from their
-# neighbours), but it sees the margin around them as it is, and the fill comes from the
-# margin: a disc far brighter than the lenses it was trained on, which sit near 1 once
-# normalised (the largest normalised value in the margin is printed, and for comparison
-# the largest outside the flags near the star). How far does that reach into the
-# unflagged output? The same field is denoised without the star
-# (the random numbers are keyed to the seed and the pixel, so both runs draw the same
-# noise): away from the interpolated disc, ``mean with the star - star - mean without``
-# should be zero within the posterior std, whose median over the field is printed too.
+# What the network does not see
+# -----------------------------
+# A star's pixels beyond the range have wings and a rim far brighter than the lenses the
+# network was trained on (they sit near 1 once normalised): shown those, the network
+# would change its output for many pixels around. So it sees none of the star: its
+# whole footprint, down to three sky sigma and deblended from the galaxy beside it
+# (a watershed, `~lensenhance.predict.pixels.source_footprint`), is filled from its
+# surroundings for the network, and interpolated, with a 2-pixel margin, in the output.
+# The largest normalised value in the margin is printed, and the largest outside the
+# flags near the star. Does anything still reach the unflagged output? The same field is
+# denoised without the star (the random numbers are keyed to the seed and the pixel, so
+# both runs draw the same noise): away from the flags, ``mean with the star - star - mean
+# without`` should be zero within the posterior std, whose median over the field is
+# printed too.
 
-near = ~out.mask & (distance < 12)
+near = ~out.mask & (distance < 14)
 print(f"largest |(x - LENORMOF) / LENORMSC| in the margin "
       f"{np.abs(z[reasons['interpolated (margin)']]).max():.3g}, outside the flags within "
-      f"12 px of the star {np.abs(z[near]).max():.3g}")
+      f"14 px of the star {np.abs(z[near]).max():.3g}; the interpolated disc reaches "
+      f"{distance[interpolated].max():.1f} px from the star")
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     without = enhancer.enhance(CCDData((image - star).astype(np.float32), unit=""), seed=0)
@@ -204,8 +207,11 @@ change = out.data - star - without.data
 unflagged = ~out.mask & np.isfinite(change)
 print(f"median posterior std {np.nanmedian(out.uncertainty.array):.3g}; "
       f"LENORMSC without the star {without.meta['LENORMSC']:.4g}")
-for r0, r1 in ((0, 8), (8, 12), (12, 16), (16, 24), (24, 1000)):
+for r0, r1 in ((0, 12), (12, 16), (16, 24), (24, 1000)):
     ring = unflagged & (distance >= r0) & (distance < r1)
+    if not ring.any():
+        print(f"{r0:3d} <= r < {r1:4d} px: every pixel flagged")
+        continue
     pull = np.abs(change[ring]) / out.uncertainty.array[ring]
     print(f"{r0:3d} <= r < {r1:4d} px: {int(ring.sum()):5d} unflagged px, change "
           f"{change[ring].sum():+9.1f} in all, {int((pull > 3).sum()):4d} beyond 3 std "
@@ -217,8 +223,7 @@ for r0, r1 in ((0, 8), (8, 12), (12, 16), (16, 24), (24, 1000)):
 # The whole field with the flags, then the cutout with the star: input, posterior mean
 # and standard deviation, and the flags (white: NaN). Input and mean share one asinh
 # stretch fitted to the field without the star; the standard deviation has its own
-# square-root stretch. Around the star's interpolated disc, the mean shows what the
-# previous section measured.
+# square-root stretch.
 
 colors = ["black", "tab:red", "tab:cyan", "gold", "tab:orange"]
 labels = ["not flagged", *reasons]
@@ -259,38 +264,36 @@ overview[1].legend(handles, labels, loc="upper right", fontsize=8)
 plt.show()
 
 # %%
-# When the star sets the normalisation
-# ------------------------------------
-# The star above was flagged because the field's scale stayed the galaxies'. That holds
-# only while the star covers less than 0.5 % of the image: the pixels beyond the range
-# and their margin are left out of the fit, the star's fainter pixels are not. Two cases
-# where it does not hold: the same star in the 64x64 cutout alone, and in the field a
-# star of the same peak with the wings of real seeing (a Moffat profile, beta = 3, of the
-# same FWHM). There the scale is the star's: fewer of its pixels, or none, are beyond
-# the model's range, and the galaxies reach the network far fainter than any training
-# image. The enhancer says so: the noise, relative to that scale, is outside the model's
-# domain (a `~lensenhance.predict.domain.DomainWarning`) and the signal-to-noise ratio
-# outside the trained range (an ``AstropyUserWarning``); the output is not calibrated.
-# Cut out a larger field, or mask the star, before enhancing such images. (The flags and
-# the normalisation do not depend on the sampler: two samples of two steps are enough to
-# read them.)
+# When the star could set the normalisation
+# -----------------------------------------
+# In the field the star covers far less than 0.5 % of the pixels, so the scale stays the
+# galaxies'. In the 64x64 cutout alone it covers more, and a star with the wings of real
+# seeing (a Moffat profile, beta = 3, of the same FWHM) more still: their 99.5th
+# percentile is the star's, and the galaxy would reach the network far fainter than any
+# training image. With the PSF known (here ``psf_fwhm``; else the header's seeing or the
+# model's card), the normalisation leaves out a point source whose peak is beyond the
+# model's range in the scale of the rest of the image, when that rest holds a source of
+# its own; a compact galaxy alone on the sky still sets the scale, as in training
+# (:func:`~lensenhance.predict.normalization.fit_image_normalization`). The scales below
+# are each image's with and without the star. (The flags and the normalisation do not
+# depend on the sampler: two samples of two steps are enough to read them.)
 
 quick = le.Enhancer.from_pretrained("diffusion-denoise-hsc", n_samples=2, steps=2,
                                     device="cpu", psf_fwhm=seeing)
 beta = 3.0
 winged = point_source(Moffat2D(1.0, star_yx[1], star_yx[0],
                                gamma=fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1)), alpha=beta))
-print(f"field scale without the star {fit_image_normalization(field).scale:.4g}, with the "
-      f"Gaussian star {out.meta['LENORMSC']:.4g}")
-for label, case, n_rays in (("Gaussian star, cutout alone", image[box], injected[box].sum()),
-                            ("Moffat star, field", field + winged + rays, injected.sum())):
+for label, case, background in (
+        ("Gaussian star, cutout alone", image[box], (image - star)[box]),
+        ("Moffat star, field", field + winged + rays, field + rays)):
     bright = case > galaxy_peak
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = quick.enhance(CCDData(case.astype(np.float32), unit=""), seed=0)
+    scale = fit_image_normalization(np.nan_to_num(background)).scale
     print(f"{label}: {int(bright.sum())} of {case.size} px ({100 * bright.mean():.1f} %) "
-          f"above the galaxy's peak; LENORMSC {result.meta['LENORMSC']:.4g}, "
-          f"LENRANGE {result.meta['LENRANGE']}, LENCR {result.meta['LENCR']} "
-          f"({int(n_rays)} cosmic-ray pixels injected)")
+          f"above the galaxy's peak; LENORMSC {result.meta['LENORMSC']:.4g} (without the "
+          f"star {scale:.4g}), LENRANGE {result.meta['LENRANGE']}, LENINTP "
+          f"{result.meta['LENINTP']}, LENCR {result.meta['LENCR']}")
     for warning in caught:
         print(f"    {warning.category.__name__}: {warning.message}")

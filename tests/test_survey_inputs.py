@@ -273,3 +273,91 @@ def test_cosmic_rays_are_found_whatever_the_image_scale(factor):
     found = detect_cosmic_rays(image * factor, factor**2)
     assert all(found[y, x] for y, x in hits)
     assert found.sum() <= len(hits) + 2
+
+
+def galaxy(shape, y0, x0, sigma, peak):
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    return peak * np.exp(-((y - y0) ** 2 + (x - x0) ** 2) / (2 * sigma**2))
+
+
+def test_source_footprint_takes_a_star_down_to_the_sky_and_leaves_the_galaxy_beside_it():
+    from lensenhance.predict.pixels import source_footprint
+
+    rng = np.random.default_rng(1)
+    shape = (64, 96)
+    point = star(shape, 30.2, 30.4, 3.0, 1.0)
+    point *= 5000 / point.max()
+    blob = galaxy(shape, 34, 58, 6.0, 50.0)
+    image = point + blob + rng.normal(0, 1, shape)
+    footprint = source_footprint(image, point > 1000, floor=3.0)
+    assert footprint[point > 10].all()  # the star down to the sky
+    assert not footprint[blob > 3 * point + 5].any()  # none of the galaxy
+    # a plain threshold at the same level would take the galaxy too
+    assert (image > 3.0)[blob > 3 * point + 5].mean() > 0.9
+
+
+@pytest.mark.parametrize("profile", ["gaussian", "moffat"])
+def test_a_star_beside_a_galaxy_does_not_set_the_scale(profile):
+    from astropy.modeling.models import Moffat2D
+
+    from lensenhance.predict.normalization import fit_image_normalization
+
+    rng = np.random.default_rng(2)
+    shape = (64, 64)
+    scene = galaxy(shape, 20, 40, 5.0, 100.0) + rng.normal(0, 1, shape)
+    if profile == "gaussian":
+        point = star(shape, 46.3, 14.6, 3.9, 1.0)
+    else:
+        y, x = np.mgrid[:64, :64]
+        point = Moffat2D(1.0, 14.6, 46.3, gamma=3.9 / (2 * np.sqrt(2 ** (1 / 3) - 1)),
+                         alpha=3.0)(x, y)
+    point *= 1e5 / point.max()
+    scene_scale = fit_image_normalization(scene).scale
+    assert fit_image_normalization(scene + point).scale > 5 * scene_scale  # the defect
+    assert fit_image_normalization(scene + point, psf_fwhm=3.9).scale == pytest.approx(
+        scene_scale, rel=0.1)
+    hot = scene + point
+    hot[5, 5] = 1e6  # a cosmic ray brighter than the star does not stop the search
+    assert fit_image_normalization(hot, psf_fwhm=3.9).scale == pytest.approx(
+        scene_scale, rel=0.1)
+
+
+def test_a_compact_galaxy_alone_on_the_sky_keeps_its_scale():
+    from lensenhance.predict.normalization import fit_image_normalization
+
+    rng = np.random.default_rng(3)
+    image = star((64, 64), 31.5, 32.2, 3.9, 1.0)
+    image = image * 700 / image.max() + rng.normal(0, 1, (64, 64))
+    assert fit_image_normalization(image, psf_fwhm=3.9).scale == \
+        fit_image_normalization(image).scale
+
+
+def test_a_star_beside_a_real_galaxy_moves_no_unflagged_posterior_pixel():
+    """diffusion-denoise-hsc on a shipped HSC cutout with a star 1000x the galaxy's peak:
+    the network sees none of the star, so away from the flags the posterior mean is the
+    one without the star (issue 22: it moved by up to 637 std out to 16 px)."""
+    from astropy.stats import sigma_clipped_stats
+
+    from lensenhance.data import hsc_sample
+    from lensenhance.io import read_image
+
+    torch.set_num_threads(1)
+    sample = hsc_sample()
+    path = sample["path"][list(sample["name"]).index("n56_384_22098")]
+    data = read_image(path, unit="").data.astype(np.float64)
+    data -= sigma_clipped_stats(data)[1]
+    point = star(data.shape, 50.3, 14.6, 3.87, 1.0)
+    point *= 1000 * data.max() / point.max()
+    enh = Enhancer.from_pretrained("diffusion-denoise-hsc", n_samples=8, steps=3,
+                                   device="cpu", psf_fwhm=0.65)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = enh.enhance(CCDData((data + point).astype(np.float32), unit=""), seed=0)
+        alone = enh.enhance(CCDData(data.astype(np.float32), unit=""), seed=0)
+    assert out.meta["LENORMSC"] == pytest.approx(alone.meta["LENORMSC"], rel=0.1)
+    assert out.meta["LENRANGE"] > 0 and np.isfinite(out.data).all()
+    pull = np.abs(out.data - point - alone.data) / out.uncertainty.array
+    assert pull[~out.mask].max() < 3
+    y, x = np.mgrid[:64, :64]
+    aperture = np.hypot(y - 50.3, x - 14.6) < 8
+    assert out.data[aperture].sum() == pytest.approx((data + point)[aperture].sum(), rel=1e-3)

@@ -68,6 +68,7 @@ from ..predict.pixels import (
     fill_uncertainty,
     flux_conserving_upsample,
     flux_split_factor,
+    source_footprint,
 )
 
 __all__ = ["Enhancer", "OUTLIER_THRESHOLD", "DomainWarning"]
@@ -80,9 +81,11 @@ _BIG = 1e30
 # fill sigma (the neighbours' spread) moves the output: a pixel then moves by at most
 # about 1 / _FILL_COVER of its std (issue 22 asks for 0.3).
 _FILL_COVER = 8.0
-# Input pixels around those beyond the model's range that the output interpolates too
+# Input pixels around a source beyond the model's range that the output interpolates too
 # (the network saw their neighbours filled), and that the fit leaves out.
 _RANGE_MARGIN = OUTLIER_MARGIN
+# Such a source's footprint ends where it falls below this many sky sigma.
+_SKY_LEVEL = 3.0
 _UNSET = object()
 
 
@@ -344,9 +347,13 @@ class Enhancer:
             raise ValueError(_no_good_pixel(name, data, ccd.mask, uncertainty))
         # The training sets' rule, on the pixels they would see (cosmic rays are found
         # below, on the normalised image; the fit leaves such outliers out itself).
+        pixel_scale = pixel_scale_of(ccd.wcs)
+        psf_fwhm = self.psf_fwhm if self.psf_fwhm is not None else psf_fwhm_of(ccd.meta)
+        domain = self.predictor.domain or {}
+        psf_pixels = _psf_pixels(psf_fwhm, pixel_scale, domain)
         norm = fit_image_normalization(data, bad, method=self.normalization,
                                        outlier_threshold=self.outlier_threshold,
-                                       margin=_RANGE_MARGIN)
+                                       margin=_RANGE_MARGIN, psf_fwhm=psf_pixels)
         # the noise checks look at a sub-grid of the same size as the fit's
         step = max(1, math.ceil(math.sqrt(data.size / FIT_PIXELS)))
         image = np.empty(shape, np.float32)
@@ -369,9 +376,6 @@ class Enhancer:
         # One sky noise for every pixel, from the normalised image's good pixels: the
         # network's sigma when it needs one, and the noise of the checks below.
         sky = estimate_sigma(image[::step, ::step], mask=bad[::step, ::step])
-        pixel_scale = pixel_scale_of(ccd.wcs)
-        psf_fwhm = self.psf_fwhm if self.psf_fwhm is not None else psf_fwhm_of(ccd.meta)
-        domain = self.predictor.domain or {}
         n_cosmic = 0
         if self.cosmic_rays and sky > 0:
             # at least the sky's scatter: an uncertainty below the pixels' own scatter
@@ -379,30 +383,36 @@ class Enhancer:
             variance = np.maximum(sigma.astype(np.float64) ** 2, sky**2) \
                 if sigma is not None else sky**2
             rays = detect_cosmic_rays(image, variance, bad=bad,
-                                      psf_fwhm=_psf_pixels(psf_fwhm, pixel_scale, domain))
+                                      psf_fwhm=psf_pixels or 1.0)
             n_cosmic = int(rays.sum())
             bad |= rays
             image[rays] = np.nan
             if sigma is not None:
                 sigma[rays] = 0.0
         fill_bad_pixels(image, bad)
-        # Values beyond the model's range are data: the network gets its neighbourhood's
-        # values there, and the output takes a flux-conserving interpolation of the input
-        # over them and a margin the network's view of them reaches.
+        # Values beyond the model's range are data. The network does not see their
+        # source at all, down to the sky (a star's wings or a disc filled at the range's
+        # edge would move its output for many pixels around): it gets the source's
+        # surroundings there, and the output takes a flux-conserving interpolation of the
+        # input over the source and a margin.
         bright = np.zeros(shape, bool)
         if self.outlier_threshold is not None:
             with np.errstate(invalid="ignore"):
                 bright = ~bad & (np.abs(image) > self.outlier_threshold)
+        hidden = bright
         interpolated = np.zeros(shape, bool)
         if bright.any():
+            noise = max(float(sky), 0.0)
+            hidden = source_footprint(np.abs(image), bright,
+                                      floor=_SKY_LEVEL * noise) & ~bad
             interpolated = ndimage.binary_dilation(
-                bright, np.ones((3, 3), bool), iterations=_RANGE_MARGIN) & ~bad
-        kept = np.where(bright, image, np.nan)
-        image[bright] = np.nan
-        fill_bad_pixels(image, bright)
-        if sigma is not None and bright.any():
-            sigma[bright] = np.nan
-            fill_bad_pixels(sigma, bright)  # the noise of the values the network gets
+                hidden, np.ones((3, 3), bool), iterations=_RANGE_MARGIN) & ~bad
+        kept = np.where(hidden, image, np.nan)
+        image[hidden] = np.nan
+        fill_bad_pixels(image, hidden)
+        if sigma is not None and hidden.any():
+            sigma[hidden] = np.nan
+            fill_bad_pixels(sigma, hidden)  # the noise of the values the network gets
         estimate = None
         if sigma is None and self.predictor.needs_sigma:
             if not sky > 0:
@@ -466,7 +476,7 @@ class Enhancer:
             "LECRAY": (self.cosmic_rays, "cosmic rays sought (L.A.Cosmic + PSF)"),
             "LENRANGE": (prep.n_bright, "input px beyond the model's range"),
             "LENINTP": (int(prep.interpolated.sum()),
-                        "input px interpolated (range + margin), masked"),
+                        "input px interpolated (source + margin), masked"),
             "LEFLUX": (self._flux_factor(prep), "factor on values (flux split)"),
         }
         if has_std:
@@ -480,7 +490,7 @@ class Enhancer:
         prep.norm.to_meta(meta)
         note = (f"lensenhance {__version__}: enhanced by {self.name} (x{s}); "
                 f"{int(prep.bad.sum())} bad pixels filled for the network and masked; "
-                f"{int(prep.interpolated.sum())} pixels beyond or beside the model's range "
+                f"{int(prep.interpolated.sum())} pixels of sources beyond the model's range "
                 "interpolated (flux kept) and masked")
         if isinstance(meta, fits.Header):
             meta.add_history(note)
@@ -1012,16 +1022,17 @@ def _reproject(ccd, wcs, shape, flux):
 
 
 def _psf_pixels(psf_fwhm, pixel_scale, domain):
-    """The PSF FWHM in input pixels for the cosmic-ray test.
+    """The PSF FWHM in input pixels, or None when unknown.
 
-    The input's (arcsec over the WCS's pixel scale), else the model's domain's, else one
-    pixel: then only what is sharper than any sampled PSF counts as a cosmic ray.
+    The input's (arcsec over the WCS's pixel scale), else the model's domain's. Unknown,
+    the cosmic-ray test takes one pixel (only what is sharper than any sampled PSF is a
+    cosmic ray) and the normalisation seeks no star.
     """
     psf_fwhm = psf_fwhm or domain.get("psf_fwhm")
     pixel_scale = pixel_scale or domain.get("pixel_scale")
     if psf_fwhm and pixel_scale:
         return psf_fwhm / pixel_scale
-    return 1.0
+    return None
 
 
 def _interpolation_boxes(interpolated, bad, filled, kept, norm, uncertainty, sky):

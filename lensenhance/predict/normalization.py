@@ -43,6 +43,11 @@ __all__ = ["Normalization", "AsinhScaling", "fit_normalization", "fit_image_norm
 OUTLIER_THRESHOLD = 50.0
 #: Pixels around each outlier that the fit leaves out too (a star's wings).
 OUTLIER_MARGIN = 2
+#: A source is point-like when its pixels above half its peak cover at most this many
+#: times the PSF's half-maximum disc (pixelisation and noise widen a star's).
+_POINT_AREA = 2.0
+#: ... and the rest of the image holds a source when its scale is this many sky sigma.
+_REST_SIGNAL = 30.0
 #: The fit uses a regular sub-grid of at most about this many pixels.
 FIT_PIXELS = 1 << 22
 
@@ -234,7 +239,8 @@ def fit_normalization(data, *, mask=None, method="sigma_clip", box_size=64, offs
 
 
 def fit_image_normalization(data, bad=None, *, method="sigma_clip",
-                            outlier_threshold=OUTLIER_THRESHOLD, margin=OUTLIER_MARGIN):
+                            outlier_threshold=OUTLIER_THRESHOLD, margin=OUTLIER_MARGIN,
+                            psf_fwhm=None):
     """The normalisation of one whole image, as every model sees its input.
 
     The one rule shared by inference (`lensenhance.Enhancer`) and every training set
@@ -247,7 +253,17 @@ def fit_image_normalization(data, bad=None, *, method="sigma_clip",
       move the percentile that sets the scale, and with it every output pixel;
     * refitted up to twice without the pixels further than ``outlier_threshold`` scales
       from the background and ``margin`` pixels around them: a 1e30 hot pixel would
-      otherwise set the scale's floor, and a star's wings the scale of the lens beside it.
+      otherwise set the scale's floor, and a star's wings the scale of the lens beside it;
+    * with ``psf_fwhm`` given, refitted up to three times without the brightest sources
+      that are point sources (its pixels above half its peak cover no more than
+      `_POINT_AREA` times the PSF's) whose peak would be beyond ``outlier_threshold``
+      in the scale of the rest of the image, and that rest holds a source of its own
+      (its scale at least `_REST_SIGNAL` sky sigma): a star covering more than 0.5 % of
+      a cutout would otherwise set the scale itself, and the lens beside it reach the
+      network far fainter than any training image, while a compact galaxy alone on the
+      sky (seeing-limited surveys have many) sets it as in training. Only for images of
+      at most `FIT_PIXELS` pixels (larger ones fit on a sub-grid, where no star covers
+      0.5 %).
 
     Parameters
     ----------
@@ -261,6 +277,8 @@ def fit_image_normalization(data, bad=None, *, method="sigma_clip",
         None: no refit.
     margin : int, optional
         Pixels (of the full image) left out around each outlier.
+    psf_fwhm : float or None, optional
+        The PSF's FWHM in pixels; None: stars are not sought.
 
     Returns
     -------
@@ -299,8 +317,65 @@ def fit_image_normalization(data, bad=None, *, method="sigma_clip",
         if (sample_bad | new).all():
             break
         sample_bad |= new
+    if psf_fwhm is not None and outlier_threshold is not None and step == 1 \
+            and sample.ndim == 2:
+        norm = _without_dominant_stars(sample, sample_bad, norm, method=method,
+                                       threshold=outlier_threshold, margin=margin,
+                                       psf_fwhm=psf_fwhm)
     return type(norm)(math.ldexp(norm.offset, exponent), math.ldexp(norm.scale, exponent),
                       norm.method)
+
+
+def _without_dominant_stars(sample, bad, norm, *, method, threshold, margin, psf_fwhm):
+    """The fit without up to three point sources beyond the range of the rest.
+
+    The brightest sources are looked at in turn (eight at most); what is sharper than the
+    PSF is skipped (cosmic rays have their own test), the first extended one ends the
+    search.
+    """
+    from scipy import ndimage
+
+    from .pixels import source_footprint
+
+    bad = bad.copy()
+    searched = np.zeros(bad.shape, bool)  # the outliers' pixels are a star's core too
+    psf_area = math.pi * (psf_fwhm / 2) ** 2
+    stars = 0
+    # the sky's noise from neighbouring pixels' differences: a star's smooth wings
+    # covering the image would inflate a plain (clipped) standard deviation
+    steps = np.diff(sample, axis=1)[~(bad[:, 1:] | bad[:, :-1])]
+    noise = float(np.median(np.abs(steps - np.median(steps)))) * 1.4826 / math.sqrt(2)
+    for _ in range(8):
+        z = norm.apply(sample)
+        sky = noise / norm.scale
+        peak = np.unravel_index(np.argmax(np.where(searched, -np.inf, z)), z.shape)
+        seed = np.zeros(z.shape, bool)
+        seed[peak] = True
+        source = source_footprint(z, seed, floor=3 * sky)
+        core = int((source & (z > z[peak] / 2)).sum())
+        if core < min(psf_area / 2, 4):
+            searched |= source  # sharper than the PSF: a cosmic ray, left to its test
+            continue
+        if core > _POINT_AREA * psf_area + 4:
+            break  # extended: a galaxy, the lens itself; it sets the scale as in training
+        left_out = ndimage.binary_dilation(source, np.ones((3, 3), bool), iterations=margin) \
+            if margin else source
+        if (bad | left_out).all():
+            break
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            rest = fit_normalization(sample, mask=bad | left_out, method=method)
+        if rest.apply(sample[peak]) <= threshold:
+            break  # within the range of the rest: it is part of the scene
+        if rest.scale < _REST_SIGNAL * noise:
+            break  # the rest is sky: the source is the scene (a compact galaxy, say)
+        bad |= left_out
+        searched |= left_out
+        norm = rest
+        stars += 1
+        if stars == 3:
+            break
+    return norm
 
 
 def normalize_target(target, norm, split):

@@ -6,6 +6,8 @@ cosmic rays) from its neighbourhood, and `fill_uncertainty` says how wrong that 
 be; the output masks them again. `flux_conserving_upsample` interpolates what is beyond a
 model's range, keeping each pixel's flux. `flux_split_factor` says how values change
 when each pixel is split into ``scale**2`` pixels, from the image's unit.
+`source_footprint` finds the whole source around pixels beyond a model's range (a star's
+wings down to the sky), which the network must not see.
 """
 
 import re
@@ -16,7 +18,7 @@ from astropy import units as u
 from astropy.utils.exceptions import AstropyUserWarning
 
 __all__ = ["fill_bad_pixels", "fill_uncertainty", "flux_split_factor", "detect_cosmic_rays",
-           "flux_conserving_upsample"]
+           "flux_conserving_upsample", "source_footprint"]
 
 
 def flux_split_factor(unit, scale, *, name="image"):
@@ -169,6 +171,71 @@ def fill_bad_pixels(image, bad, *, kernel_sigma=1.0, max_passes=50):
         sub[np.isnan(sub)] = 0.0
         image[window] = np.where(bad[window], sub, image[window])
     image[bad & np.isnan(image)] = 0.0
+
+
+def source_footprint(image, seeds, *, floor, smooth=1.0, max_pad=512):
+    """The sources that hold ``seeds``, down to ``floor``, deblended from their neighbours.
+
+    A watershed of the smoothed image (as photutils deblends sources) from the seeds'
+    groups and from every other local peak above ``floor``: a pixel belongs to the seeds'
+    source when, going uphill, it reaches the seeds before any other peak. The footprint
+    of a bright star is then its core and wings down to the sky, and it stops at the
+    saddle between the star and a galaxy beside it, leaving the galaxy's light alone.
+
+    Parameters
+    ----------
+    image : numpy.ndarray, 2-D
+        Finite values, background 0 (a normalised, filled image).
+    seeds : numpy.ndarray of bool
+        Where to start (pixels beyond the model's range).
+    floor : float
+        The sky's level, e.g. 3 times its standard deviation.
+    smooth : float, optional
+        Gaussian sigma (pixels) of the smoothing that keeps noise from making peaks.
+    max_pad : int, optional
+        The farthest a footprint reaches from its seeds' bounding box.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        Includes ``seeds``.
+    """
+    from scipy import ndimage
+
+    seeds = np.asarray(seeds, bool)
+    footprint = seeds.copy()
+    labels, _ = ndimage.label(seeds, np.ones((3, 3), bool))
+    for box in ndimage.find_objects(labels):
+        pad = 16
+        while True:
+            window = tuple(slice(max(0, b.start - pad), min(n, b.stop + pad))
+                           for b, n in zip(box, image.shape))
+            region = _watershed_basin(image[window], seeds[window], floor, smooth)
+            edges = [region[0].any() and window[0].start > 0,
+                     region[-1].any() and window[0].stop < image.shape[0],
+                     region[:, 0].any() and window[1].start > 0,
+                     region[:, -1].any() and window[1].stop < image.shape[1]]
+            if not any(edges) or pad >= max_pad:
+                break
+            pad *= 2  # the source reaches the window's edge: look further
+        footprint[window] |= region
+    return footprint
+
+
+def _watershed_basin(values, seeds, floor, smooth):
+    from scipy import ndimage
+    from skimage.feature import peak_local_max
+    from skimage.segmentation import watershed
+
+    smoothed = ndimage.gaussian_filter(np.where(np.isfinite(values), values, 0.0), smooth)
+    above = (smoothed > floor) | seeds
+    markers = (seeds & above).astype(np.int32)  # 1: the seeds' source
+    peaks = peak_local_max(smoothed, min_distance=2, threshold_abs=floor,
+                           labels=above.astype(np.int32), exclude_border=False)
+    peaks = peaks[~seeds[tuple(peaks.T)]] if len(peaks) else peaks
+    markers[tuple(peaks.T)] = np.arange(2, len(peaks) + 2)
+    basins = watershed(-smoothed, markers, mask=above)
+    return (basins == 1) | seeds
 
 
 def detect_cosmic_rays(image, variance, *, bad=None, psf_fwhm=None, sigclip=4.5, objlim=5.0,
