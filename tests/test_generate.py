@@ -251,16 +251,34 @@ def test_chained_enhancer_gives_the_finer_pixel_scale(generator):
 # ----------------------------------------------------------------------------- shipped
 
 
-def test_shipped_generator_loads_offline_and_generates_in_a_few_steps():
+@pytest.mark.parametrize("name", ["ddpm-lens64", "ddpm-deeplense-ii"])
+def test_shipped_generator_loads_offline_and_generates_in_a_few_steps(name):
     import lensenhance as le
 
-    card = le.model_card("ddpm-lens64")
+    card = le.model_card(name)
     assert card["task"] == "generate" and card["metrics"]["n"] > 0
-    gen = le.Generator.from_pretrained("ddpm-lens64")
+    gen = le.Generator.from_pretrained(name)
     images = gen.generate(3, steps=4, seed=0, progress=False)
     assert images.shape == (3, card["image_size"], card["image_size"])
     assert np.all(np.isfinite(images.values)) and images.attrs["unit"] == card["unit"]
     assert images.attrs["weights_sha256"] == card["sha256"]
+
+
+@pytest.mark.slow
+def test_shipped_deeplense_generator_draws_the_class_asked_for_as_its_card_says():
+    """ddpm-deeplense-ii: the substructure classifier's accuracy on 24 no_sub and 24
+    axion images (DDIM-50) within 3 binomial sigma of the card's conditional fidelity."""
+    import lensenhance as le
+
+    card = le.model_card("ddpm-deeplense-ii")
+    classifier = le.LensClassifier.from_pretrained(card["metrics"]["classifier"])
+    real = card["metrics"]["real_accuracy_per_class"]
+    gen = le.Generator.from_pretrained("ddpm-deeplense-ii")
+    for cls in ("no_sub", "axion"):
+        images = gen.generate(24, steps=50, seed=1, substructure=cls, progress=False)
+        accuracy = float(np.mean(classifier.predict(images) == cls))
+        expected = card["metrics"]["conditional_fidelity"][cls] * real[cls]
+        assert abs(accuracy - expected) <= 3 * np.sqrt(expected * (1 - expected) / 24) + 0.05
 
 
 def test_shipped_generator_chain_model():
