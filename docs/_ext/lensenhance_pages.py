@@ -51,6 +51,11 @@ BENCHMARKS = (
      "All validation pairs of the HSC sample; the deep image is the reference."),
     ("generate_n200.json", "Generation", "ddpm-lens64 against simulated images: Frechet "
                                          "and kernel distances with their floors."),
+    ("generate_n1000.json", "Generation of DeepLense classes",
+     "ddpm-deeplense-ii against simulated deeplense_model_ii images at n = 1000, in the "
+     "features of the substructure classifier: FD and KID with their floors, per-class FD "
+     "and conditional fidelity, train-on-generated against train-on-real, memorisation, "
+     "and the verdict on each target."),
     ("detectability_n100.json", "Substructure detectability",
      "How much of the substructure is in the images: per preset and class, sub_chi2 (the "
      "noise-free image with against without its substructure, against the observed "
@@ -134,7 +139,7 @@ def _flatten(figures, prefix=""):
     ``value ± se``."""
     for key, value in figures.items():
         name = f"{prefix}{key}"
-        if _is_error(figures, key):  # shown with its figure
+        if _is_error(figures, key) or key == "targets":  # shown with its figure; not figures
             continue
         if isinstance(value, (int, float)) and not isinstance(value, bool) \
                 and _error_key(figures, key):
