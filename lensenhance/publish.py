@@ -414,10 +414,20 @@ def publish_posterior(run_dir, name, *, base, calibrate=None, overwrite=False):
             from .benchmark.denoise import calibration_set, fit_calibration
 
             data = calibration_set(**calibrate)
-            calibration = fit_calibration(staged, data["images"], data["sigmas"],
-                                          data["truths"],
-                                          extra_variance=data["extra_variance"],
-                                          description=data["description"])
+            distilled = metadata.get("distilled")
+            # a distilled model: one factor per step count, the default's at the top
+            step_counts = [None] if not distilled else sorted(map(int, distilled["grids"]))
+            fitted = {steps: fit_calibration(staged, data["images"], data["sigmas"],
+                                             data["truths"],
+                                             extra_variance=data["extra_variance"],
+                                             description=data["description"], steps=steps)
+                      for steps in step_counts}
+            calibration = fitted[step_counts[0]]
+            if distilled:
+                from .diffusion.distill import DEFAULT_STEPS
+
+                calibration = {**fitted[DEFAULT_STEPS],
+                               "by_steps": {str(k): v for k, v in fitted.items()}}
         update_weights_metadata(staged, {"calibration": calibration})
         metadata = read_weights_metadata(staged)
         preset = metadata.get("data_preset", "model_ii")
@@ -428,7 +438,9 @@ def publish_posterior(run_dir, name, *, base, calibrate=None, overwrite=False):
                      degradation=degradation, base_model=base,
                      schedule=_json_value(metadata["schedule"]), calibration=calibration,
                      snr_range=_json_value(metadata.get("snr_range")),
-                     val=_json_value(metadata.get("val")))
+                     val=_json_value(metadata.get("val")),
+                     **({"distilled": _json_value(metadata["distilled"])}
+                        if metadata.get("distilled") else {}))
     except BaseException:
         staged.unlink(missing_ok=True)
         raise

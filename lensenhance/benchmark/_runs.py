@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-__all__ = ["run_enhancer"]
+__all__ = ["run_enhancer", "split_steps"]
 
 
 def run_enhancer(enhancer, images, sigmas=None, *, unit="electron/s", seed=0, samples=False):
@@ -45,3 +45,20 @@ def run_enhancer(enhancer, images, sigmas=None, *, unit="electron/s", seed=0, sa
     seconds = (time.perf_counter() - start) / len(images)
     return {"mean": np.stack(means), "std": np.stack(stds) if stds else None,
             "samples": np.stack(draws) if draws else None, "seconds_per_image": seconds}
+
+
+def split_steps(spec):
+    """``"name@k"`` -> ``("name", k)``: a posterior model at ``k`` sampler steps; else
+    ``(spec, None)`` (the model's own steps).
+
+    Raises
+    ------
+    ValueError
+        If what follows the ``@`` is not a positive integer.
+    """
+    name, at, steps = str(spec).rpartition("@")
+    if not at:
+        return str(spec), None
+    if not steps.isdigit() or int(steps) < 1:
+        raise ValueError(f"{spec!r}: the steps after '@' must be a positive integer")
+    return name, int(steps)

@@ -44,7 +44,8 @@ def _coverage(truths, means, stds, extra_variance, scale, mask, z):
 
 
 def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=None,
-                    level=0.68, n_samples=16, seed=CALIBRATION_SEED, description=""):
+                    level=0.68, n_samples=16, seed=CALIBRATION_SEED, description="",
+                    steps=None):
     """The factor on a posterior model's standard deviation that makes its intervals cover.
 
     Runs the model (with ``std_scale`` 1) on a held-out calibration set and finds, by
@@ -58,6 +59,8 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
         Weights of a posterior model.
     images, sigmas, truths : numpy.ndarray
         The calibration set (``sigmas`` None: estimated, as for an image without one).
+    steps : int, optional
+        Sampler steps (default: the model's); the factor holds for these.
 
     Returns
     -------
@@ -70,7 +73,8 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
     from ..enhance.enhancer import Enhancer
     from ..predict.loading import load_predictor
 
-    predictor = load_predictor(predictor_path, n_samples=n_samples, std_scale=1.0)
+    predictor = load_predictor(predictor_path, n_samples=n_samples, std_scale=1.0,
+                               steps=steps)
     result = run_enhancer(Enhancer(predictor, device="cpu"), images, sigmas, seed=seed)
     truths = np.asarray(truths, np.float64)
     means, stds = result["mean"].astype(np.float64), result["std"].astype(np.float64)
@@ -86,7 +90,8 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
                 for lv in (0.68, 0.95)}
 
     return {"std_scale": factor, "level": level, "n": int(len(truths)),
-            "n_pixels": int(mask.sum()), "n_samples": int(n_samples), "seed": int(seed),
+            "n_pixels": int(mask.sum()), "n_samples": int(n_samples),
+            "steps": int(predictor.steps), "seed": int(seed),
             "mask": "truth > its median", "set": description,
             "coverage_before": cover(1.0), "coverage_after": cover(factor)}
 

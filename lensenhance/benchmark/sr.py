@@ -18,6 +18,7 @@ from ..evaluate.metrics import batch_metrics, paired_differences, summarize_metr
 from ..evaluate.scoring import format_calibration_bins
 from ..simulate.render import bin_image
 from . import write_json
+from ._runs import split_steps
 
 __all__ = ["benchmark_sr", "theta_e_regression", "theta_e_regression_seeds",
            "format_sr_table", "BENCHMARK_SEED"]
@@ -145,6 +146,8 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
         Held-out images, the classes no_sub/cdm/axion in equal parts.
     models : list of str, optional
         Pretrained model names; default every shipped SR model of this ``scale``. A
+        posterior model may be named ``"name@k"`` to run it at ``k`` sampler steps (a
+        distilled one is then also compared with its teacher, if that runs too). A
         diffusion (``posterior``) model is given each LR image's exact sigma; its row adds
         ``posterior``: calibration where there is light, CRPS, fine-scale power of single
         samples and the data consistency (`lensenhance.benchmark.denoise`).
@@ -189,12 +192,17 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
                                noise_free_lr=noise_free_lr)
     methods = {mode: Enhancer.interpolation(mode, scale=scale, device=device)
                for mode in ("bilinear", "bicubic")}
-    posteriors = {}
+    posteriors, teachers = {}, {}
     for name in models:
-        if model_card(name).get("task") == "posterior":
-            posteriors[name] = Enhancer.from_pretrained(name, device=device,
-                                                        n_samples=n_samples)
+        model, steps = split_steps(name)
+        card = model_card(model)
+        if card.get("task") == "posterior":
+            posteriors[name] = Enhancer.from_pretrained(model, device=device,
+                                                        n_samples=n_samples, steps=steps)
+            teachers[name] = (card.get("distilled") or {}).get("teacher")
             continue
+        if steps is not None:
+            raise ValueError(f"{name!r}: steps apply to diffusion (posterior) models only")
         base = methods[name] = Enhancer.from_pretrained(name, device=device)
         if self_ensemble:  # the same loaded network, averaged over the 8 rotations/flips
             methods[f"{name} +SE"] = Enhancer(base.model, scale=base.scale, name=f"{name} +SE",
@@ -244,6 +252,8 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
     # and what the self-ensemble adds to each network
     pairs += [(m, m.removesuffix(" +SE")) for m in rows if m.endswith(" +SE")
               and m.removesuffix(" +SE") != reference]
+    # and each distilled model against its teacher, when both ran
+    pairs += [(m, teacher) for m, teacher in teachers.items() if teacher in rows]
     differences = {pair: stats for a, b in pairs for pair, stats in paired_differences(
         {a: rows[a]["psnr_per_image"], b: rows[b]["psnr_per_image"]}).items()}
     result = {"preset": preset, "scale": scale, "n": n, "seed": seed,

@@ -82,7 +82,8 @@ def benchmark_speed_command(ctx, part, n_images, size, memory_size, model, repea
               help="Held-out images (classes in equal parts).")
 @click.option("--scale", type=click.Choice(["2", "4"]), default="2", show_default=True)
 @click.option("--model", "models", multiple=True,
-              help="Pretrained model(s) to include (default: all of this scale).")
+              help="Pretrained model(s) to include (default: all of this scale); NAME@K "
+              "runs a diffusion model at K sampler steps.")
 @click.option("--no-self-ensemble", is_flag=True, help="Skip the D4 self-ensemble rows.")
 @click.option("--no-regression", is_flag=True, help="Skip the downstream theta_E regression.")
 @click.option("--regression-seeds", type=click.IntRange(1), default=3, show_default=True,

@@ -25,6 +25,7 @@ from .train import (
     train_classifier_command,
     train_ddpm_command,
     train_denoiser_command,
+    train_distill_command,
     train_features_command,
     train_group,
     train_posterior_command,
@@ -55,7 +56,8 @@ def _register_commands():
         benchmark_group.add_command(command)
     cli.add_command(benchmark_group)
     for command in (train_sr_command, train_features_command, train_classifier_command,
-                    train_ddpm_command, train_denoiser_command, train_posterior_command):
+                    train_ddpm_command, train_denoiser_command, train_posterior_command,
+                    train_distill_command):
         train_group.add_command(command)
     cli.add_command(train_group)
     convert_group.add_command(convert_deeplense_command)

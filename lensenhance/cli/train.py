@@ -332,3 +332,41 @@ def train_posterior_command(ctx, kind, base, n_train, n_val, data_seed, hsc_dir,
     val = history["val"][-1]["val_loss"] if history.get("val") else float("nan")
     click.echo(f"step {history['step']}, validation loss {val:.4g}, "
                f"{history['wall_time_s']:.0f} s: {history['weights']}")
+
+
+@click.command("distill")
+@click.option("--teacher", required=True,
+              help="The 10-step posterior model to distil (registry name or file).")
+@click.option("--task", "kind", type=click.Choice(["denoise", "sr"]), required=True,
+              help="The teacher's task: its training set gives the crops.")
+@click.option("--n-pool", type=click.IntRange(16), default=4000, show_default=True,
+              help="Teacher trajectories to learn from (crops of the training images).")
+@click.option("--n-val", type=click.IntRange(3), default=200, show_default=True)
+@click.option("--hsc", "hsc_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="The teacher was trained on HSC Wide -> Deep pairs here.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Simulation workers.")
+@_run_options
+@click.pass_context
+def train_distill_command(ctx, teacher, kind, n_pool, n_val, hsc_dir, workers, steps,
+                          max_steps, batch_size, learning_rate, seed, device, out_dir, resume,
+                          overwrite):
+    """Distil a posterior model into a student that samples in 1, 2 or 4 steps."""
+    from ..training.distill import distill_posterior
+    from ..training.posterior import posterior_sets
+
+    try:
+        data, _ = posterior_sets(kind, out_dir=out_dir, hsc_dir=hsc_dir,
+                                 progress=ctx.obj["progress"], workers=workers, n_val=n_val)
+        history = distill_posterior(
+            out_dir=out_dir, teacher=teacher, data=data, n_pool=n_pool,
+            max_steps=max_steps, batch_size=batch_size, seed=seed, device=device,
+            resume=resume, overwrite=overwrite, progress=ctx.obj["progress"],
+            metadata={"command": command_line(ctx)},
+            **given(steps=steps, lr=learning_rate))
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        fail(str(error))
+    val = history["val"][-1] if history.get("val") else {}
+    figures = ", ".join(f"{k} {v:.4g}" for k, v in val.items() if k.startswith("val_mse"))
+    click.echo(f"step {history['step']}, {figures}, {history['wall_time_s']:.0f} s: "
+               f"{history['weights']}")

@@ -37,6 +37,7 @@ _ARCHITECTURES: dict[str, object] = {}
 # name -> "module:attribute", imported on first use
 _LAZY: dict[str, str] = {
     "efsrcnn": "lensenhance.nn.equivariant:EquivariantFSRCNN",  # needs escnn
+    "localunet": "lensenhance.nn.localunet:LocalUNet",
     "raunet": "lensenhance.nn.raunet:RAUNet",
     "smallresnet": "lensenhance.nn.resnet:SmallResNet",
     "unet": "lensenhance.nn.unet:DiffusionUNet",  # needs diffusers

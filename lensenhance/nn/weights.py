@@ -73,7 +73,7 @@ TASKS = ("sr", "denoise", "generate", "classify", "features", "posterior")
 JSON_METADATA_KEYS = ("config", "schedule", "scaling", "normalization", "train_args", "val",
                       "metrics", "classes", "n_classes", "pixel_scale", "image_size",
                       "targets", "target_stats", "snr_range", "exposure_log10", "calibration",
-                      "sigma_floor", "scale")
+                      "sigma_floor", "scale", "distilled")
 
 #: Keys `export_weights` fills in itself; callers may not pass them in ``metadata``.
 RESERVED_METADATA_KEYS = ("format", "format_version", "config", "n_parameters")
