@@ -375,7 +375,8 @@ def publish_denoiser(run_dir, name, *, overwrite=False):
     return _write_card(name, card, validate=False)
 
 
-def publish_posterior(run_dir, name, *, base, calibrate=None, overwrite=False):
+def publish_posterior(run_dir, name, *, base, calibrate=None, snr_bins=False,
+                      overwrite=False):
     """Copy a ``lensenhance train posterior`` run into the package with its card.
 
     Parameters
@@ -391,6 +392,9 @@ def publish_posterior(run_dir, name, *, base, calibrate=None, overwrite=False):
         ``hsc_dir``): the standard deviation's factor is fitted on that held-out set
         (`lensenhance.benchmark.denoise.fit_calibration`) and stored in the weights
         metadata and the card. Without it the std is the raw spread of the samples.
+    snr_bins : bool, optional
+        Fit (with ``calibrate``) a factor that depends on each pixel's predicted SNR as
+        well; the model then uses it instead of the single factor.
 
     Returns
     -------
@@ -420,7 +424,8 @@ def publish_posterior(run_dir, name, *, base, calibrate=None, overwrite=False):
             fitted = {steps: fit_calibration(staged, data["images"], data["sigmas"],
                                              data["truths"],
                                              extra_variance=data["extra_variance"],
-                                             description=data["description"], steps=steps)
+                                             description=data["description"], steps=steps,
+                                             snr_bins=snr_bins)
                       for steps in step_counts}
             calibration = fitted[step_counts[0]]
             if distilled:
@@ -512,6 +517,8 @@ def main(argv=None):
                         help="posterior: fit the std's factor on this kind's held-out set")
     parser.add_argument("--hsc", help="posterior: calibrate on the HSC hold-out instead")
     parser.add_argument("--n-cal", type=int, default=64)
+    parser.add_argument("--snr-bins", action="store_true",
+                        help="posterior: also fit a factor that depends on the predicted SNR")
     parser.add_argument("--figures", help="a benchmark JSON to write into the card")
     parser.add_argument("--n-test", type=int, default=0,
                         help="classifier: images of unseen seeds for the card's metrics")
@@ -542,7 +549,8 @@ def main(argv=None):
                 calibrate = {"kind": args.calibrate or "denoise", "n": args.n_cal,
                              "hsc_dir": args.hsc}
             card = publish_posterior(args.run_dir, args.name, base=args.base,
-                                     calibrate=calibrate, overwrite=True)
+                                     calibrate=calibrate, snr_bins=args.snr_bins,
+                                     overwrite=True)
     else:
         sys.exit(f"cannot publish a {task!r} model")
     print(json.dumps(card, indent=2))

@@ -45,7 +45,7 @@ def _coverage(truths, means, stds, extra_variance, scale, mask, z):
 
 def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=None,
                     level=0.68, n_samples=16, seed=CALIBRATION_SEED, description="",
-                    steps=None):
+                    steps=None, snr_bins=False):
     """The factor on a posterior model's standard deviation that makes its intervals cover.
 
     Runs the model (with ``std_scale`` 1) on a held-out calibration set and finds, by
@@ -61,6 +61,10 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
         The calibration set (``sigmas`` None: estimated, as for an image without one).
     steps : int, optional
         Sampler steps (default: the model's); the factor holds for these.
+    snr_bins : bool, optional
+        Also fit a factor that depends on each pixel's predicted SNR
+        (`lensenhance.evaluate.snr_calibration.fit_snr_calibration`, on every pixel, the
+        SNR in the model's normalised units), returned as ``snr_bins`` with its coverage.
 
     Returns
     -------
@@ -74,7 +78,7 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
     from ..predict.loading import load_predictor
 
     predictor = load_predictor(predictor_path, n_samples=n_samples, std_scale=1.0,
-                               steps=steps)
+                               steps=steps, snr_calibration={})
     result = run_enhancer(Enhancer(predictor, device="cpu"), images, sigmas, seed=seed)
     truths = np.asarray(truths, np.float64)
     means, stds = result["mean"].astype(np.float64), result["std"].astype(np.float64)
@@ -89,11 +93,41 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
         return {str(lv): _coverage(truths, means, stds, extra, c, mask, norm.ppf((1 + lv) / 2))
                 for lv in (0.68, 0.95)}
 
-    return {"std_scale": factor, "level": level, "n": int(len(truths)),
+    result = {"std_scale": factor, "level": level, "n": int(len(truths)),
             "n_pixels": int(mask.sum()), "n_samples": int(n_samples),
             "steps": int(predictor.steps), "seed": int(seed),
             "mask": "truth > its median", "set": description,
             "coverage_before": cover(1.0), "coverage_after": cover(factor)}
+    if snr_bins:
+        from ..evaluate.snr_calibration import fit_snr_calibration
+        from ..predict.posterior import snr_std_factor
+
+        snr_means = _normalised_offset_removed(images, means, predictor.scale)
+        table = fit_snr_calibration(truths - (means - snr_means), snr_means, stds,
+                                    level=level)
+        import torch
+
+        scaled = snr_std_factor(torch.from_numpy(snr_means), torch.from_numpy(stds),
+                                table).numpy()
+        table["coverage_after"] = {
+            str(lv): _coverage(truths, means, stds * scaled, extra, 1.0, mask,
+                               norm.ppf((1 + lv) / 2)) for lv in (0.68, 0.95)}
+        result["snr_bins"] = table
+    return result
+
+
+def _normalised_offset_removed(images, means, scale, unit="electron/s"):
+    """The means less each image's normalisation offset (flux-split): ``|.| / std`` is then
+    the SNR the model sees in its normalised units."""
+    from astropy import units as u
+
+    from ..predict.normalization import fit_image_normalization
+    from ..predict.pixels import flux_split_factor
+
+    split = flux_split_factor(u.Unit(unit), scale)
+    offsets = np.array([fit_image_normalization(np.asarray(im, np.float64)).offset
+                        for im in images])
+    return means - (offsets * split).reshape(-1, 1, 1)
 
 
 def calibration_set(kind, *, n=64, hsc_dir=None, workers=1):

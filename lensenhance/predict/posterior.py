@@ -38,7 +38,7 @@ from .predictors import (
 )
 
 __all__ = ["PosteriorPredictor", "estimate_sigma", "residual_condition", "SIGMA_FLOOR",
-           "load_posterior", "load_base"]
+           "load_posterior", "load_base", "snr_std_factor"]
 
 #: Smallest sigma (normalised units) by which a residual is scaled.
 SIGMA_FLOOR = 1e-3
@@ -74,6 +74,31 @@ def estimate_sigma(image, mask=None) -> float:
         raise ValueError("estimate_sigma: no finite, unmasked pixel")
     _, _, std = sigma_clipped_stats(data[good], sigma=3.0, maxiters=10, stdfunc="mad_std")
     return float(std)
+
+
+def snr_std_factor(mean, std, table):
+    """Each pixel's std factor from an SNR calibration table.
+
+    ``table`` is `lensenhance.evaluate.snr_calibration.fit_snr_calibration`'s: ``log c``
+    linear in ``log(|mean| / std)`` between the bins' centres, constant beyond.
+
+    Parameters
+    ----------
+    mean, std : torch.Tensor
+        The posterior mean and the raw spread of the samples (normalised units).
+    table : dict
+        ``snr`` and ``std_scale`` lists.
+
+    Returns
+    -------
+    torch.Tensor
+        The factor, shaped like ``mean``.
+    """
+    centres = np.log(np.maximum(np.asarray(table["snr"], np.float64), 1e-12))
+    factors = np.log(np.asarray(table["std_scale"], np.float64))
+    snr = (mean.abs() / std.clamp_min(1e-30)).double().cpu().numpy()
+    out = np.exp(np.interp(np.log(np.maximum(snr, 1e-12)), centres, factors))
+    return torch.from_numpy(out).to(device=mean.device, dtype=mean.dtype)
 
 
 def residual_condition(x, sigma, mean, scale):
@@ -128,6 +153,9 @@ class PosteriorPredictor(Predictor):
         `~lensenhance.nn.localunet.LocalUNet` and ``steps`` one of the keys.
     std_scale : float, optional
         Calibration factor on the spread of the draws about their mean.
+    snr_calibration : dict, optional
+        A factor that depends on each pixel's ``|mean| / spread`` instead
+        (`snr_std_factor`), in place of ``std_scale``.
     snr_range : (float, float), optional
         The ``1 / median(sigma)`` (normalised) range of the training images.
     name : str, optional
@@ -141,7 +169,7 @@ class PosteriorPredictor(Predictor):
 
     def __init__(self, base, unet, *, schedule, scale, n_samples=16, steps=None, sampler=None,
                  std_scale=1.0, snr_range=None, name="posterior", weights_sha256=None,
-                 sample_batch=16, halo=None, grids=None):
+                 sample_batch=16, halo=None, grids=None, snr_calibration=None):
         check_int(n_samples, "n_samples", 2, integral_floats=True)
         self.grids = None if grids is None else {int(k): tuple(map(int, v))
                                                  for k, v in grids.items()}
@@ -171,6 +199,7 @@ class PosteriorPredictor(Predictor):
         self.steps = int(steps)
         self.sampler = sampler
         self.std_scale = float(std_scale)
+        self.snr_calibration = snr_calibration
         self.snr_range = None if snr_range is None else tuple(map(float, snr_range))
         self.name = name
         self.sample_batch = max(1, int(sample_batch))
@@ -195,7 +224,8 @@ class PosteriorPredictor(Predictor):
     def uncertainty_type(self):
         """What the standard deviation is (the output header's UNCTYPE)."""
         return (f"posterior std of {self.n_samples} diffusion samples ({self.sampler}, "
-                f"{self.steps} steps) x {self.std_scale:.3g} (calibration)")
+                f"{self.steps} steps) x " + ("an SNR-dependent factor" if self.snr_calibration
+                                             else f"{self.std_scale:.3g}") + " (calibration)")
 
     def gives_std(self, has_sigma):
         return True
@@ -257,7 +287,12 @@ class PosteriorPredictor(Predictor):
             residual = torch.cat(draws)
             samples = mean0 + residual.float() * unit
             mean = samples.mean(dim=0)
-            deviation = (samples - mean) * self.std_scale
+            deviation = samples - mean
+            if self.snr_calibration:
+                spread = deviation.pow(2).sum(dim=0).div(self.n_samples - 1).sqrt()
+                deviation = deviation * snr_std_factor(mean, spread, self.snr_calibration)
+            else:
+                deviation = deviation * self.std_scale
             std = deviation.pow(2).sum(dim=0).div(self.n_samples - 1).sqrt()
             return Prediction(mean, std=std, samples=mean + deviation)
 
@@ -326,6 +361,7 @@ def load_posterior(path, *, base=None, name=None, device="cpu", **options):
         steps = options.get("steps") or (DEFAULT_STEPS if distilled else 10)
         fitted = (calibration.get("by_steps") or {}).get(str(steps), calibration)
         options["std_scale"] = fitted.get("std_scale", 1.0)
+        options.setdefault("snr_calibration", fitted.get("snr_bins"))
     return PosteriorPredictor(base.to(device), unet,
                               schedule=NoiseSchedule.from_dict(meta["schedule"]),
                               scale=int(meta.get("scale", 1)),
