@@ -444,13 +444,21 @@ def publish_posterior(run_dir, name, *, base, calibrate=None, snr_bins=False,
                      schedule=_json_value(metadata["schedule"]), calibration=calibration,
                      snr_range=_json_value(metadata.get("snr_range")),
                      val=_json_value(metadata.get("val")),
-                     **({"distilled": _json_value(metadata["distilled"])}
-                        if metadata.get("distilled") else {}))
+                     **_distilled_fields(metadata))
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
     staged.replace(target)
     return _write_card(name, card, validate=False)
+
+
+def _distilled_fields(metadata):
+    """A distilled model's card entry: its teacher, grids and the method's literature."""
+    if not metadata.get("distilled"):
+        return {}
+    from .diffusion.distill import METHOD
+
+    return {"distilled": {**_json_value(metadata["distilled"]), "method": METHOD}}
 
 
 def add_benchmark_figures(name, benchmark_json):

@@ -197,3 +197,35 @@ def test_each_step_count_gets_its_own_calibration_factor(distilled_file, tmp_pat
         predictor = load_posterior(path, n_samples=2, steps=int(steps))
         assert predictor.std_scale == fitted["std_scale"]
     assert load_posterior(path, n_samples=2).std_scale == 1.1  # the default, 2 steps
+
+
+def test_publishing_a_distilled_run_fits_a_factor_per_step_count(distilled_file, tmp_path,
+                                                                 monkeypatch):
+    import json
+    import shutil
+
+    from lensenhance import pretrained as models
+    from lensenhance import publish
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in ("edsr-x2", "diffusion-sr-x2"):  # the base and the teacher, as shipped
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(models.WEIGHTS_DIR / f"{name}{suffix}", weights)
+    monkeypatch.setattr(models, "WEIGHTS_DIR", weights)
+    monkeypatch.setattr(publish, "WEIGHTS_DIR", weights)
+    folder, _ = distilled_file
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(folder / "weights.safetensors", run)
+    (run / "history.json").write_text(json.dumps({"step": 4, "wall_time_s": 1.0}))
+    card = publish.publish_posterior(run, "tiny-fast", base="edsr-x2", snr_bins=True,
+                                     calibrate={"kind": "sr", "n": 3})
+    calibration = card["calibration"]
+    assert set(calibration["by_steps"]) == {"1", "2", "4"}
+    assert calibration["std_scale"] == calibration["by_steps"]["2"]["std_scale"]
+    assert all(fitted["steps"] == int(k) and "snr_bins" in fitted
+               for k, fitted in calibration["by_steps"].items())
+    assert "Salimans & Ho 2022" in card["distilled"]["method"]
+    enhancer = Enhancer.from_pretrained("tiny-fast", n_samples=2, steps=1)
+    assert "SNR-dependent" in enhancer.predictor.uncertainty_type

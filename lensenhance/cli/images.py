@@ -71,7 +71,8 @@ def _enhancement_options(function):
         click.option("--n-samples", type=click.IntRange(2), default=None,
                      help="Posterior samples per pixel of a diffusion model [default: 16]."),
         click.option("--steps", type=click.IntRange(1), default=None,
-                     help="Sampler steps of a diffusion model [default: the model's]."),
+                     help="Sampler steps of a diffusion model [default: the model's; "
+                     "a distilled (-fast) one takes 1, 2 or 4]."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--hdu", default=None, help="HDU index or name of the inputs."),
         click.option("--plot", is_flag=True,

@@ -20,7 +20,7 @@ import torch
 
 from .schedule import NoiseSchedule
 
-__all__ = ["STUDENT_GRIDS", "DEFAULT_STEPS", "grid_jumps", "landing_x0", "ddim_jump",
+__all__ = ["STUDENT_GRIDS", "DEFAULT_STEPS", "METHOD", "grid_jumps", "landing_x0", "ddim_jump",
            "sample_few_step"]
 
 #: Timesteps of the few-step samplers, by number of network evaluations; each grid
@@ -29,6 +29,14 @@ STUDENT_GRIDS = {1: (999,), 2: (999, 499), 4: (999, 699, 499, 299)}
 
 #: A distilled model's steps unless asked otherwise.
 DEFAULT_STEPS = 2
+
+#: What a distilled model's card says of how it was made.
+METHOD = ("trajectory distillation: the student jumps t -> s along the teacher's "
+          "deterministic sampler, target the x0 whose DDIM step lands on the teacher's state "
+          "(Salimans & Ho 2022, ICLR, eq. 8), over several teacher steps at once (TRACT, "
+          "Berthelot et al. 2023, arXiv:2303.04248), one student told both t and s "
+          "(consistency trajectory models, Kim et al. 2024, ICLR); no normalisation, no "
+          "attention (SkipInit, De & Smith 2020)")
 
 
 def grid_jumps(grids=None) -> list[tuple[int, int]]:
