@@ -104,24 +104,28 @@ def test_the_students_receptive_field_bounds_its_impulse_response():
     assert 0.8 * net.receptive_field <= reach <= net.receptive_field
 
 
-def _tiny_distilled_predictor(**options):
+def _tiny_distilled_predictor(task="sr", **options):
+    from lensenhance.nn.raunet import RAUNet
+
     torch.manual_seed(1)
     student = LocalUNet(channels=[8, 16], blocks=1).eval()
     for module in student.modules():
         if isinstance(module, torch.nn.Conv2d):
             torch.nn.init.normal_(module.weight, std=0.1)
-    return PosteriorPredictor(load_pretrained("fsrcnn-x2"), student, schedule=SCHEDULE,
-                              scale=2, grids=STUDENT_GRIDS, name="tiny-distilled", **options)
+    base = load_pretrained("fsrcnn-x2") if task == "sr" else RAUNet(channels=(4, 8)).eval()
+    return PosteriorPredictor(base, student, schedule=SCHEDULE, scale=2 if task == "sr" else 1,
+                              grids=STUDENT_GRIDS, name="tiny-distilled", **options)
 
 
-def test_tiles_of_a_distilled_posterior_equal_the_whole_image():
+@pytest.mark.parametrize("task", ["sr", "denoise"])
+def test_tiles_of_a_distilled_posterior_equal_the_whole_image(task):
     # The 10-step UNet normalises over each tile (up to 2 std apart); the student does not.
     rng = np.random.default_rng(0)
     y, x = np.mgrid[:150, :150]
     image = 50 * np.exp(-((y - 60) ** 2 + (x - 90) ** 2) / 200) + rng.normal(size=(150, 150))
     ccd = CCDData(image.astype(np.float32), unit="electron/s",
                   uncertainty=StdDevUncertainty(np.ones((150, 150), np.float32)))
-    predictor = _tiny_distilled_predictor(n_samples=4, steps=4)
+    predictor = _tiny_distilled_predictor(task, n_samples=4, steps=4)
     assert predictor.exact_tiling
     tiled = Enhancer(predictor, tile_size=128).enhance(ccd, seed=3)
     whole = Enhancer(predictor, tile_size=512).enhance(ccd, seed=3)

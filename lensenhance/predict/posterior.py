@@ -210,9 +210,8 @@ class PosteriorPredictor(Predictor):
             if self.grids is None:
                 halo = max(base_halo, _POSTERIOR_HALO)
             else:  # the base's reach, then the student's on the output grid
-                if self.base_takes_sigma:
-                    base_halo = int(getattr(base, "receptive_field", _POSTERIOR_HALO))
-                halo = base_halo + math.ceil(unet.receptive_field / self.scale)
+                halo = count_receptive_field(base) + math.ceil(unet.receptive_field /
+                                                               self.scale)
         self.halo = int(halo)
         # A student without normalisation on a local base: tiles equal the whole image.
         self.exact_tiling = self.grids is not None and not has_global_operations(base)
