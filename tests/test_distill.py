@@ -233,3 +233,22 @@ def test_publishing_a_distilled_run_fits_a_factor_per_step_count(distilled_file,
     assert "Salimans & Ho 2022" in card["distilled"]["method"]
     enhancer = Enhancer.from_pretrained("tiny-fast", n_samples=2, steps=1)
     assert "SNR-dependent" in enhancer.predictor.uncertainty_type
+
+
+def test_a_stopped_distillation_resumes_where_it_stopped(tmp_path):
+    from lensenhance.training.distill import distill_posterior
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3, 16, 16)).astype(np.float32)
+    sigma = np.full_like(x, 0.1)
+    truth = rng.normal(size=(3, 32, 32)).astype(np.float32)
+    data = {"train": (x, sigma, truth), "val": (x[:2], sigma[:2], truth[:2]), "attrs": {}}
+    options = {"out_dir": tmp_path, "teacher": "diffusion-sr-x2", "data": data, "n_pool": 8,
+               "n_val": 2, "patch": 32, "steps": 4, "batch_size": 2, "progress": False,
+               "net": {"channels": [4], "blocks": 1, "embed_dim": 8}}
+    stopped = distill_posterior(max_steps=2, **options)
+    assert stopped["step"] == 2
+    resumed = distill_posterior(resume=True, **options)
+    assert resumed["step"] == 4
+    assert [e["step"] for e in resumed["train"]][-1] == 4

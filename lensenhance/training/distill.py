@@ -116,8 +116,11 @@ class FewStepDistillationTask:
                 f"jumps={self.jumps})")
 
     def config(self):
-        return {"n": len(self.cond), "grids": self.grids, "jumps": self.jumps,
-                "schedule": self.schedule.to_dict(), "metadata": self.metadata}
+        # as it reads back from a checkpoint's JSON (string keys, lists), so that a resumed
+        # run compares equal
+        return json.loads(json.dumps({"n": len(self.cond), "grids": self.grids,
+                                      "jumps": self.jumps, "schedule": self.schedule.to_dict(),
+                                      "metadata": self.metadata}))
 
     def batch(self, batch_size, rng):
         index = torch.from_numpy(rng.integers(0, len(self.cond), size=batch_size))
