@@ -252,3 +252,15 @@ def test_a_stopped_distillation_resumes_where_it_stopped(tmp_path):
     resumed = distill_posterior(resume=True, **options)
     assert resumed["step"] == 4
     assert [e["step"] for e in resumed["train"]][-1] == 4
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("diffusion-sr-x2-fast@4", ("diffusion-sr-x2-fast", 4)),
+    ("edsr-x2", ("edsr-x2", None)),
+    ("runs/a@b/weights.safetensors", ("runs/a@b/weights.safetensors", None))])
+def test_a_benchmark_model_may_name_its_steps(spec, expected):
+    from lensenhance.benchmark._runs import split_steps
+
+    assert split_steps(spec) == expected
+    with pytest.raises(ValueError, match="positive integer"):
+        split_steps("diffusion-sr-x2-fast@0")

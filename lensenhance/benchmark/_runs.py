@@ -49,16 +49,17 @@ def run_enhancer(enhancer, images, sigmas=None, *, unit="electron/s", seed=0, sa
 
 def split_steps(spec):
     """``"name@k"`` -> ``("name", k)``: a posterior model at ``k`` sampler steps; else
-    ``(spec, None)`` (the model's own steps).
+    ``(spec, None)`` (the model's own steps; an ``@`` not followed by digits is part of
+    the name or path).
 
     Raises
     ------
     ValueError
-        If what follows the ``@`` is not a positive integer.
+        If the step count after the ``@`` is 0.
     """
     name, at, steps = str(spec).rpartition("@")
-    if not at:
+    if not at or not steps.isdigit():
         return str(spec), None
-    if not steps.isdigit() or int(steps) < 1:
+    if int(steps) < 1:
         raise ValueError(f"{spec!r}: the steps after '@' must be a positive integer")
     return name, int(steps)

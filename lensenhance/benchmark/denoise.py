@@ -26,7 +26,7 @@ import numpy as np
 from ..evaluate.metrics import paired_differences as _paired
 from ..evaluate.scoring import format_calibration_bins, light_mask, posterior_figures
 from ..evaluate.uncertainty import fit_std_scale
-from ._runs import run_enhancer
+from ._runs import run_enhancer, split_steps
 
 __all__ = ["benchmark_denoise", "fit_calibration",
            "calibration_set",
@@ -168,13 +168,18 @@ def calibration_set(kind, *, n=64, hsc_dir=None, workers=1):
 
 
 def _enhancer(spec, *, n_samples=None, steps=None):
-    """An Enhancer from a shipped name or a weights file; sampling options if it samples."""
+    """An Enhancer from a shipped name or a weights file (``NAME@K``: at ``K`` steps);
+    sampling options if it samples."""
     from ..enhance.enhancer import Enhancer
     from ..predict.loading import is_probabilistic
 
+    spec, spec_steps = split_steps(spec)
     if not is_probabilistic(spec):
+        if spec_steps is not None:
+            raise ValueError(f"{spec!r}: steps apply to diffusion (posterior) models only")
         n_samples = steps = None
-    return Enhancer.open(spec, device="cpu", n_samples=n_samples, steps=steps)
+    return Enhancer.open(spec, device="cpu", n_samples=n_samples,
+                         steps=spec_steps if spec_steps is not None else steps)
 
 
 def _classical_rows(noisy, sigmas, truths, tune, *, progress=False):

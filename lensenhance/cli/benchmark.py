@@ -166,7 +166,7 @@ def benchmark_generate_command(ctx, n_images, n_ddpm, model, classifier, sampler
               help="Held-out images (at most this many HSC 'val' pairs with --real).")
 @click.option("--model", "models", multiple=True,
               help="A shipped model or weights file (repeat; default: the shipped "
-                   "denoisers for the set).")
+                   "denoisers for the set); NAME@K runs a diffusion model at K steps.")
 @click.option("--real", "real_dir", type=click.Path(path_type=Path, file_okay=False),
               default=None, help="HSC Wide -> Deep pairs folder: score on its 'val' split.")
 @click.option("--n-samples", type=click.IntRange(2), default=16, show_default=True,
