@@ -264,3 +264,20 @@ def test_a_benchmark_model_may_name_its_steps(spec, expected):
     assert split_steps(spec) == expected
     with pytest.raises(ValueError, match="positive integer"):
         split_steps("diffusion-sr-x2-fast@0")
+
+
+def test_the_cli_refuses_a_step_count_a_distilled_model_has_not_learnt(tmp_path):
+    from astropy.io import fits
+    from click.testing import CliRunner
+
+    from lensenhance.cli import cli
+
+    path = tmp_path / "cutout.fits"
+    fits.PrimaryHDU(np.random.default_rng(0).normal(size=(32, 32)).astype(np.float32)
+                    ).writeto(path)
+    result = CliRunner().invoke(cli, ["-q", "denoise", str(path), "--model",
+                                      "diffusion-denoise-fast", "--steps", "3", "--out",
+                                      str(tmp_path / "out")])
+    assert result.exit_code != 0
+    assert "samples in [1, 2, 4] steps, not 3" in result.output
+    assert "Traceback" not in result.output

@@ -94,9 +94,10 @@ def test_readme_benchmark_commands_are_the_recorded_ones():
     for span in re.findall(r"`(lensenhance benchmark [^`]*)`", text):
         written = re.search(r"--json (\S+)", span)
         if written:
-            commands[written.group(1)] = " ".join(shlex.split(span))
+            commands[written.group(1)] = " ".join(shlex.split(span))  # quoting aside
     for path in sorted(results.glob("*.json")):
         recorded = json.loads(path.read_text()).get("command")
         if recorded:
-            assert commands.get(f"benchmark_results/{path.name}") == recorded, path.name
+            assert commands.get(f"benchmark_results/{path.name}") == " ".join(
+                shlex.split(recorded)), path.name
     assert all(key.startswith("benchmark_results/") for key in commands), commands

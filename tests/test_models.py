@@ -43,6 +43,9 @@ def test_card_is_complete_and_hash_matches(name):
         assert key in card, key
     assert card["name"] == name
     command = {"classify": "classifier", "generate": "ddpm"}.get(card["task"], card["task"])
+    if card.get("distilled"):  # a few-step posterior: distilled from its teacher
+        command = "distill"
+        assert card["distilled"]["teacher"] in SHIPPED
     assert card["command"].startswith(f"lensenhance train {command}")
     assert isinstance(card["metrics"]["n"], int) and card["metrics"]["n"] > 0
     # the command that measured the figures: a lensenhance command, or the publishing

@@ -45,6 +45,10 @@ BENCHMARKS = (
      "edsr-lens64-x2 on noise-free model_ii images on the preset's own grid."),
     ("sr_x2_diffusion_n100.json", "Diffusion super-resolution x2",
      "diffusion-sr-x2's posterior mean and calibration against its deterministic base."),
+    ("sr_x2_fast_n100.json", "Few-step diffusion super-resolution x2",
+     "diffusion-sr-x2-fast at 1, 2 and 4 steps against its 10-step teacher diffusion-sr-x2 "
+     "on the same images: posterior mean, coverage overall, per brightness decile, SNR bin "
+     "and class, TARP, fine-scale power, seconds per image."),
     ("denoise_n100.json", "Denoising, simulated",
      "The denoisers against tuned classical baselines on simulated images of known noise."),
     ("denoise_hsc_val.json", "Denoising, real HSC Wide against Deep/UltraDeep",
@@ -71,6 +75,11 @@ BENCHMARKS = (
     ("speed_posterior.json", "Speed of the posterior models",
      "Seconds per cutout against samples and steps: one after another, the sampler on a "
      "batch of cutouts, and a catalog run; the peak memory of each."),
+    ("speed_posterior_10step.json", "Speed of the 10-step posterior models",
+     "The same figures for the 10-step models the few-step ones were distilled from."),
+    ("denoise_fast_n100.json", "Few-step diffusion denoising",
+     "diffusion-denoise-fast at 1, 2 and 4 steps against its 10-step teacher "
+     "diffusion-denoise on the same simulated images."),
 )
 
 
