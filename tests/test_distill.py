@@ -149,17 +149,22 @@ def test_a_distilled_model_defaults_to_two_steps():
     assert (predictor.steps, predictor.sampler) == (2, "distilled")
 
 
+def _random_sr_sets(*, seed, n, side):
+    """Normalised x2 training and validation sets of noise (the plumbing needs no lens)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, side, side)).astype(np.float32)
+    sigma = np.full_like(x, 0.1)
+    truth = rng.normal(size=(n, 2 * side, 2 * side)).astype(np.float32)
+    return {"train": (x, sigma, truth), "val": (x[:2], sigma[:2], truth[:2]), "attrs": {}}
+
+
 @pytest.fixture(scope="module")
 def distilled_file(tmp_path_factory):
     """A tiny distilled run of the shipped diffusion-sr-x2 on random crops (plumbing only)."""
     from lensenhance.training.distill import distill_posterior
 
     torch.set_num_threads(1)
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(4, 24, 24)).astype(np.float32)
-    sigma = np.full_like(x, 0.1)
-    truth = rng.normal(size=(4, 48, 48)).astype(np.float32)
-    data = {"train": (x, sigma, truth), "val": (x[:2], sigma[:2], truth[:2]), "attrs": {}}
+    data = _random_sr_sets(seed=0, n=4, side=24)
     folder = tmp_path_factory.mktemp("distill")
     history = distill_posterior(out_dir=folder, teacher="diffusion-sr-x2", data=data,
                                 n_pool=16, n_val=4, patch=32, steps=4, batch_size=4,
@@ -239,11 +244,7 @@ def test_a_stopped_distillation_resumes_where_it_stopped(tmp_path):
     from lensenhance.training.distill import distill_posterior
 
     torch.set_num_threads(1)
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(3, 16, 16)).astype(np.float32)
-    sigma = np.full_like(x, 0.1)
-    truth = rng.normal(size=(3, 32, 32)).astype(np.float32)
-    data = {"train": (x, sigma, truth), "val": (x[:2], sigma[:2], truth[:2]), "attrs": {}}
+    data = _random_sr_sets(seed=1, n=3, side=16)
     options = {"out_dir": tmp_path, "teacher": "diffusion-sr-x2", "data": data, "n_pool": 8,
                "n_val": 2, "patch": 32, "steps": 4, "batch_size": 2, "progress": False,
                "net": {"channels": [4], "blocks": 1, "embed_dim": 8}}

@@ -173,19 +173,6 @@ class FewStepDistillationTask:
         return {"task": "posterior", **self.metadata, "distilled": distilled}
 
 
-def _crops(arrays, factors, patch, rng, n):
-    """``n`` aligned random crops of several stacks (no augmentation: the teacher's own)."""
-    side = patch // max(factors)
-    ny, nx = arrays[0].shape[-2:]
-    out = [[] for _ in arrays]
-    for _ in range(n):
-        i = int(rng.integers(len(arrays[0])))
-        y0, x0 = int(rng.integers(0, ny - side + 1)), int(rng.integers(0, nx - side + 1))
-        for j, (a, f) in enumerate(zip(arrays, factors)):
-            out[j].append(a[i, y0 * f:(y0 + side) * f, x0 * f:(x0 + side) * f])
-    return [torch.from_numpy(np.ascontiguousarray(np.stack(o)))[:, None] for o in out]
-
-
 def _pool(path, key, make):
     """A pool of trajectories cached in ``path`` under ``key`` (made by ``make()``)."""
     if path.is_file():
@@ -244,7 +231,7 @@ def distill_posterior(*, out_dir, teacher, data, n_pool=4000, n_val=128, patch=6
     from ..pretrained import file_sha256
     from .initial import weights_file
     from .loop import train
-    from .posterior import base_means, snr_of
+    from .posterior import _aligned_crops, base_means, snr_of
 
     check_int(n_pool, "n_pool")
     out_dir = Path(out_dir)
@@ -265,7 +252,8 @@ def distill_posterior(*, out_dir, teacher, data, n_pool=4000, n_val=128, patch=6
             x, sigma, truth = data[part]
             mean = base_means(base, x, sigma, device=device or "cpu")
             rng = np.random.default_rng([seed, stream])
-            xc, sc, mc = _crops([x, sigma, mean], [1, 1, scale], patch, rng, n)
+            xc, sc, mc = (torch.from_numpy(c) for c in _aligned_crops(
+                [x, sigma, mean], [1, 1, scale], patch, rng, len(x), n, augment=False))
             cond, _ = residual_condition(xc, sc, mc, scale)
             noise = torch.from_numpy(rng.standard_normal((n, 1, patch, patch)).astype(
                 np.float32))

@@ -149,8 +149,9 @@ def normalise_posterior_data(x, sigma, truth, *, scale=1, estimated=None, unit="
     return xs, ss, ts
 
 
-def _crop_d4(arrays, factors, patch, rng, n_images, batch_size):
-    """Aligned random crops of several stacks, D4-augmented alike.
+def _aligned_crops(arrays, factors, patch, rng, n_images, batch_size, *, augment=True):
+    """Aligned random crops of several stacks, D4-augmented alike (unless ``augment`` is
+    False: a teacher's own inputs, as it saw them).
 
     ``arrays[0]`` is on the input grid; ``factors[j]`` is how many pixels of
     ``arrays[j]`` span one input pixel; ``patch`` is the crop side on the finest grid.
@@ -162,11 +163,12 @@ def _crop_d4(arrays, factors, patch, rng, n_images, batch_size):
         i = int(rng.integers(n_images))
         y0 = int(rng.integers(0, ny - side + 1))
         x0 = int(rng.integers(0, nx - side + 1))
-        k, flip = int(rng.integers(4)), bool(rng.integers(2))
+        k, flip = (int(rng.integers(4)), bool(rng.integers(2))) if augment else (0, False)
         for j, (a, f) in enumerate(zip(arrays, factors)):
             crop = a[i, y0 * f:(y0 + side) * f, x0 * f:(x0 + side) * f]
             # rotate by k, then flip: the D4 element (-k, flip)
-            out[j].append(d4_transform(crop, -k % 4 if flip else k, flip))
+            out[j].append(d4_transform(crop, -k % 4 if flip else k, flip) if augment
+                          else crop)
     return [np.ascontiguousarray(np.stack(o))[:, None] for o in out]
 
 
@@ -202,7 +204,7 @@ class SigmaDenoiseTask:
                 "metadata": self.metadata}
 
     def batch(self, batch_size, rng):
-        x, sigma, truth = _crop_d4([self.x, self.sigma, self.truth], [1, 1, 1], self.patch,
+        x, sigma, truth = _aligned_crops([self.x, self.sigma, self.truth], [1, 1, 1], self.patch,
                                    rng, len(self.x), batch_size)
         return torch.from_numpy(x), torch.from_numpy(sigma), torch.from_numpy(truth)
 
@@ -289,7 +291,7 @@ class ResidualDiffusionTask:
 
     def batch(self, batch_size, rng):
         s = self.scale
-        x, sigma, mean, truth = _crop_d4([self.x, self.sigma, self.mean, self.truth],
+        x, sigma, mean, truth = _aligned_crops([self.x, self.sigma, self.mean, self.truth],
                                          [1, 1, s, s], self.patch, rng, len(self.x),
                                          batch_size)
         t = rng.integers(0, self.schedule.num_train_timesteps, size=batch_size)
