@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import check_int
-from ..diffusion.distill import DEFAULT_STEPS
+from ..diffusion.distill import DEFAULT_STEPS, sample_few_step
 from ..nn.inference import inference_copy
 from .predictors import (
     Prediction,
@@ -205,13 +205,11 @@ class PosteriorPredictor(Predictor):
         self.sample_batch = max(1, int(sample_batch))
         self._weights_sha256 = weights_sha256
         self.base_takes_sigma = bool(getattr(base, "takes_sigma", False))
-        if halo is None:
+        if halo is None and self.grids is None:
             base_halo = 0 if self.base_takes_sigma else count_receptive_field(base)
-            if self.grids is None:
-                halo = max(base_halo, _POSTERIOR_HALO)
-            else:  # the base's reach, then the student's on the output grid
-                halo = count_receptive_field(base) + math.ceil(unet.receptive_field /
-                                                               self.scale)
+            halo = max(base_halo, _POSTERIOR_HALO)
+        elif halo is None:  # the base's reach, then the student's on the output grid
+            halo = count_receptive_field(base) + math.ceil(unet.receptive_field / self.scale)
         self.halo = int(halo)
         # A student without normalisation on a local base: tiles equal the whole image.
         self.exact_tiling = self.grids is not None and not has_global_operations(base)
@@ -248,7 +246,6 @@ class PosteriorPredictor(Predictor):
 
     def predict(self, x, *, sigma=None, seed=0, origins=None):
         from ..diffusion import sample
-        from ..diffusion.distill import sample_few_step
 
         if sigma is None:
             raise ValueError(f"{self.name} needs the input's sigma (the Enhancer estimates "
@@ -287,13 +284,10 @@ class PosteriorPredictor(Predictor):
             samples = mean0 + residual.float() * unit
             mean = samples.mean(dim=0)
             deviation = samples - mean
-            if self.snr_calibration:
-                spread = deviation.pow(2).sum(dim=0).div(self.n_samples - 1).sqrt()
-                deviation = deviation * snr_std_factor(mean, spread, self.snr_calibration)
-            else:
-                deviation = deviation * self.std_scale
-            std = deviation.pow(2).sum(dim=0).div(self.n_samples - 1).sqrt()
-            return Prediction(mean, std=std, samples=mean + deviation)
+            spread = deviation.pow(2).sum(dim=0).div(self.n_samples - 1).sqrt()
+            factor = (snr_std_factor(mean, spread, self.snr_calibration)
+                      if self.snr_calibration else self.std_scale)
+            return Prediction(mean, std=spread * factor, samples=mean + deviation * factor)
 
     def _denoiser(self, x_t, t, *, class_labels=None, cond=None):
         return self.unet(x_t, t, cond=cond)
