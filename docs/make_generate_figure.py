@@ -1,8 +1,9 @@
 """Make docs/_static/generate_samples.png: generated lenses beside simulated ones.
 
-Top row: ``ddpm-lens64`` (DDIM, 50 steps, seed 0, the classes in turn); bottom row:
-simulated noise-free Model-II images of the same classes (seed 777), both in the
-generator's asinh stretch. Run from the repository root::
+Top row: the default generator, ``Generator.from_pretrained()`` (DDIM, 50 steps, seed 0,
+the classes in turn); bottom row: simulated noise-free images of its training preset and
+the same classes (seed 777), both in the generator's asinh stretch. Run from the
+repository root::
 
     python docs/make_generate_figure.py
 """
@@ -22,9 +23,9 @@ N = 6
 
 
 def main():
-    gen = le.Generator.from_pretrained("ddpm-lens64")
+    gen = le.Generator.from_pretrained()
     generated = gen.generate(N, steps=50, sampler="ddim", seed=0, progress=False)
-    real, labels, _ = generation_images(N, preset="model_ii", seed=777, progress=False)
+    real, labels, _ = generation_images(N, preset=gen.preset, seed=777, progress=False)
     # generation_images concatenates the classes; show them in turn like the generator.
     order = [list(labels).index(k % 3) + k // 3 for k in range(N)]
     fig, axes = plt.subplots(2, N, figsize=(2 * N, 4.3))

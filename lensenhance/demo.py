@@ -9,8 +9,9 @@
    noise-free truth;
 3. **denoise** one shipped HSC Wide cutout with ``diffusion-denoise-hsc`` (mean and
    standard deviation), scored against the Deep/UltraDeep image of the same galaxy;
-4. **generate** a few lenses with ``ddpm-lens64``, set beside simulated images of the
-   preset it was trained on;
+4. **generate** a few lenses with the default generator (``ddpm-deeplense-ii``, see
+   `~lensenhance.generate.generator.DEFAULT_GENERATOR`), set beside simulated images of
+   the preset it was trained on;
 5. write every input and output as FITS (`lensenhance.write_image`), one figure
    (``demo.png``) and return the metrics table, with the number of images behind every
    figure.
@@ -27,13 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .generate.generator import DEFAULT_GENERATOR
+
 __all__ = ["run_demo", "best_pretrained", "DemoSize", "FULL", "QUICK"]
 
 log = logging.getLogger(__name__)
 
 SR_POSTERIOR = "diffusion-sr-x2"
 DENOISER = "diffusion-denoise-hsc"
-GENERATOR = "ddpm-lens64"
+GENERATOR = DEFAULT_GENERATOR
 SCALE = 2
 
 

@@ -1,7 +1,7 @@
 """Turn a finished training run into shipped weights with a model card.
 
 ``python -m lensenhance.publish training_runs/rcan-x2 rcan-x2`` copies the run's EMA
-weights into ``lensenhance/models/weights/`` (format v2), evaluates them on the held-out
+weights into ``lensenhance/pretrained/weights/`` (format v2), evaluates them on the held-out
 ``sr`` benchmark set and writes the model card in the schema of its task
 (`lensenhance.pretrained.validate_card`): task, architecture, data preset, the exact
 training command, steps, wall time, machine, figures with their n and the command that

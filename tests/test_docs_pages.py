@@ -101,3 +101,24 @@ def test_readme_benchmark_commands_are_the_recorded_ones():
             assert commands.get(f"benchmark_results/{path.name}") == " ".join(
                 shlex.split(recorded)), path.name
     assert all(key.startswith("benchmark_results/") for key in commands), commands
+
+
+def test_readme_generate_tables_are_rendered_from_their_json():
+    """Every ``benchmark generate`` table in the README is its JSON as the command prints
+    it (`format_generate_markdown`), never typed: a rerun that changes the JSON fails here
+    until the README shows the new table."""
+    from lensenhance.benchmark.generate import format_generate_markdown
+
+    root = Path(__file__).resolve().parents[1]
+    readme, results = root / "README.md", root / "benchmark_results"
+    if not readme.exists() or not results.exists():
+        pytest.skip("README.md or benchmark_results/ is not in this checkout")
+    text = readme.read_text()
+    rendered = [path for path in sorted(results.glob("generate_*.json"))
+                if "generator" in json.loads(path.read_text())]
+    assert any(path.name == "generate_n1000.json" for path in rendered)  # the headline
+    for path in rendered:
+        block = format_generate_markdown(path)
+        assert block in text, f"README.md's table of {path.name} is not its JSON; it is:\n{block}"
+    # no other table of the benchmark, typed by hand
+    assert text.count("```\ngenerator ") == len(rendered)

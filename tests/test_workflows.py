@@ -14,6 +14,7 @@ from matplotlib.image import imread
 from lensenhance import io
 from lensenhance.benchmark.sr import benchmark_sr, theta_e_regression
 from lensenhance.cli import cli
+from lensenhance.demo import GENERATOR
 from lensenhance.enhance.evaluation import evaluate_catalog
 from lensenhance.training.data import load_pairs, normalize_pairs, training_pairs
 
@@ -200,7 +201,7 @@ def test_enhance_command_goes_on_after_a_bad_file(runner, tmp_path):
 #: The start of each method family's line in the demo's table, and where its label ends.
 DEMO_ROWS = {"bicubic": "bicubic", "(best residual)": "(best residual)",
              "diffusion-sr-x2 mean": "steps)", "HSC Wide input": "(no denoising)",
-             "diffusion-denoise-hsc mean": "steps)", "ddpm-lens64": "DDIM steps)"}
+             "diffusion-denoise-hsc mean": "steps)", GENERATOR: "DDIM steps)"}
 
 
 def check_demo_output(out, output, *, n_lenses, n_generated):
@@ -217,7 +218,7 @@ def check_demo_output(out, output, *, n_lenses, n_generated):
         rest = label[label.index(label_end) + len(label_end):]
         numbers = [float(x) for x in re.findall(r"nan|inf|-?\d+(?:\.\d+)?", rest)]
         assert len(numbers) >= 3 and all(np.isfinite(numbers)), line
-        n = {"ddpm-lens64": n_generated, "HSC Wide input": 1,
+        n = {GENERATOR: n_generated, "HSC Wide input": 1,
              "diffusion-denoise-hsc mean": 1}.get(family, n_lenses)
         assert numbers[0] == n, line
     # Super-resolution: each output has 2x the pixels of its input, its unit and its WCS
@@ -245,7 +246,7 @@ def check_demo_output(out, output, *, n_lenses, n_generated):
                          ).shape == wide.shape
     # Generation: 64x64 images with a WCS.
     for i in range(n_generated):
-        gen = io.read_image(out / "generate" / f"ddpm-lens64_{i:03d}.fits")
+        gen = io.read_image(out / "generate" / f"{GENERATOR}_{i:03d}.fits")
         assert gen.shape == (64, 64) and gen.wcs is not None and np.isfinite(gen.data).all()
     # One figure, a real PNG with the three rows.
     figure = imread(out / "demo.png")

@@ -2,7 +2,7 @@
 their JSON results.
 
 Nothing on these pages is typed by hand: each build reads the cards shipped in
-``lensenhance/models/weights`` and the files in ``benchmark_results/``, so a page cannot
+``lensenhance/pretrained/weights`` and the files in ``benchmark_results/``, so a page cannot
 disagree with the package it documents. The pages are written to ``docs/generated/``
 (ignored by git) when the builder starts, before Sphinx reads the sources.
 """
@@ -219,7 +219,7 @@ def _model_section(name, card, path):
               if isinstance(card.get("wall_time_s"), (int, float)) else None),
              ("weights", f"``{path.name}``, {path.stat().st_size / 1e6:.1f} MB, "
                          f"sha256 ``{card.get('sha256', '')[:16]}...``"),
-             ("license", card.get("license"))]
+             ("license", card.get("license")), ("note", card.get("note"))]
     lines += [f":{key}: {value}" for key, value in facts if value not in (None, "")]
     lines += ["", "Rebuilt by:", "", *_code(card.get("command", "(not recorded)"))]
     command = metrics.pop("command", None)

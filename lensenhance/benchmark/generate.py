@@ -22,11 +22,13 @@ simulated images of the training preset (a seed no training run uses):
   images are;
 * seconds per image.
 
-`TARGETS` holds the issue's targets; `format_generate_table` marks each met or not.
+`TARGETS` holds the issue's targets; `format_generate_table` marks each met or not, and
+`format_generate_markdown` wraps that table for the README.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -34,8 +36,8 @@ import numpy as np
 
 from . import write_json
 
-__all__ = ["benchmark_generate", "format_generate_table", "GENERATE_SEED", "DEFAULT_SAMPLERS",
-           "TARGETS", "default_classifier"]
+__all__ = ["benchmark_generate", "format_generate_table", "format_generate_markdown",
+           "GENERATE_SEED", "DEFAULT_SAMPLERS", "TARGETS", "default_classifier"]
 
 #: Seed of the held-out simulated sets; no training command uses it.
 GENERATE_SEED = 20261122
@@ -399,7 +401,8 @@ def format_generate_table(result):
     """The benchmark as a text table with its targets marked met or not.
 
     Results written before the per-class figures and the verdict existed (no
-    ``verdict``) print without them.
+    ``verdict``) print without them, and with their one sampler comparison
+    (``ddim50_vs_ddpm``, stored beside the rows).
     """
     classes = list(result.get("real_accuracy_per_class", {}))
     guidance = result.get("guidance")
@@ -452,12 +455,13 @@ def format_generate_table(result):
                 lines.append(f"  {row['sampler']}-{row['steps']}: median "
                              f"{mem['median_psnr']:.2f} dB, share above the real 99th pct "
                              f"{mem['share_above_real_p99']:.3f} (n={row['n']})")
-    for row in result["rows"]:
-        if "vs_ddpm" in row:
-            cmp = row["vs_ddpm"]
-            lines.append(f"{row['sampler'].upper()}-{row['steps']} FD vs "
-                         f"DDPM-{cmp['ddpm_steps']}: {cmp['relative_fd_difference']:+.1%} at "
-                         f"n={cmp['n']}")
+    comparisons = [(row["sampler"], row["steps"], row["vs_ddpm"]) for row in result["rows"]
+                   if "vs_ddpm" in row]
+    if "ddim50_vs_ddpm" in result:
+        comparisons.append(("ddim", 50, result["ddim50_vs_ddpm"]))
+    for sampler, steps, cmp in comparisons:
+        lines.append(f"{sampler.upper()}-{steps} FD vs DDPM-{cmp['ddpm_steps']}: "
+                     f"{cmp['relative_fd_difference']:+.1%} at n={cmp['n']}")
     if "verdict" not in result:
         return "\n".join(lines)
     headline = _headline(result)
@@ -467,3 +471,21 @@ def format_generate_table(result):
         lines.append(f"  {name:<24}{item['value']:>10.3g}  target {item['target']:<26}"
                      f"{'met' if item['met'] else 'not met'}")
     return "\n".join(lines)
+
+
+def format_generate_markdown(result):
+    """`format_generate_table` as a fenced Markdown code block, as the README shows it.
+
+    Parameters
+    ----------
+    result : dict or path-like
+        A result of `benchmark_generate`, or the JSON file it was written to.
+
+    Returns
+    -------
+    str
+        The block, from its opening to its closing fence, without a final newline.
+    """
+    if not isinstance(result, dict):
+        result = json.loads(Path(result).read_text())
+    return f"```\n{format_generate_table(result)}\n```"

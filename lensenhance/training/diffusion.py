@@ -18,7 +18,7 @@ from .loop import train
 
 __all__ = ["DiffusionTask", "train_ddpm", "DDPM_UNET", "validation_loss"]
 
-#: The UNet of ``ddpm-lens64``: 1.7 M parameters, attention at 16 x 16 only
+#: The UNet of the shipped generators: 1.7 M parameters, attention at 16 x 16 only
 #: (about 0.9 s per batch of 16 at 64 x 64 on one CPU core).
 DDPM_UNET = {"channels": [16, 32, 64, 96], "attention_levels": [2], "layers_per_block": 1,
              "norm_groups": 8, "attention_head_dim": 32}
@@ -143,7 +143,10 @@ def train_ddpm(*, out_dir, preset: str = "model_ii", n_train: int = 9000, n_val:
                resume: bool = False, overwrite: bool = False, seed: int = 0,
                max_steps: int | None = None, workers: int = 1, progress: bool = True,
                device=None, metadata: dict | None = None) -> dict:
-    """Train the class-conditional lensing-image generator (``ddpm-lens64``).
+    """Train a class-conditional lensing-image generator.
+
+    The defaults are ``ddpm-lens64``'s recipe; the card of each shipped generator holds
+    the command that trained it.
 
     Images: the simulator's noise-free ``hr`` images of ``preset`` (Model II: 64 x 64 at
     0.101"/px), the three classes in equal parts, asinh-scaled
