@@ -159,7 +159,7 @@ def test_count_receptive_field_of_a_plain_conv_stack():
 
 
 def test_release_mapped_pages_keeps_what_was_written(tmp_path):
-    from lensenhance.predict.tiling import release_mapped_pages
+    from lensenhance.predict.scratch import release_mapped_pages
 
     path = tmp_path / "out.dat"
     mapped = np.memmap(path, dtype=np.float32, mode="w+", shape=(256, 512))

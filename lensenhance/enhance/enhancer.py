@@ -41,7 +41,6 @@ import contextlib
 import math
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,58 +53,23 @@ from .. import io
 from .._device import resolve_device
 from .._validation import check_int
 from .._version import __version__
-from ..predict.domain import DomainWarning, check_domain, pixel_scale_of, psf_fwhm_of
+from ..predict.domain import DomainWarning, pixel_scale_of
 from ..predict.loading import INTERPOLATIONS, load_predictor
-from ..predict.normalization import (
-    FIT_PIXELS,
-    OUTLIER_MARGIN,
-    OUTLIER_THRESHOLD,
-    fit_image_normalization,
-)
-from ..predict.pixels import (
-    detect_cosmic_rays,
-    fill_bad_pixels,
-    fill_uncertainty,
-    flux_conserving_upsample,
-    flux_split_factor,
-    source_footprint,
-)
+from ..predict.normalization import OUTLIER_THRESHOLD
+from ..predict.pixels import flux_conserving_upsample, flux_split_factor
+from ..predict.scratch import iter_blocks, release_mapped_pages, scratch_array
+from .prepare import prepare_image
 
 __all__ = ["Enhancer", "OUTLIER_THRESHOLD", "DomainWarning"]
 
-# Rows handled at once when normalising and finishing, to bound memory.
-_ROWS = 512
-# Normalised values are clipped here (a 1e30 hot pixel stays finite in float32).
-_BIG = 1e30
+# Output pixels on a side of the blocks that are finished at once (float64 temporaries of
+# 8 MB, whatever the image's width).
+_FINISH_BLOCK = 1024
 # The output std near filled pixels covers this many times how far a fill error of one
 # fill sigma (the neighbours' spread) moves the output: a pixel then moves by at most
 # about 1 / _FILL_COVER of its std (issue 22 asks for 0.3).
 _FILL_COVER = 8.0
-# Input pixels around a source beyond the model's range that the output interpolates too
-# (the network saw their neighbours filled), and that the fit leaves out.
-_RANGE_MARGIN = OUTLIER_MARGIN
-# Such a source's footprint ends where it falls below this many sky sigma.
-_SKY_LEVEL = 3.0
 _UNSET = object()
-
-
-@dataclass
-class _Prepared:
-    """One image, ready for the predictor."""
-
-    ccd: CCDData
-    name: str
-    image: np.ndarray  # normalised, filled, float32
-    sigma: np.ndarray | None  # normalised standard deviation, 0 at bad pixels
-    bad: np.ndarray  # bool: NaN, masked, negative sigma, cosmic rays
-    norm: object
-    n_cosmic: int
-    sigma_estimate: float | None = None  # data unit, when the sigma was estimated
-    warnings: list = None  # short messages for LEWARN cards
-    n_bright: int = 0  # pixels beyond the model's range
-    interpolated: np.ndarray | None = None  # bool: the output interpolates the input here
-    boxes: list = None  # what _interpolation_boxes gives
-    fill_sigma: np.ndarray | None = None  # normalised uncertainty of the filled values
 
 
 class Enhancer:
@@ -323,132 +287,10 @@ class Enhancer:
     # -- prepare ----------------------------------------------------------------------------
 
     def _prepare(self, ccd, name):
-        from scipy import ndimage
-
-        from ..predict.posterior import estimate_sigma
-
-        data = ccd.data
-        shape = data.shape
-        bad = np.zeros(shape, bool)
-        if ccd.mask is not None:
-            bad |= np.asarray(ccd.mask, dtype=bool)
-        uncertainty = None
-        if isinstance(ccd.uncertainty, StdDevUncertainty):
-            uncertainty = ccd.uncertainty.array  # represent_as would hide a negative sigma
-        elif ccd.uncertainty is not None:
-            uncertainty = ccd.uncertainty.represent_as(StdDevUncertainty).array
-        for start in range(0, shape[0], _ROWS):
-            rows = slice(start, start + _ROWS)
-            bad[rows] |= ~np.isfinite(data[rows])
-            if uncertainty is not None:
-                sig = uncertainty[rows]
-                bad[rows] |= ~(np.isfinite(sig) & (sig >= 0))
-        if bad.all():
-            raise ValueError(_no_good_pixel(name, data, ccd.mask, uncertainty))
-        # The training sets' rule, on the pixels they would see (cosmic rays are found
-        # below, on the normalised image; the fit leaves such outliers out itself).
-        pixel_scale = pixel_scale_of(ccd.wcs)
-        psf_fwhm = self.psf_fwhm if self.psf_fwhm is not None else psf_fwhm_of(ccd.meta)
-        domain = self.predictor.domain or {}
-        psf_pixels = _psf_pixels(psf_fwhm, pixel_scale, domain)
-        norm = fit_image_normalization(data, bad, method=self.normalization,
-                                       outlier_threshold=self.outlier_threshold,
-                                       margin=_RANGE_MARGIN, psf_fwhm=psf_pixels)
-        # the noise checks look at a sub-grid of the same size as the fit's
-        step = max(1, math.ceil(math.sqrt(data.size / FIT_PIXELS)))
-        image = np.empty(shape, np.float32)
-        for start in range(0, shape[0], _ROWS):
-            rows = slice(start, start + _ROWS)
-            with np.errstate(over="ignore", invalid="ignore"):
-                image[rows] = np.clip(norm.apply(np.asarray(data[rows], dtype=np.float64)),
-                                      -_BIG, _BIG)  # before any cast
-        image[bad] = np.nan
-        sigma = None
-        if uncertainty is not None:
-            sigma = np.empty(shape, np.float32)
-            for start in range(0, shape[0], _ROWS):
-                rows = slice(start, start + _ROWS)
-                sigma[rows] = np.where(bad[rows], 0.0,
-                                       np.asarray(uncertainty[rows], np.float64) / norm.scale)
-            if self.predictor.needs_sigma and not (sigma[~bad] > 0).any():
-                raise ValueError(f"{name}: the uncertainty is zero at every good pixel; give "
-                                 "the image's real noise, or none to have it estimated")
-        # One sky noise for every pixel, from the normalised image's good pixels: the
-        # network's sigma when it needs one, and the noise of the checks below.
-        sky = estimate_sigma(image[::step, ::step], mask=bad[::step, ::step])
-        n_cosmic = 0
-        if self.cosmic_rays and sky > 0:
-            # at least the sky's scatter: an uncertainty below the pixels' own scatter
-            # would make every noise peak sharper than the PSF
-            variance = np.maximum(sigma.astype(np.float64) ** 2, sky**2) \
-                if sigma is not None else sky**2
-            rays = detect_cosmic_rays(image, variance, bad=bad,
-                                      psf_fwhm=psf_pixels or 1.0)
-            n_cosmic = int(rays.sum())
-            bad |= rays
-            image[rays] = np.nan
-            if sigma is not None:
-                sigma[rays] = 0.0
-        fill_bad_pixels(image, bad)
-        # Values beyond the model's range are data. The network does not see their
-        # source at all, down to the sky (a star's wings or a disc filled at the range's
-        # edge would move its output for many pixels around): it gets the source's
-        # surroundings there, and the output takes a flux-conserving interpolation of the
-        # input over the source and a margin.
-        bright = np.zeros(shape, bool)
-        if self.outlier_threshold is not None:
-            with np.errstate(invalid="ignore"):
-                bright = ~bad & (np.abs(image) > self.outlier_threshold)
-        hidden = bright
-        interpolated = np.zeros(shape, bool)
-        if bright.any():
-            noise = max(float(sky), 0.0)
-            hidden = source_footprint(np.abs(image), bright,
-                                      floor=_SKY_LEVEL * noise) & ~bad
-            interpolated = ndimage.binary_dilation(
-                hidden, np.ones((3, 3), bool), iterations=_RANGE_MARGIN) & ~bad
-        kept = np.where(hidden, image, np.nan)
-        image[hidden] = np.nan
-        fill_bad_pixels(image, hidden)
-        if sigma is not None and hidden.any():
-            sigma[hidden] = np.nan
-            fill_bad_pixels(sigma, hidden)  # the noise of the values the network gets
-        estimate = None
-        if sigma is None and self.predictor.needs_sigma:
-            if not sky > 0:
-                raise ValueError(f"{name}: cannot estimate the noise (the sky is constant); "
-                                 "give the image an uncertainty")
-            sigma = np.full(shape, sky, np.float32)
-            estimate = sky * norm.scale
-        fill_sigma = None
-        if sigma is not None and bad.any() and not bad.all():
-            # A filled value is uncertain by about its neighbours' spread: with that sigma
-            # the draws (or the sampler) widen the output std where the fill matters.
-            fill_sigma = fill_uncertainty(image, bad, sigma)
-            sigma = np.where(bad, fill_sigma, sigma).astype(np.float32)
-        messages = []
-        check = getattr(self.predictor, "snr_warning", None)
-        if sigma is not None and check is not None:
-            warning = check(sigma[::step, ::step], ~(bad | bright)[::step, ::step])
-            if warning:
-                warnings.warn(f"{name}: {warning} (1 / median sigma, normalised); the "
-                              "output and its uncertainty may not be calibrated",
-                              AstropyUserWarning, stacklevel=4)
-                messages.append(warning)
-        good = ~(bad | bright)
-        noise = float(np.median(sigma[good])) if sigma is not None and good.any() else sky
-        found = check_domain(domain, pixel_scale=pixel_scale, psf_fwhm=psf_fwhm,
-                             noise=noise if noise > 0 else None, shape=shape)
-        n_bright = int(bright.sum())
-        if n_bright:
-            found.append(f"{n_bright} px beyond the model's range (|z|>{self.outlier_threshold:g})"
-                         ": interpolated, flux kept")
-        for message in found:
-            warnings.warn(f"{name}: {message}", DomainWarning, stacklevel=4)
-        messages += found
-        boxes = _interpolation_boxes(interpolated, bad, image, kept, norm, uncertainty, sky)
-        return _Prepared(ccd, name, image, sigma, bad, norm, n_cosmic, estimate, messages,
-                         n_bright, interpolated, boxes, fill_sigma)
+        return prepare_image(ccd, name, predictor=self.predictor, psf_fwhm=self.psf_fwhm,
+                             normalization=self.normalization,
+                             outlier_threshold=self.outlier_threshold,
+                             cosmic_rays=self.cosmic_rays)
 
     # -- finish -----------------------------------------------------------------------------
 
@@ -471,11 +313,11 @@ class Enhancer:
             "LESEED": (options["seed"], "seed of the randomness"),
             "LEOUTLR": (self.outlier_threshold or 0.0,
                         "model's range: |normalised value| (0: off)"),
-            "LENBAD": (int(prep.bad.sum()), "input pixels masked (NaN/mask/cosmic)"),
+            "LENBAD": (prep.n_bad, "input pixels masked (NaN/mask/cosmic)"),
             "LENCR": (prep.n_cosmic, "of which cosmic rays/hot pixels"),
             "LECRAY": (self.cosmic_rays, "cosmic rays sought (L.A.Cosmic + PSF)"),
             "LENRANGE": (prep.n_bright, "input px beyond the model's range"),
-            "LENINTP": (int(prep.interpolated.sum()),
+            "LENINTP": (prep.n_interpolated,
                         "input px interpolated (source + margin), masked"),
             "LEFLUX": (self._flux_factor(prep), "factor on values (flux split)"),
         }
@@ -489,8 +331,8 @@ class Enhancer:
             meta[key] = (value, comment) if isinstance(meta, fits.Header) else value
         prep.norm.to_meta(meta)
         note = (f"lensenhance {__version__}: enhanced by {self.name} (x{s}); "
-                f"{int(prep.bad.sum())} bad pixels filled for the network and masked; "
-                f"{int(prep.interpolated.sum())} pixels of sources beyond the model's range "
+                f"{prep.n_bad} bad pixels filled for the network and masked; "
+                f"{prep.n_interpolated} pixels of sources beyond the model's range "
                 "interpolated (flux kept) and masked")
         if isinstance(meta, fits.Header):
             meta.add_history(note)
@@ -503,27 +345,24 @@ class Enhancer:
         return flux_split_factor(prep.ccd.unit, self.scale, name=prep.name)
 
     def _finish_arrays(self, prep, data, std, samples, mask_out):
-        """Undo the normalisation in place, row block by row block; NaN at bad pixels."""
-        from ..predict.tiling import release_mapped_pages
-
+        """Undo the normalisation in place, block by block; NaN at bad pixels."""
         s = self.scale
         factor = self._flux_factor(prep)
         norm = prep.norm
-        step = max(1, _ROWS // s)
-        for start in range(0, prep.bad.shape[0], step):
-            rows_in = slice(start, start + step)
-            rows = slice(rows_in.start * s, rows_in.stop * s)
-            bad = prep.bad[rows_in]
+        for _, block, _ in iter_blocks(prep.bad.shape, block=max(1, _FINISH_BLOCK // s)):
+            region_out = tuple(slice(b.start * s, b.stop * s) for b in block)
+            bad = prep.bad[block]
             if s > 1:
                 bad = np.repeat(np.repeat(bad, s, axis=0), s, axis=1)
-            data[rows] = np.where(bad, np.nan, norm.invert(data[rows]) * factor)
+            data[region_out] = np.where(bad, np.nan, norm.invert(data[region_out]) * factor)
             if std is not None:
-                std[rows] = np.where(bad, np.nan, norm.invert_std(std[rows]) * factor)
+                std[region_out] = np.where(bad, np.nan, norm.invert_std(std[region_out]) * factor)
             if samples is not None:
-                samples[:, rows] = np.where(bad, np.nan, norm.invert(samples[:, rows]) * factor)
+                samples[(slice(None), *region_out)] = np.where(
+                    bad, np.nan, norm.invert(samples[(slice(None), *region_out)]) * factor)
             if mask_out is not None:
-                mask_out[rows] = bad
-            release_mapped_pages(data, std, samples, mask_out)
+                mask_out[region_out] = bad
+            release_mapped_pages(data, std, samples, mask_out, prep.bad)
         for window, region, values, sigma in prep.boxes:
             # flux-conserving bicubic of the input where the model's range was left
             out = tuple(slice(w.start * s, min(w.stop, n) * s)
@@ -588,11 +427,16 @@ class Enhancer:
             # filled pixels moved up and down by their uncertainty: the std covers
             # _FILL_COVER times that (a diffusion posterior's sampler sees the sigma and
             # widens its spread itself).
-            widest = np.zeros(out["mean"].shape, np.float32)
+            shape = out["mean"].shape
+            widest = scratch_array(shape, np.float32)
+            moved_image = scratch_array(prep.image.shape, np.float32)
             for sign in (1.0, -1.0):
-                moved = {"mean": np.zeros(out["mean"].shape, np.float32), "std": None,
+                for _, block, _ in iter_blocks(prep.image.shape):
+                    moved_image[block] = prep.image[block] + sign * prep.fill_sigma[block]
+                    release_mapped_pages(moved_image, prep.image, prep.fill_sigma)
+                moved = {"mean": scratch_array(shape, np.float32), "std": None,
                          "samples": None}
-                predict_images(self.predictor, [prep.image + sign * prep.fill_sigma],
+                predict_images(self.predictor, [moved_image],
                                sigmas=[prep.sigma] if self.predictor.needs_sigma else None,
                                outputs=[moved], tile_size=options["tile_size"],
                                halo=options["halo"], overlap=options["overlap"],
@@ -601,11 +445,14 @@ class Enhancer:
                                                               options["tile_size"]),
                                parallel=options["parallel"], seed=options["seed"],
                                noise_keys=[noise_key], progress=False)
-                np.maximum(widest, np.abs(moved["mean"] - out["mean"]), out=widest)
-            widest *= _FILL_COVER
-            for start in range(0, out["mean"].shape[0], _ROWS):
-                rows = slice(start, start + _ROWS)
-                out["std"][rows] = np.sqrt(out["std"][rows] ** 2 + widest[rows] ** 2)
+                for _, block, _ in iter_blocks(shape):
+                    np.maximum(widest[block], np.abs(moved["mean"][block] - out["mean"][block]),
+                               out=widest[block])
+                    release_mapped_pages(widest, moved["mean"], out["mean"])
+            for _, block, _ in iter_blocks(shape):
+                spread = _FILL_COVER * widest[block]
+                out["std"][block] = np.sqrt(out["std"][block] ** 2 + spread**2)
+                release_mapped_pages(widest, out["std"])
 
     def _enhance_ccds(self, ccds, names, options, *, return_samples=False):
         if self.resample == "model":
@@ -869,7 +716,7 @@ class Enhancer:
         wcs = io.upsample_wcs(ccd.wcs, s) if (ccd.wcs is not None and s > 1) else ccd.wcs
         dtype = np.float64 if ccd.data.dtype.itemsize == 8 else np.float32
         with io.create_image(path, shape=shape, dtype=dtype, unit=ccd.unit, wcs=wcs,
-                             meta=out_meta, mask=bool(prep.bad.any() or prep.boxes),
+                             meta=out_meta, mask=bool(prep.n_bad or prep.boxes),
                              uncertainty=has_std,
                              overwrite=overwrite, history=history) as arrays:
             yield {"mean": arrays.data, "std": arrays.uncertainty, "samples": None}
@@ -1021,45 +868,6 @@ def _reproject(ccd, wcs, shape, flux):
                    uncertainty=uncertainty, meta=ccd.meta.copy())
 
 
-def _psf_pixels(psf_fwhm, pixel_scale, domain):
-    """The PSF FWHM in input pixels, or None when unknown.
-
-    The input's (arcsec over the WCS's pixel scale), else the model's domain's. Unknown,
-    the cosmic-ray test takes one pixel (only what is sharper than any sampled PSF is a
-    cosmic ray) and the normalisation seeks no star.
-    """
-    psf_fwhm = psf_fwhm or domain.get("psf_fwhm")
-    pixel_scale = pixel_scale or domain.get("pixel_scale")
-    if psf_fwhm and pixel_scale:
-        return psf_fwhm / pixel_scale
-    return None
-
-
-def _interpolation_boxes(interpolated, bad, filled, kept, norm, uncertainty, sky):
-    """What the output interpolates: per group of pixels, its window and input values.
-
-    ``[(window, region, values, sigma)]``: the window (slices, input pixels, padded for
-    the bicubic), the pixels of the group in it, the input values in the data unit (the
-    network's fill at bad pixels) and their sigma (the uncertainty, else the sky's).
-    """
-    from scipy import ndimage
-
-    if not interpolated.any():
-        return []
-    labels, _ = ndimage.label(interpolated, np.ones((3, 3), bool))
-    boxes = []
-    for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        window = tuple(slice(max(0, b.start - 2), b.stop + 2) for b in box)
-        values = np.where(np.isnan(kept[window]), filled[window], kept[window])
-        values = norm.invert(values.astype(np.float64))
-        if uncertainty is not None:
-            sigma = np.where(bad[window], np.nan, np.asarray(uncertainty[window], np.float64))
-        else:
-            sigma = np.full(values.shape, norm.invert_std(sky))
-        boxes.append((window, labels[window] == index, values, sigma))
-    return boxes
-
-
 def _is_file_like(image):
     """Input whose HDU can be chosen: a FITS path, an HDUList, or a list of them."""
     if isinstance(image, list):
@@ -1124,23 +932,3 @@ def _xarray_or_none():
     return xarray
 
 
-def _no_good_pixel(name, data, mask, uncertainty):
-    """Why no pixel of an image can be enhanced: every cause, with its pixel count."""
-    data = np.asarray(data)
-    causes = []
-    if uncertainty is not None:
-        sigma = np.asarray(uncertainty)
-        with np.errstate(invalid="ignore"):
-            negative = int((sigma < 0).sum())
-        if negative:
-            causes.append(f"the uncertainty is negative at {negative} of {sigma.size} "
-                          "pixels (a standard deviation is >= 0: pass the standard "
-                          "deviation, not a signed error)")
-        if not np.isfinite(sigma).all():
-            causes.append(f"the uncertainty is NaN or infinite at "
-                          f"{int((~np.isfinite(sigma)).sum())} pixels")
-    if not np.isfinite(data).all():
-        causes.append(f"{int((~np.isfinite(data)).sum())} pixels are NaN or infinite")
-    if mask is not None and np.asarray(mask, dtype=bool).any():
-        causes.append(f"{int(np.asarray(mask, dtype=bool).sum())} pixels are masked")
-    return f"{name}: no pixel to enhance: " + "; ".join(causes or ["every pixel is bad"])

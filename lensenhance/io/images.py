@@ -156,7 +156,9 @@ class _ScaledMemmapError(Exception):
 def _read_fits_file(path, *, hdu, unit, dtype, memmap):
     path = _check_readable_file(path, "FITS file")
     try:
-        hdul = fits.open(path, memmap=bool(memmap))
+        # a mapped file is mapped read-only, so that its pages can be handed back
+        # (`lensenhance.predict.scratch.release_mapped_pages`) as a large image is read
+        hdul = fits.open(path, memmap=bool(memmap), mode="denywrite" if memmap else "readonly")
         hdul.verify("silentfix+ignore")
     except (OSError, ValueError, TypeError) as exc:
         # Replace astropy's deep traceback by one line naming the file.

@@ -287,12 +287,13 @@ def fit_image_normalization(data, bad=None, *, method="sigma_clip",
     from scipy import ndimage
 
     from .pixels import fill_bad_pixels
+    from .scratch import subgrid
 
     data = np.asarray(data)
     bad = ~np.isfinite(data) if bad is None else np.asarray(bad, bool)
     step = max(1, math.ceil(math.sqrt(data.size / FIT_PIXELS)))
-    sample = np.asarray(data[::step, ::step], dtype=np.float64)
-    sample_bad = bad[::step, ::step].copy()
+    sample = np.asarray(subgrid(data, step), dtype=np.float64)
+    sample_bad = subgrid(bad, step).copy()
     if sample_bad.all():
         raise ValueError("no finite, unmasked pixel to fit a normalisation to")
     exponent = math.frexp(float(np.median(np.abs(sample[~sample_bad]))) or 1.0)[1]

@@ -18,7 +18,7 @@ from astropy import units as u
 from astropy.utils.exceptions import AstropyUserWarning
 
 __all__ = ["fill_bad_pixels", "fill_uncertainty", "flux_split_factor", "detect_cosmic_rays",
-           "flux_conserving_upsample", "source_footprint"]
+           "cosmic_ray_noise_floor", "flux_conserving_upsample", "source_footprint"]
 
 
 def flux_split_factor(unit, scale, *, name="image"):
@@ -120,24 +120,54 @@ def fill_uncertainty(filled, bad, sigma=None, *, size=3, factor=1.0):
     numpy.ndarray, float32
         The filled pixels' sigma (0 elsewhere).
     """
+    from .scratch import group_boxes, release_mapped_pages, scratch_array
+
+    out = scratch_array(filled.shape, np.float32)
+    groups = group_boxes(bad)
+    if not groups:
+        return out
+    # Group by group (each filter reaches size // 2 pixels), so a large image needs no
+    # whole-image temporaries; a group with no good neighbour at all gets the largest
+    # spread around any filled pixel, known once every group is done.
+    reach = size // 2
+    spreads = []
+    for box, region in groups:
+        window, inside = _grown(box, reach, filled.shape)
+        spread, noise = _fill_spread(filled[window], bad[window],
+                                     None if sigma is None else sigma[window], size)
+        spreads.append((window, inside, region, spread[inside][region],
+                        noise[inside][region]))
+        release_mapped_pages(filled, bad, sigma)
+    known = [s[np.isfinite(s)] for *_, s, _ in spreads]
+    widest = max((float(k.max()) for k in known if k.size), default=1.0)
+    for window, inside, region, spread, noise in spreads:
+        spread = np.where(np.isfinite(spread), spread, widest)
+        sub = out[window][inside]
+        sub[region] = np.hypot(factor * spread, noise)
+        release_mapped_pages(out)
+    return out
+
+
+def _grown(box, pad, shape):
+    """``box`` grown by ``pad`` (clipped), and ``box`` inside it."""
+    window = tuple(slice(max(0, b.start - pad), min(n, b.stop + pad)) for b, n in zip(box, shape))
+    inside = tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, window))
+    return window, inside
+
+
+def _fill_spread(filled, bad, sigma, size):
+    """The range of the good values and the largest good sigma, ``size`` x ``size``."""
     from scipy import ndimage
 
-    out = np.zeros(filled.shape, np.float32)
-    if not bad.any():
-        return out
     footprint = np.ones((size, size), bool)
     high = ndimage.maximum_filter(np.where(bad, -np.inf, filled), footprint=footprint)
     low = ndimage.minimum_filter(np.where(bad, np.inf, filled), footprint=footprint)
     with np.errstate(invalid="ignore"):
         spread = np.where(np.isfinite(high) & np.isfinite(low), high - low, np.nan)
-    # no good neighbour: the largest spread around any filled pixel
-    spread = np.where(np.isfinite(spread), spread, np.nanmax(spread[bad]) if
-                      np.isfinite(spread[bad]).any() else 1.0)
     noise = np.zeros(filled.shape)
     if sigma is not None:
         noise = ndimage.maximum_filter(np.where(bad, 0.0, sigma), footprint=footprint)
-    out[bad] = np.hypot(factor * spread[bad], noise[bad])
-    return out
+    return spread, noise
 
 
 def fill_bad_pixels(image, bad, *, kernel_sigma=1.0, max_passes=50):
@@ -148,15 +178,13 @@ def fill_bad_pixels(image, bad, *, kernel_sigma=1.0, max_passes=50):
     until the group is filled (a large group fills from its rim inwards); whatever is
     left (nothing valid nearby) gets the background level, 0 once normalised.
     """
-    if not bad.any():
-        return
     from astropy.convolution import Gaussian2DKernel, interpolate_replace_nans
-    from scipy import ndimage
+
+    from .scratch import group_boxes, release_mapped_pages
 
     kernel = Gaussian2DKernel(kernel_sigma)
     pad = kernel.shape[0]
-    labels, _ = ndimage.label(bad)
-    for box in ndimage.find_objects(labels):
+    for number, (box, _) in enumerate(group_boxes(bad)):
         window = tuple(slice(max(0, b.start - pad), b.stop + pad) for b in box)
         sub = image[window].astype(np.float64)
         for _ in range(max_passes):
@@ -170,10 +198,13 @@ def fill_bad_pixels(image, bad, *, kernel_sigma=1.0, max_passes=50):
             sub = filled
         sub[np.isnan(sub)] = 0.0
         image[window] = np.where(bad[window], sub, image[window])
-    image[bad & np.isnan(image)] = 0.0
+        if number % 256 == 255:
+            release_mapped_pages(image, bad)
+    release_mapped_pages(image, bad)
 
 
-def source_footprint(image, seeds, *, floor, smooth=1.0, max_pad=512):
+def source_footprint(image, seeds, *, floor, smooth=1.0, max_pad=512, absolute=False,
+                     out=None):
     """The sources that hold ``seeds``, down to ``floor``, deblended from their neighbours.
 
     A watershed of the smoothed image (as photutils deblends sources) from the seeds'
@@ -194,23 +225,26 @@ def source_footprint(image, seeds, *, floor, smooth=1.0, max_pad=512):
         Gaussian sigma (pixels) of the smoothing that keeps noise from making peaks.
     max_pad : int, optional
         The farthest a footprint reaches from its seeds' bounding box.
+    absolute : bool, optional
+        Use ``|image|`` (a source below the background counts as one above it).
+    out : numpy.ndarray of bool, optional
+        A zeroed array to write the footprint into (a large image's scratch array).
 
     Returns
     -------
     numpy.ndarray of bool
         Includes ``seeds``.
     """
-    from scipy import ndimage
+    from .scratch import group_boxes, release_mapped_pages
 
-    seeds = np.asarray(seeds, bool)
-    footprint = seeds.copy()
-    labels, _ = ndimage.label(seeds, np.ones((3, 3), bool))
-    for box in ndimage.find_objects(labels):
+    footprint = np.zeros(seeds.shape, bool) if out is None else out
+    for box, _ in group_boxes(seeds, connectivity=2):
         pad = 16
         while True:
             window = tuple(slice(max(0, b.start - pad), min(n, b.stop + pad))
                            for b, n in zip(box, image.shape))
-            region = _watershed_basin(image[window], seeds[window], floor, smooth)
+            values = np.abs(image[window]) if absolute else image[window]
+            region = _watershed_basin(values, np.asarray(seeds[window], bool), floor, smooth)
             edges = [region[0].any() and window[0].start > 0,
                      region[-1].any() and window[0].stop < image.shape[0],
                      region[:, 0].any() and window[1].start > 0,
@@ -219,6 +253,7 @@ def source_footprint(image, seeds, *, floor, smooth=1.0, max_pad=512):
                 break
             pad *= 2  # the source reaches the window's edge: look further
         footprint[window] |= region
+        release_mapped_pages(image, seeds, footprint)
     return footprint
 
 
@@ -239,7 +274,7 @@ def _watershed_basin(values, seeds, floor, smooth):
 
 
 def detect_cosmic_rays(image, variance, *, bad=None, psf_fwhm=None, sigclip=4.5, objlim=5.0,
-                       model_error=0.1, sharpness_limit=5.0):
+                       model_error=0.1, sharpness_limit=5.0, noise_floor=None):
     """Pixels inconsistent with the PSF: cosmic rays and hot pixels, not bright stars.
 
     Candidates come from L.A.Cosmic (van Dokkum 2001, PASP 113, 1420), the Laplacian
@@ -267,6 +302,10 @@ def detect_cosmic_rays(image, variance, *, bad=None, psf_fwhm=None, sigclip=4.5,
         are not exactly Gaussian).
     sharpness_limit : float, optional
         How many sigma sharper than the PSF a candidate must be to be a cosmic ray.
+    noise_floor : float, optional
+        The variance the image is scaled by for astroscrappy (default: the median
+        variance of the good pixels, `cosmic_ray_noise_floor`); a block of a larger
+        image is given the whole image's, so that blocks find what the whole would.
 
     Returns
     -------
@@ -280,10 +319,10 @@ def detect_cosmic_rays(image, variance, *, bad=None, psf_fwhm=None, sigclip=4.5,
         raise ValueError(f"detect_cosmic_rays: needs a 2-D image, got shape {image.shape}")
     bad = np.zeros(image.shape, bool) if bad is None else np.asarray(bad, bool)
     variance = np.broadcast_to(np.asarray(variance, np.float32), image.shape)
-    good = ~bad & np.isfinite(image) & np.isfinite(variance) & (variance > 0)
+    good = _good_for_rays(image, variance, bad)
     if not good.any():
         return np.zeros(image.shape, bool)
-    floor = float(np.median(variance[good]))
+    floor = float(np.median(variance[good])) if noise_floor is None else float(noise_floor)
     # In units of the median noise: astroscrappy has absolute floors, so the same image
     # at 1e-4 times the scale would otherwise keep its cosmic rays.
     with np.errstate(over="ignore", invalid="ignore"):
@@ -300,6 +339,19 @@ def detect_cosmic_rays(image, variance, *, bad=None, psf_fwhm=None, sigclip=4.5,
         return mask
     return _sharper_than_psf(data, var, good, mask, float(psf_fwhm), model_error,
                              sharpness_limit)
+
+
+def cosmic_ray_noise_floor(image, variance, bad=None):
+    """The median variance of the pixels `detect_cosmic_rays` looks at (None: none)."""
+    image = np.asarray(image, dtype=np.float32)
+    bad = np.zeros(image.shape, bool) if bad is None else np.asarray(bad, bool)
+    variance = np.broadcast_to(np.asarray(variance, np.float32), image.shape)
+    good = _good_for_rays(image, variance, bad)
+    return float(np.median(variance[good])) if good.any() else None
+
+
+def _good_for_rays(image, variance, bad):
+    return ~bad & np.isfinite(image) & np.isfinite(variance) & (variance > 0)
 
 
 def _psf_peak_ratio(psf_fwhm):

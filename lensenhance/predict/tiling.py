@@ -33,9 +33,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validation import check_int
+from .scratch import release_heap, release_mapped_pages
 
 __all__ = ["Tile", "check_tiling", "plan_tiles", "predict_images",
-           "measure_receptive_field", "release_mapped_pages", "DEFAULT_TILE_SIZE"]
+           "measure_receptive_field", "DEFAULT_TILE_SIZE"]
 
 #: Default tile side (input pixels, halo included) on a CPU and on a GPU. On a CPU, 576
 #: cuts a 1024^2 image into 2x2 tiles for a halo up to 32 (3x3 at 512 read 18 % more
@@ -258,49 +259,8 @@ def _distributed_client():
 def _call(predictor, batch, images, sigmas, seed, scale, threads=None):
     arrays, sig, origins, crops = _task_arguments(batch, images, sigmas, scale)
     result = _predict_batch(predictor, arrays, sig, origins, seed, scale, crops, threads)
-    _release_memory()
+    release_heap()
     return result
-
-
-def _release_memory():
-    """Give freed heap pages back to the system (glibc keeps them after tiles of varying
-    shapes, and the resident memory would creep up tile after tile)."""
-    global _MALLOC_TRIM
-    if _MALLOC_TRIM is None:
-        try:
-            import ctypes
-
-            _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _MALLOC_TRIM = False
-    if _MALLOC_TRIM:
-        _MALLOC_TRIM(0)
-
-
-_MALLOC_TRIM = None
-
-
-def release_mapped_pages(*arrays):
-    """Drop the pages of writable, shared memory maps from this process's resident set.
-
-    An output written through `numpy.memmap` (`lensenhance.io.create_image`) would
-    otherwise stay resident page by page until the file is closed: 256 MB for a 8192^2
-    float32 image. ``MADV_DONTNEED`` on a shared file mapping keeps what was written
-    (the kernel's page cache holds it until it reaches the file; a later access reads it
-    back), so memory stays bounded by the tiles in flight. Other arrays (in memory,
-    read-only or private maps) are left alone.
-    """
-    import mmap
-
-    advice = getattr(mmap, "MADV_DONTNEED", None)
-    for array in arrays:
-        buffer = getattr(array, "_mmap", None) if isinstance(array, np.memmap) else None
-        if advice is None or buffer is None or array.mode not in ("r+", "w+"):
-            continue
-        try:
-            buffer.madvise(advice)
-        except (OSError, ValueError):  # a closed map, or a platform without madvise
-            pass
 
 
 def _run_threads(predictor, batches, images, sigmas, seed, scale, workers):
@@ -432,6 +392,7 @@ def predict_images(predictor, images, *, sigmas=None, outputs, tile_size, halo=N
                 _accumulate(outputs, tile, result, scale, blend)
             for out in outputs:
                 release_mapped_pages(*out.values())
+            release_mapped_pages(*images, *(sigmas or ()))
             bar.update(len(batch))
     for out in outputs:
         if out.get("std") is not None:
