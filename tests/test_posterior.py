@@ -172,6 +172,36 @@ def test_samples_do_not_depend_on_batching(tiny_files):
     torch.testing.assert_close(a.samples[:, 1:], c.samples, rtol=1e-4, atol=1e-5)
 
 
+def test_a_pass_holds_at_most_its_pixel_budget(tiny_files, monkeypatch):
+    """A large tile's samples are drawn a few at a time (bounded memory), unchanged."""
+    from lensenhance.predict import posterior
+
+    predictor = load_posterior(tiny_files[1], n_samples=4, steps=2, sample_batch=16)
+    x = torch.randn(2, 1, 16, 16)
+    sigma = torch.full_like(x, 0.1)
+    whole = predictor(x, sigma=sigma, seed=3)
+    passes = []
+    unet = predictor.unet
+    monkeypatch.setattr(predictor, "unet", _Recorder(unet, passes))
+    monkeypatch.setattr(posterior, "_PASS_PIXELS", 2 * 32 * 32)  # one sample of both
+    small = predictor(x, sigma=sigma, seed=3)
+    assert passes and max(passes) <= 2 * 32 * 32
+    torch.testing.assert_close(small.samples, whole.samples, rtol=1e-4, atol=1e-5)
+
+
+class _Recorder(torch.nn.Module):
+    """The network, recording the output pixels of each call."""
+
+    def __init__(self, net, passes):
+        super().__init__()
+        self.net, self.passes = net, passes
+        self.divisor = net.divisor
+
+    def forward(self, x, *args, **kwargs):
+        self.passes.append(x.shape[0] * x.shape[-2] * x.shape[-1])
+        return self.net(x, *args, **kwargs)
+
+
 def test_residual_condition_upsamples_by_nearest():
     x = torch.arange(4.0).reshape(1, 1, 2, 2)
     sigma = torch.zeros_like(x)

@@ -34,12 +34,18 @@ import numpy as np
 from ..predict.tiling import plan_tiles
 from . import write_json
 
-__all__ = ["benchmark_simulate", "benchmark_enhance", "SIMULATE_TARGETS", "ENHANCE_TARGETS",
-           "SEAM_RUNS"]
+__all__ = ["benchmark_simulate", "benchmark_enhance", "benchmark_memory", "SIMULATE_TARGETS",
+           "ENHANCE_TARGETS", "SEAM_RUNS", "MEMORY_SIZES"]
 
-#: Targets of issue 9.
+#: Targets of issue 9, and of issue 23's bounded memory (the 8192^2 peak, and its growth
+#: over the 4096^2 one).
 ENHANCE_TARGETS = {"tiled_over_whole_1024": 1.15, "cli_peak_rss_gb_4096": 1.5,
-                   "share_of_conv_peak": 0.5}
+                   "share_of_conv_peak": 0.5, "cli_peak_rss_gb_8192": 1.5,
+                   "peak_growth_4096_to_8192": 1.10}
+
+#: Sides of the command line's memory runs: the first gives the time per megapixel the
+#: others are compared with.
+MEMORY_SIZES = (1024, 4096, 8192)
 
 #: Runs of the plain convolution that measures the CPU's peak (each about 30 ms).
 PEAK_REPEATS = 20
@@ -292,7 +298,7 @@ sys.exit(code)
 """
 
 
-def _cli_peak_rss(size, model, tile_size):
+def _cli_peak_rss(size, model, tile_size, options=()):
     """Peak RSS (bytes) and wall time of ``lensenhance enhance`` on a size^2 FITS file."""
     import subprocess
     import sys
@@ -309,6 +315,7 @@ def _cli_peak_rss(size, model, tile_size):
                    str(source), "--model", model, "--out", str(Path(folder) / "out")]
         if tile_size:
             command += ["--tile-size", str(tile_size)]
+        command += list(options)
         start = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True)
         seconds = time.perf_counter() - start
@@ -475,6 +482,116 @@ def benchmark_enhance(*, size=1024, model="edsr-x2", models=None, model_size=256
     if json_path is not None:
         write_json(result, json_path)
     return result
+
+
+def benchmark_memory(*, models=("fsrcnn-x2",), sizes=MEMORY_SIZES, n_samples=None,
+                     json_path=None, verbose=True, note=None, command=None):
+    """The command line's peak memory and time per megapixel against the image size.
+
+    Each row is one ``lensenhance enhance`` run, in a fresh process, on a square FITS
+    image (`_lens_field`, float32) with the default tiles: its own peak resident memory
+    (VmHWM) and wall time. The targets: at most 1.5 GB at 8192^2, and at most 10 % above
+    the 4096^2 peak (memory that does not grow with the image); the time per input
+    megapixel is compared with the first size's run.
+
+    Parameters
+    ----------
+    models : sequence of str, optional
+        Pretrained models; ``NAME@K``: a posterior model at ``K`` sampler steps.
+    sizes : sequence of int, optional
+        Image sides, smallest first (default `MEMORY_SIZES`).
+    n_samples : int, optional
+        Posterior samples (default: the command line's); the std map is written, the
+        samples themselves are not.
+    json_path : path, optional
+        Written after every run, so a long benchmark stopped part way keeps its rows.
+    note, command : str, optional
+        Recorded in the result.
+
+    Returns
+    -------
+    dict
+    """
+    import torch
+
+    from ._runs import split_steps
+
+    result = {"benchmark": "speed/memory", "command": command, "note": note,
+              "targets": {k: ENHANCE_TARGETS[k] for k in ("cli_peak_rss_gb_8192",
+                                                            "peak_growth_4096_to_8192")},
+              "sizes": list(sizes), "rows": [],
+              "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                          "python": platform.python_version(), "torch": torch.__version__}}
+    for spec in models:
+        name, steps = split_steps(spec)
+        options = [] if steps is None else ["--steps", str(steps)]
+        if n_samples is not None and (steps is not None or "diffusion" in name):
+            options += ["--n-samples", str(n_samples)]
+        for size in sizes:
+            rss, seconds = _cli_peak_rss(size, name, None, options)
+            result["rows"].append({
+                "model": spec, "command": " ".join(["lensenhance enhance", f"<{size}x{size} "
+                                                    "FITS>", "--model", name, *options]),
+                "image": [size, size], "n_images": 1, "n_repeats": 1,
+                "peak_rss_gb": rss / 1e9, "seconds": seconds,
+                "s_per_input_megapixel": seconds / (size * size / 1e6)})
+            _memory_verdicts(result)
+            result["load_average"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+            if json_path is not None:
+                write_json(result, json_path)
+            if verbose:
+                print(_memory_line(result["rows"][-1]), flush=True)
+    if verbose:
+        print(format_memory_table(result))
+    return result
+
+
+def _memory_line(row):
+    return (f"{row['model']:<26}{row['image'][0]:>6}^2 px{row['peak_rss_gb']:>7.2f} GB"
+            f"{row['seconds']:>8.0f}s{row['s_per_input_megapixel']:>8.1f}")
+
+
+def _memory_verdicts(result):
+    """Per model: the 8192^2 peak, its growth over 4096^2, time per Mpx against the first."""
+    targets = result["targets"]
+    verdicts = {}
+    for spec in dict.fromkeys(row["model"] for row in result["rows"]):
+        rows = {row["image"][0]: row for row in result["rows"] if row["model"] == spec}
+        first = rows[min(rows)]
+        item = {"time_per_megapixel_vs_first": {
+            size: row["s_per_input_megapixel"] / first["s_per_input_megapixel"]
+            for size, row in rows.items()}, "first_size": min(rows)}
+        if 8192 in rows:
+            peak = rows[8192]["peak_rss_gb"]
+            item["peak_rss_gb_8192"] = peak
+            item["peak_8192_met"] = bool(peak <= targets["cli_peak_rss_gb_8192"])
+            if 4096 in rows:
+                growth = peak / rows[4096]["peak_rss_gb"]
+                item["peak_growth_4096_to_8192"] = growth
+                item["growth_met"] = bool(growth <= targets["peak_growth_4096_to_8192"])
+        verdicts[spec] = item
+    result["verdicts"] = verdicts
+
+
+def format_memory_table(result):
+    """The memory benchmark as text: one line per run, then the verdicts."""
+    lines = [f"{'model':<26}{'image':>11}{'peak RSS':>10}{'time':>9}{'s/Mpx':>8}"]
+    lines += [_memory_line(row) for row in result["rows"]]
+    targets = result["targets"]
+    for spec, item in result.get("verdicts", {}).items():
+        ratios = ", ".join(f"{size}^2 {ratio:.2f}x" for size, ratio
+                           in item["time_per_megapixel_vs_first"].items())
+        line = f"{spec}: time per Mpx vs {item['first_size']}^2: {ratios}"
+        if "peak_rss_gb_8192" in item:
+            line += (f"; 8192^2 peak {item['peak_rss_gb_8192']:.2f} GB (<= "
+                     f"{targets['cli_peak_rss_gb_8192']}: "
+                     f"{'met' if item['peak_8192_met'] else 'not met'})")
+        if "peak_growth_4096_to_8192" in item:
+            line += (f", {item['peak_growth_4096_to_8192']:.3f}x the 4096^2 peak (<= "
+                     f"{targets['peak_growth_4096_to_8192']}: "
+                     f"{'met' if item['growth_met'] else 'not met'})")
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def format_enhance_table(result):

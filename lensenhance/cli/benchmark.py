@@ -22,6 +22,16 @@ def benchmark_group():
               help="Image side for whole vs tiled and dask (--part enhance).")
 @click.option("--memory-size", type=click.IntRange(0), default=4096, show_default=True,
               help="FITS side for the command line's peak memory (0: skip).")
+@click.option("--memory-only", is_flag=True,
+              help="--part enhance: only the command line's peak memory and time per "
+                   "megapixel, per --memory-model at each --memory-sides.")
+@click.option("--memory-model", "memory_models", multiple=True,
+              help="--memory-only: a model, NAME@K for a posterior at K steps (repeatable; "
+                   "default fsrcnn-x2).")
+@click.option("--memory-sides", default="1024,4096,8192", show_default=True,
+              help="--memory-only: image sides, comma-separated, smallest first.")
+@click.option("--memory-samples", type=click.IntRange(2), default=None,
+              help="--memory-only: posterior samples [default: the command line's].")
 @click.option("--model", default="edsr-x2", show_default=True, help="--part enhance model.")
 @click.option("--repeats", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--no-seams", is_flag=True,
@@ -39,7 +49,8 @@ def benchmark_group():
 @click.option("--note", default=None, help="Recorded in the JSON (e.g. other load).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
 @click.pass_context
-def benchmark_speed_command(ctx, part, n_images, size, memory_size, model, repeats, no_seams,
+def benchmark_speed_command(ctx, part, n_images, size, memory_size, memory_only, memory_models,
+                            memory_sides, memory_samples, model, repeats, no_seams,
                             posterior_models, settings, n_cutouts, no_catalog, threads, note,
                             json_path):
     """Speed: simulation images/s, the enhancement engine, or posterior sampling."""
@@ -64,6 +75,18 @@ def benchmark_speed_command(ctx, part, n_images, size, memory_size, model, repea
         except (OSError, ValueError, RuntimeError) as error:
             fail(str(error))
         click.echo(format_posterior_speed_table(result))
+        return
+    if part == "enhance" and memory_only:
+        from ..benchmark.speed import benchmark_memory
+
+        try:
+            sides = [int(side) for side in memory_sides.split(",")]
+        except ValueError:
+            raise click.BadParameter("expected sides like 1024,4096,8192",
+                                     param_hint="--memory-sides") from None
+        benchmark_memory(models=list(memory_models) or ["fsrcnn-x2"], sizes=sides,
+                         n_samples=memory_samples, json_path=json_path, note=note,
+                         command=command_line(ctx))
         return
     if part == "enhance":
         from ..benchmark.speed import SEAM_RUNS, benchmark_enhance

@@ -46,6 +46,9 @@ SIGMA_FLOOR = 1e-3
 # Margin (input pixels) a tile needs around the pixels it is used for: the UNet sees far,
 # but the residual it draws depends on a neighbourhood much smaller than its field.
 _POSTERIOR_HALO = 24
+# Output pixels (samples x tiles x pixels) of one sampler pass: about 2 GB of a LocalUNet's
+# activations at most, and never binding for cutouts (16 samples of 150^2 are 0.36 M).
+_PASS_PIXELS = 1 << 21
 
 
 def estimate_sigma(image, mask=None) -> float:
@@ -265,9 +268,12 @@ class PosteriorPredictor(Predictor):
                           for key, y0, x0 in origins], axis=1)
         noise = torch.from_numpy(noise).to(x.device)[:, :, None]
         draws = []
+        # samples per pass: at most sample_batch images, and _PASS_PIXELS output pixels
+        # (16 samples of a 1152^2 tile would take 6 GB of activations)
+        per_pass = max(1, min(self.sample_batch // batch, _PASS_PIXELS // (batch * py * px)))
         with torch.inference_mode():
-            for start in range(0, self.n_samples, max(1, self.sample_batch // batch)):
-                part = noise[start:start + max(1, self.sample_batch // batch)]
+            for start in range(0, self.n_samples, per_pass):
+                part = noise[start:start + per_pass]
                 k = len(part)
                 start_noise = part.reshape(k * batch, 1, py, px)
                 if self.grids is None:

@@ -85,9 +85,9 @@ def group_boxes(mask, *, connectivity=1, block=None):
 
     ``box`` is a pair of slices (the group's bounding box) and ``region`` the group's
     pixels in it (bool), as `scipy.ndimage.label` and `~scipy.ndimage.find_objects`
-    give them. A group cut by a block's edge is joined again with the groups beside it
-    across that edge (two groups that only nearly touch there may be joined too: the
-    union is still a set of whole groups, each pixel in exactly one).
+    give them, in their order. A group cut by a block's edge is joined again with the
+    groups beside it across that edge (two groups that only nearly touch there may be
+    joined too: the union is still a set of whole groups, each pixel in exactly one).
 
     Parameters
     ----------
@@ -114,7 +114,10 @@ def group_boxes(mask, *, connectivity=1, block=None):
             cut = any((b.start == o.start > 0) or (b.stop == o.stop < n)
                       for b, o, n in zip(box, inner, shape))
             (edge if cut else groups).append((box, region))
-    return groups + _join_across_edges(edge)
+    groups += _join_across_edges(edge)
+    # scipy's order (the raster order of each group's first pixel): a pass that changes
+    # the image group after group (filling) sees what it sees in one block
+    return sorted(groups, key=lambda g: (g[0][0].start, g[0][1].start + int(g[1][0].argmax())))
 
 
 def _join_across_edges(pieces):
