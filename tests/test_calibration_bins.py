@@ -39,6 +39,26 @@ def test_tarp_sees_over_and_under_confident_posteriors(width, sign):
     assert sign * low > 0 and sign * high > 0 and abs(result["atc"]) > 0.05
 
 
+def test_tarp_of_a_large_image_saturates_when_its_faint_half_is_too_wide():
+    """Why whole-cutout TARP of the x2 models reads +0.125 (every truth nearer its
+    reference than every sample): over 22,500 pixels the distances add up each pixel's
+    error, and a spread 1.3x too wide on half of them (68 % coverage about 0.80 there)
+    puts every sample farther than the truth, however calibrated the other half is. With
+    a few pixels the same posterior barely moves TARP."""
+    rng = np.random.default_rng(4)
+
+    def atc(n_dims):
+        centre = rng.normal(0, 3, (100, n_dims))
+        sigma = rng.uniform(0.3, 1.0, (100, n_dims))
+        error = np.where(np.arange(n_dims) < n_dims // 2, 1 / 1.3, 1.0)  # faint half
+        truth = centre + rng.normal(size=centre.shape) * sigma * error
+        samples = centre + rng.normal(size=(16, *centre.shape)) * sigma
+        return tarp_coverage(samples, truth, n_bootstrap=10)["atc"]
+
+    assert atc(150 * 150) > 0.1  # near the saturated 0.125
+    assert abs(atc(8)) < 0.05
+
+
 def test_tarp_flattens_images_and_checks_its_input():
     rng = np.random.default_rng(2)
     truth = rng.normal(size=(20, 4, 4))

@@ -168,6 +168,14 @@ def test_memory_benchmark_from_the_command_line(tmp_path):
     ratios = saved["verdicts"]["bicubic"]["time_per_megapixel_vs_first"]
     assert ratios["64"] == 1.0 and ratios["128"] > 0
     assert "--memory-only" in saved["command"] and "bicubic" in result.output
+    # --resume keeps the runs already written and runs only the new side
+    again = CliRunner().invoke(cli, ["benchmark", "speed", "--part", "enhance",
+                                     "--memory-only", "--memory-model", "bicubic",
+                                     "--memory-sides", "64,128,96", "--resume", "--json",
+                                     str(out)])
+    assert again.exit_code == 0, again.output
+    resumed = json.loads(out.read_text())["rows"]
+    assert resumed[:2] == saved["rows"] and resumed[2]["image"] == [96, 96]
 
 
 def test_memory_verdicts_against_the_targets():

@@ -80,6 +80,15 @@ BENCHMARKS = (
     ("denoise_fast_n100.json", "Few-step diffusion denoising",
      "diffusion-denoise-fast at 1, 2 and 4 steps against its 10-step teacher "
      "diffusion-denoise on the same simulated images."),
+    ("denoise_hsc_fast_val.json", "Few-step diffusion denoising of real HSC cutouts",
+     "diffusion-denoise-hsc-fast (2 steps) against its 10-step teacher diffusion-denoise-hsc "
+     "on all 132 HSC validation pairs, the deep image the reference."),
+    ("speed_memory.json", "Memory against the image size",
+     "The command line's peak memory and time per megapixel for x2 of 1024^2, 4096^2 and "
+     "8192^2 FITS images: fsrcnn-x2, and diffusion-sr-x2-fast writing its std map."),
+    ("speed_memory_16samples.json", "Memory of a posterior at its default samples",
+     "diffusion-sr-x2-fast at 16 samples and 2 steps on small images: the memory of a tile's "
+     "samples."),
 )
 
 
@@ -274,6 +283,8 @@ def _benchmark_table(result):
         return speed.format_enhance_table(result)
     if kind == "speed/simulate":
         return speed.format_simulate_table(result)
+    if kind == "speed/memory":
+        return speed.format_memory_table(result)
     if kind == "speed/posterior":
         from lensenhance.benchmark.speed_posterior import format_posterior_speed_table
 

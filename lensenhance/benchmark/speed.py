@@ -485,7 +485,7 @@ def benchmark_enhance(*, size=1024, model="edsr-x2", models=None, model_size=256
 
 
 def benchmark_memory(*, models=("fsrcnn-x2",), sizes=MEMORY_SIZES, n_samples=None,
-                     json_path=None, verbose=True, note=None, command=None):
+                     json_path=None, resume=False, verbose=True, note=None, command=None):
     """The command line's peak memory and time per megapixel against the image size.
 
     Each row is one ``lensenhance enhance`` run, in a fresh process, on a square FITS
@@ -505,6 +505,9 @@ def benchmark_memory(*, models=("fsrcnn-x2",), sizes=MEMORY_SIZES, n_samples=Non
         samples themselves are not.
     json_path : path, optional
         Written after every run, so a long benchmark stopped part way keeps its rows.
+    resume : bool, optional
+        Keep the runs already in ``json_path`` (the same model, options and side) and
+        run only the others.
     note, command : str, optional
         Recorded in the result.
 
@@ -512,9 +515,16 @@ def benchmark_memory(*, models=("fsrcnn-x2",), sizes=MEMORY_SIZES, n_samples=Non
     -------
     dict
     """
+    import json
+    from pathlib import Path
+
     import torch
 
     from ._runs import split_steps
+
+    done = {}
+    if resume and json_path is not None and Path(json_path).exists():
+        done = {row["command"]: row for row in json.loads(Path(json_path).read_text())["rows"]}
 
     result = {"benchmark": "speed/memory", "command": command, "note": note,
               "targets": {k: ENHANCE_TARGETS[k] for k in ("cli_peak_rss_gb_8192",
@@ -528,15 +538,18 @@ def benchmark_memory(*, models=("fsrcnn-x2",), sizes=MEMORY_SIZES, n_samples=Non
         if n_samples is not None and (steps is not None or "diffusion" in name):
             options += ["--n-samples", str(n_samples)]
         for size in sizes:
+            run = " ".join(["lensenhance enhance", f"<{size}x{size} FITS>", "--model", name,
+                            *options])
+            if run in done:
+                result["rows"].append(done[run])
+                continue
             rss, seconds = _cli_peak_rss(size, name, None, options)
             result["rows"].append({
-                "model": spec, "command": " ".join(["lensenhance enhance", f"<{size}x{size} "
-                                                    "FITS>", "--model", name, *options]),
-                "image": [size, size], "n_images": 1, "n_repeats": 1,
-                "peak_rss_gb": rss / 1e9, "seconds": seconds,
-                "s_per_input_megapixel": seconds / (size * size / 1e6)})
+                "model": spec, "command": run, "image": [size, size], "n_images": 1,
+                "n_repeats": 1, "peak_rss_gb": rss / 1e9, "seconds": seconds,
+                "s_per_input_megapixel": seconds / (size * size / 1e6),
+                "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None})
             _memory_verdicts(result)
-            result["load_average"] = os.getloadavg() if hasattr(os, "getloadavg") else None
             if json_path is not None:
                 write_json(result, json_path)
             if verbose:

@@ -32,6 +32,8 @@ def benchmark_group():
               help="--memory-only: image sides, comma-separated, smallest first.")
 @click.option("--memory-samples", type=click.IntRange(2), default=None,
               help="--memory-only: posterior samples [default: the command line's].")
+@click.option("--resume", is_flag=True,
+              help="--memory-only: keep the runs already in --json, run the others.")
 @click.option("--model", default="edsr-x2", show_default=True, help="--part enhance model.")
 @click.option("--repeats", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--no-seams", is_flag=True,
@@ -50,7 +52,7 @@ def benchmark_group():
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
 @click.pass_context
 def benchmark_speed_command(ctx, part, n_images, size, memory_size, memory_only, memory_models,
-                            memory_sides, memory_samples, model, repeats, no_seams,
+                            memory_sides, memory_samples, resume, model, repeats, no_seams,
                             posterior_models, settings, n_cutouts, no_catalog, threads, note,
                             json_path):
     """Speed: simulation images/s, the enhancement engine, or posterior sampling."""
@@ -85,8 +87,8 @@ def benchmark_speed_command(ctx, part, n_images, size, memory_size, memory_only,
             raise click.BadParameter("expected sides like 1024,4096,8192",
                                      param_hint="--memory-sides") from None
         benchmark_memory(models=list(memory_models) or ["fsrcnn-x2"], sizes=sides,
-                         n_samples=memory_samples, json_path=json_path, note=note,
-                         command=command_line(ctx))
+                         n_samples=memory_samples, json_path=json_path, resume=resume,
+                         note=note, command=command_line(ctx))
         return
     if part == "enhance":
         from ..benchmark.speed import SEAM_RUNS, benchmark_enhance

@@ -19,6 +19,10 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+# With the module (the registry imports it when a model is built), not at the first
+# forward pass: a catalog run's first rows would otherwise pay diffusers' 4 s import.
+from diffusers.models.embeddings import get_timestep_embedding
 from torch import nn
 
 __all__ = ["LocalUNet"]
@@ -118,8 +122,6 @@ class LocalUNet(nn.Module):
         return int(math.ceil(reach))
 
     def _time_embedding(self, t, s):
-        from diffusers.models.embeddings import get_timestep_embedding
-
         dim = self.config["embed_dim"]
         both = torch.cat([get_timestep_embedding(t.float().reshape(-1), dim),
                           get_timestep_embedding(s.float().reshape(-1), dim)], dim=1)
