@@ -43,3 +43,16 @@ def test_a_distilled_model_is_timed_at_its_own_step_counts_only(tmp_path):
     assert [(r["model"], r["steps"]) for r in data["rows"]] == [("diffusion-denoise-fast", 1)]
     assert data["skipped"] == [{"model": "diffusion-denoise-fast", "n_samples": 2,
                                 "steps": 10}]
+
+
+@pytest.mark.slow
+def test_catalog_runs_on_a_dask_cluster_too(tmp_path):
+    out = tmp_path / "speed.json"
+    result = CliRunner().invoke(cli, [
+        "-q", "benchmark", "speed", "--part", "posterior", "--posterior-model",
+        "diffusion-denoise-fast", "--setting", "2:1", "--cutouts", "2", "--repeats", "1",
+        "--dask", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["catalog_dask"]["n_cutouts"] == 2 and row["catalog_dask"]["cutouts_per_s"] > 0
+    assert row["catalog_dask_over_sampler"] > 0 and "dask" in result.output

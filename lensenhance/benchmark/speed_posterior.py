@@ -11,7 +11,8 @@ For each posterior model (a deterministic mean plus residual diffusion,
 * **catalog**: ``lensenhance enhance --catalog`` (or ``denoise``) on ``n`` cutouts as
   FITS files in a fresh process: cutouts/s over the rows' own span (first start to last
   finish, as a long run sees it) and end to end (interpreter start and model loading
-  included);
+  included); with ``dask``, the same through ``--scheduler`` to a local dask.distributed
+  cluster of one single-threaded worker process;
 * the **peak resident memory** (VmHWM) of each process that measures: a fresh
   interpreter per setting, so one setting's peak does not hide the next one's.
 
@@ -22,6 +23,7 @@ super-resolution, 64 x 64 for denoising.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -99,8 +101,9 @@ def cutouts(n, size, seed=0):
     return out
 
 
-def _catalog_run(model, task, n, size, n_samples, steps, threads):
-    """cutouts/s and peak memory of ``lensenhance enhance|denoise --catalog`` on n cutouts."""
+def _catalog_run(model, task, n, size, n_samples, steps, threads, scheduler=None):
+    """cutouts/s and peak memory of ``lensenhance enhance|denoise --catalog`` on n cutouts
+    (the command line's own process: with a ``scheduler``, the rows run on its workers)."""
     from astropy.io import fits
     from astropy.table import Table
 
@@ -123,6 +126,8 @@ def _catalog_run(model, task, n, size, n_samples, steps, threads):
                    "denoise" if task == "denoise" else "enhance", "--catalog",
                    str(folder / "catalog.ecsv"), "--model", model, "--n-samples",
                    str(n_samples), "--steps", str(steps), "--out", str(folder / "out")]
+        if scheduler is not None:
+            command += ["--scheduler", scheduler]
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True,
                               env=_thread_env(threads))
@@ -154,8 +159,8 @@ def _thread_env(threads):
 
 
 def benchmark_posterior_speed(*, models=None, settings=POSTERIOR_SETTINGS, n=8, repeats=2,
-                              batches=(1, 4, 16), threads=1, catalog=True, json_path=None,
-                              command=None, note=None):
+                              batches=(1, 4, 16), threads=1, catalog=True, dask=False,
+                              json_path=None, command=None, note=None):
     """Time every posterior model against its samples and steps; see the module docstring.
 
     Parameters
@@ -174,6 +179,9 @@ def benchmark_posterior_speed(*, models=None, settings=POSTERIOR_SETTINGS, n=8, 
         Torch threads of every measuring process (1: the issue's "one core").
     catalog : bool
         Also time catalog runs through the command line.
+    dask : bool
+        Also time them on a local dask.distributed cluster (one worker process with
+        ``threads`` threads).
     json_path : path-like, optional
     command, note : str, optional
         Recorded in the results.
@@ -184,49 +192,86 @@ def benchmark_posterior_speed(*, models=None, settings=POSTERIOR_SETTINGS, n=8, 
     """
     from .._device import machine_description
     from ..predict.loading import is_probabilistic
-    from ..pretrained import list_pretrained, model_card
+    from ..pretrained import list_pretrained
 
     if models is None:
         models = [name for name in list_pretrained() if is_probabilistic(name)]
     rows, skipped = [], []
-    for model in models:
-        card = model_card(model)
-        task = "sr" if int(card.get("scale", 1)) > 1 else "denoise"
-        size = CUTOUT_SIZES[task]
-        # a distilled model samples in its grids' step counts only
-        grids = (card.get("distilled") or {}).get("grids")
-        for n_samples, steps in settings:
-            if grids is not None and str(steps) not in map(str, grids):
-                skipped.append({"model": model, "n_samples": n_samples, "steps": steps})
-                continue
-            arguments = {"model": model, "n": n, "size": size, "n_samples": n_samples,
-                         "steps": steps, "repeats": repeats, "threads": threads,
-                         "batches": list(batches)}
-            done = subprocess.run([sys.executable, "-c", _SERIAL, json.dumps(arguments)],
-                                  capture_output=True, text=True, env=_thread_env(threads))
-            if done.returncode != 0:
-                raise RuntimeError(f"{model}: timing failed: {done.stderr.strip()[-500:]}")
-            timing = json.loads(done.stdout.strip().splitlines()[-1])
-            best_sampler = min(timing["sampler_seconds_per_cutout"].values())
-            row = {"model": model, "task": task, "cutout": [size, size], "n_cutouts": n,
-                   "repeats": repeats, "n_samples": n_samples, "steps": steps,
-                   "seconds_per_cutout": timing["seconds_per_cutout"],
-                   "cutouts_per_s": 1.0 / timing["seconds_per_cutout"],
-                   "sampler_seconds_per_cutout": timing["sampler_seconds_per_cutout"],
-                   "sampler_best_cutouts_per_s": 1.0 / best_sampler,
-                   "peak_rss_gb": timing["peak_rss_gb"]}
-            if catalog:
-                run = _catalog_run(model, task, n, size, n_samples, steps, threads)
-                row["catalog"] = run
-                row["catalog_over_sampler"] = (1.0 / run["cutouts_per_s"]) * \
-                    row["sampler_best_cutouts_per_s"]
-            rows.append(row)
+    with contextlib.ExitStack() as stack:
+        scheduler = stack.enter_context(_local_cluster(threads)) if dask and catalog else None
+        for model in models:
+            _time_model(model, settings, n, repeats, threads, batches, catalog, scheduler,
+                        rows, skipped)
     result = {"benchmark": "speed/posterior", "command": command, "note": note,
               "threads": threads, "machine": machine_description(),
               "targets": dict(POSTERIOR_TARGETS), "rows": rows, "skipped": skipped}
     if json_path is not None:
         write_json(result, json_path)
     return result
+
+
+@contextlib.contextmanager
+def _local_cluster(threads):
+    """The address of a local cluster of one worker process with ``threads`` threads."""
+    import os
+
+    from dask.distributed import LocalCluster
+
+    saved = {key: os.environ.get(key) for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    try:  # the worker process inherits the thread limits
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster:
+            yield cluster.scheduler_address
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _time_model(model, settings, n, repeats, threads, batches, catalog, scheduler, rows,
+                skipped):
+    """The rows of one model (appended to ``rows``, or its settings to ``skipped``)."""
+    from ..pretrained import model_card
+
+    card = model_card(model)
+    task = "sr" if int(card.get("scale", 1)) > 1 else "denoise"
+    size = CUTOUT_SIZES[task]
+    # a distilled model samples in its grids' step counts only
+    grids = (card.get("distilled") or {}).get("grids")
+    for n_samples, steps in settings:
+        if grids is not None and str(steps) not in map(str, grids):
+            skipped.append({"model": model, "n_samples": n_samples, "steps": steps})
+            continue
+        arguments = {"model": model, "n": n, "size": size, "n_samples": n_samples,
+                     "steps": steps, "repeats": repeats, "threads": threads,
+                     "batches": list(batches)}
+        done = subprocess.run([sys.executable, "-c", _SERIAL, json.dumps(arguments)],
+                              capture_output=True, text=True, env=_thread_env(threads))
+        if done.returncode != 0:
+            raise RuntimeError(f"{model}: timing failed: {done.stderr.strip()[-500:]}")
+        timing = json.loads(done.stdout.strip().splitlines()[-1])
+        best_sampler = min(timing["sampler_seconds_per_cutout"].values())
+        row = {"model": model, "task": task, "cutout": [size, size], "n_cutouts": n,
+               "repeats": repeats, "n_samples": n_samples, "steps": steps,
+               "seconds_per_cutout": timing["seconds_per_cutout"],
+               "cutouts_per_s": 1.0 / timing["seconds_per_cutout"],
+               "sampler_seconds_per_cutout": timing["sampler_seconds_per_cutout"],
+               "sampler_best_cutouts_per_s": 1.0 / best_sampler,
+               "peak_rss_gb": timing["peak_rss_gb"]}
+        if catalog:
+            run = _catalog_run(model, task, n, size, n_samples, steps, threads)
+            row["catalog"] = run
+            row["catalog_over_sampler"] = (1.0 / run["cutouts_per_s"]) * \
+                row["sampler_best_cutouts_per_s"]
+        if scheduler is not None:
+            run = _catalog_run(model, task, n, size, n_samples, steps, threads, scheduler)
+            row["catalog_dask"] = run
+            row["catalog_dask_over_sampler"] = (1.0 / run["cutouts_per_s"]) * \
+                row["sampler_best_cutouts_per_s"]
+        rows.append(row)
 
 
 def format_posterior_speed_table(result):
@@ -238,15 +283,20 @@ def format_posterior_speed_table(result):
              "-" * len(header)]
     for row in result["rows"]:
         cat = row.get("catalog")
+        dask = row.get("catalog_dask")
         lines.append(
             f"{row['model']:<24}{row['cutout'][0]:>5}px{row['n_samples']:>9}{row['steps']:>6}"
             f"{row['seconds_per_cutout']:>10.2f}{row['cutouts_per_s']:>10.2f}"
             f"{row['sampler_best_cutouts_per_s']:>13.2f}"
             + (f"{cat['cutouts_per_s']:>9.2f}{row['catalog_over_sampler']:>12.2f}"
                if cat else f"{'-':>9}{'-':>12}")
-            + f"{row['peak_rss_gb']:>9.2f}")
+            + f"{row['peak_rss_gb']:>9.2f}"
+            + (f"  dask {dask['cutouts_per_s']:.2f}/s, {row['catalog_dask_over_sampler']:.2f}x"
+               if dask else ""))
     n = result["rows"][0]["n_cutouts"] if result["rows"] else 0
     lines.append(f"s/cutout: Enhancer.enhance one cutout after another (best of the "
                  f"repeats, {n} cutouts); sampler best: the predictor on a batch of "
-                 f"cutouts; catalog: the command line's rows, first start to last finish")
+                 f"cutouts; catalog: the command line's rows, first start to last finish"
+                 + ("; dask: the same on a local dask.distributed cluster (one worker)"
+                    if any("catalog_dask" in row for row in result["rows"]) else ""))
     return "\n".join(lines)

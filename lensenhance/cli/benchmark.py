@@ -46,6 +46,9 @@ def benchmark_group():
 @click.option("--cutouts", "n_cutouts", type=click.IntRange(1), default=8, show_default=True,
               help="--part posterior: cutouts per timing.")
 @click.option("--no-catalog", is_flag=True, help="--part posterior: skip the catalog runs.")
+@click.option("--dask", "use_dask", is_flag=True,
+              help="--part posterior: also run each catalog on a local dask.distributed "
+                   "cluster (--scheduler).")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
               help="--part posterior: torch threads.")
 @click.option("--note", default=None, help="Recorded in the JSON (e.g. other load).")
@@ -53,8 +56,8 @@ def benchmark_group():
 @click.pass_context
 def benchmark_speed_command(ctx, part, n_images, size, memory_size, memory_only, memory_models,
                             memory_sides, memory_samples, resume, model, repeats, no_seams,
-                            posterior_models, settings, n_cutouts, no_catalog, threads, note,
-                            json_path):
+                            posterior_models, settings, n_cutouts, no_catalog, use_dask, threads,
+                            note, json_path):
     """Speed: simulation images/s, the enhancement engine, or posterior sampling."""
     if part == "posterior":
         from ..benchmark.speed_posterior import (
@@ -72,7 +75,8 @@ def benchmark_speed_command(ctx, part, n_images, size, memory_size, memory_only,
             result = benchmark_posterior_speed(
                 models=list(posterior_models) or None, settings=pairs or POSTERIOR_SETTINGS,
                 n=n_cutouts, repeats=repeats,
-                threads=threads, catalog=not no_catalog, json_path=json_path, note=note,
+                threads=threads, catalog=not no_catalog, dask=use_dask, json_path=json_path,
+                note=note,
                 command=command_line(ctx))
         except (OSError, ValueError, RuntimeError) as error:
             fail(str(error))
