@@ -179,6 +179,7 @@ def prepare_image(ccd, name, *, predictor, psf_fwhm, normalization, outlier_thre
                                   absolute=True, out=scratch_array(shape, bool))
         for _, block, _ in iter_blocks(shape):
             hidden[block] &= ~bad[block]
+            release_mapped_pages(hidden, bad)
         interpolated = _grown_mask(hidden, bad, RANGE_MARGIN)
         # before the fill below: the input's values over the source
         boxes = _interpolation_boxes(interpolated, bad, image, norm, uncertainty, sky)
