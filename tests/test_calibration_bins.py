@@ -96,3 +96,25 @@ def test_binned_calibration_by_label_and_small_bins():
     assert np.isnan(rows[0]["coverage_68"]) and np.isfinite(rows[1]["coverage_68"])
     edges = decile_edges(np.arange(101.0))
     assert edges[0] == 0 and edges[-1] == 100 and len(edges) == 11
+
+
+def test_snr_above_the_background_bins_pixels_by_the_signal_the_model_sees():
+    """A sky lifted by 5 sigma: counted from zero every pixel is bright; above the
+    background the sky is in the lowest bin, where its intervals are judged."""
+    from lensenhance.evaluate.scoring import calibration_by_bin, format_calibration_bins
+
+    rng = np.random.default_rng(5)
+    truths = np.full((4, 32, 32), 5.0)
+    truths[:, 10:20, 10:20] += 50.0  # a source
+    means = truths + rng.normal(size=truths.shape)
+    stds = np.ones_like(truths)
+    backgrounds = np.full((4, 1, 1), 5.0)
+    bins = calibration_by_bin(truths, means, stds, backgrounds=backgrounds)
+    from_zero = {row["low"]: row["n_pixels"] for row in bins["snr"]}
+    above = {row["low"]: row["n_pixels"] for row in bins["snr_background"]}
+    n_sky = 4 * (32 * 32 - 100)
+    assert from_zero.get(0.0, 0) < 50 and above[0.0] > 0.6 * n_sky  # |noise| < 1: 68 %
+    assert above[30.0] == 4 * 100
+    lines = format_calibration_bins({"calibration_bins": bins})
+    assert any("above the input's background" in line for line in lines)
+    assert "snr_background" not in calibration_by_bin(truths, means, stds)

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-__all__ = ["run_enhancer", "split_steps"]
+__all__ = ["run_enhancer", "split_steps", "input_backgrounds"]
 
 
 def run_enhancer(enhancer, images, sigmas=None, *, unit="electron/s", seed=0, samples=False):
@@ -63,3 +63,21 @@ def split_steps(spec):
     if int(steps) < 1:
         raise ValueError(f"{spec!r}: the steps after '@' must be a positive integer")
     return name, int(steps)
+
+
+def input_backgrounds(images, scale, unit="electron/s"):
+    """Each input's background level as the models see it, in the output's units.
+
+    The offset of the one normalisation (`fit_image_normalization`: the sky-like level
+    of the image, which extended lens light lifts above zero), flux-split like the
+    output: ``(n, 1, 1)``, to subtract from outputs of the same images.
+    """
+    from astropy import units as u
+
+    from ..predict.normalization import fit_image_normalization
+    from ..predict.pixels import flux_split_factor
+
+    split = flux_split_factor(u.Unit(unit), scale)
+    offsets = np.array([fit_image_normalization(np.asarray(image, np.float64)).offset
+                        for image in images])
+    return (offsets * split).reshape(-1, 1, 1)

@@ -26,7 +26,7 @@ import numpy as np
 from ..evaluate.metrics import paired_differences as _paired
 from ..evaluate.scoring import format_calibration_bins, light_mask, posterior_figures
 from ..evaluate.uncertainty import fit_std_scale
-from ._runs import run_enhancer, split_steps
+from ._runs import input_backgrounds, run_enhancer, split_steps
 
 __all__ = ["benchmark_denoise", "fit_calibration",
            "calibration_set",
@@ -102,7 +102,7 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
         from ..evaluate.snr_calibration import fit_snr_calibration
         from ..predict.posterior import snr_std_factor
 
-        snr_means = _normalised_offset_removed(images, means, predictor.scale)
+        snr_means = means - input_backgrounds(images, predictor.scale)
         table = fit_snr_calibration(truths - (means - snr_means), snr_means, stds,
                                     level=level)
         import torch
@@ -114,20 +114,6 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
                                norm.ppf((1 + lv) / 2)) for lv in (0.68, 0.95)}
         result["snr_bins"] = table
     return result
-
-
-def _normalised_offset_removed(images, means, scale, unit="electron/s"):
-    """The means less each image's normalisation offset (flux-split): ``|.| / std`` is then
-    the SNR the model sees in its normalised units."""
-    from astropy import units as u
-
-    from ..predict.normalization import fit_image_normalization
-    from ..predict.pixels import flux_split_factor
-
-    split = flux_split_factor(u.Unit(unit), scale)
-    offsets = np.array([fit_image_normalization(np.asarray(im, np.float64)).offset
-                        for im in images])
-    return means - (offsets * split).reshape(-1, 1, 1)
 
 
 def calibration_set(kind, *, n=64, hsc_dir=None, workers=1):
@@ -256,13 +242,15 @@ def benchmark_denoise(*, n=100, models=("diffusion-denoise", "raunet-denoise"), 
                        "image (Wide/Deep noise correlation rho = "
                        f"{correlation['rho']:.2f})")
     rows = {}
+    backgrounds = input_backgrounds(noisy, 1)
     for spec in models:
         enhancer = _enhancer(spec, n_samples=n_samples, steps=steps)
         gives_samples = enhancer.predictor.n_samples > 0
         result = run_enhancer(enhancer, noisy, given_sigmas, samples=gives_samples,
                               seed=seed)
         figures = posterior_figures(truths, result["mean"], result["std"], result["samples"],
-                                    observed=noisy, sigmas=sigmas, extra_variance=extra)
+                                    observed=noisy, sigmas=sigmas, extra_variance=extra,
+                                    backgrounds=backgrounds)
         if real is not None and result["std"] is not None:
             # As if the deep image's noise were independent of the input's.
             figures["calibration_light_deep_noise_added"] = posterior_figures(

@@ -18,7 +18,7 @@ from ..evaluate.metrics import batch_metrics, paired_differences, summarize_metr
 from ..evaluate.scoring import format_calibration_bins
 from ..simulate.render import bin_image
 from . import write_json
-from ._runs import split_steps
+from ._runs import input_backgrounds, split_steps
 
 __all__ = ["benchmark_sr", "theta_e_regression", "theta_e_regression_seeds",
            "format_sr_table", "BENCHMARK_SEED"]
@@ -244,7 +244,8 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
                              posterior=posterior_figures(
                                  hr, out["mean"], out["std"], out["samples"], observed=lr,
                                  sigmas=lr_sigma, scale=scale, classes=class_index,
-                                 class_names=class_names))
+                                 class_names=class_names,
+                                 backgrounds=input_backgrounds(lr, scale)))
 
     # Every row against one reference, chosen without the benchmark's images.
     reference = best_by_validation([m for m in models if m in methods])

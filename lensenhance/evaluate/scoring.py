@@ -38,17 +38,22 @@ def fine_scale_power_ratio(images, truths):
     return float(p_images[fine].sum() / p_truths[fine].sum())
 
 
-def calibration_by_bin(truths, means, stds, *, classes=None, class_names=None):
+def calibration_by_bin(truths, means, stds, *, classes=None, class_names=None,
+                       backgrounds=None):
     """Coverage and ECE per bin: where the error bars hold and where they do not.
 
     Bins: deciles of the truth's brightness among the pixels where there is light
-    (`light_mask`), the predicted SNR ``|mean| / std`` (`SNR_EDGES`, all pixels) and,
-    given ``classes`` (one label per image), each class over its light pixels.
+    (`light_mask`), the predicted SNR ``|mean| / std`` (`SNR_EDGES`, all pixels),
+    given ``backgrounds`` (each image's background level, broadcastable to ``means``)
+    the predicted SNR above it, ``|mean - background| / std`` (the signal the models
+    see, and their SNR calibration's variable), and given ``classes`` (one label per
+    image) each class over its light pixels.
 
     Returns
     -------
     dict
-        ``brightness``, ``snr`` and (with ``classes``) ``class``: lists of the rows of
+        ``brightness``, ``snr``, (with ``backgrounds``) ``snr_background`` and (with
+        ``classes``) ``class``: lists of the rows of
         `~lensenhance.evaluate.calibration_bins.binned_calibration`; ``span_68``: the
         lowest and highest 68 % coverage over the brightness deciles.
     """
@@ -59,6 +64,10 @@ def calibration_by_bin(truths, means, stds, *, classes=None, class_names=None):
     out = {"brightness": binned_calibration(truths, means, stds, by=truths, mask=light),
            "snr": binned_calibration(truths, means, stds, by=np.abs(means) / stds,
                                      edges=SNR_EDGES)}
+    if backgrounds is not None:
+        above = np.abs(means - np.asarray(backgrounds, np.float64)) / stds
+        out["snr_background"] = binned_calibration(truths, means, stds, by=above,
+                                                   edges=SNR_EDGES)
     if classes is not None:
         labels = np.broadcast_to(np.asarray(classes).reshape(-1, 1, 1), truths.shape)
         rows = binned_calibration(truths, means, stds, by=labels.astype(np.int64),
@@ -89,6 +98,9 @@ def format_calibration_bins(figures, *, indent="  "):
         lines.append(f"{indent}68% coverage by predicted SNR bin "
                      + ", ".join(f"[{r['low']:g}, {r['high']:g})" for r in bins["snr"])
                      + f": {cells(bins['snr'])}")
+        if "snr_background" in bins:
+            lines.append(f"{indent}68% coverage by predicted SNR above the input's "
+                         f"background, same bins: {cells(bins['snr_background'])}")
         if "class" in bins:
             lines.append(f"{indent}68% coverage by class: " + ", ".join(
                 f"{r['label']} {r['coverage_68']:.2f}" for r in bins["class"]))
@@ -102,7 +114,8 @@ def format_calibration_bins(figures, *, indent="  "):
 
 
 def posterior_figures(truths, means, stds=None, samples=None, *, observed=None, sigmas=None,
-                      scale=1, extra_variance=None, classes=None, class_names=None):
+                      scale=1, extra_variance=None, classes=None, class_names=None,
+                      backgrounds=None):
     """Accuracy and calibration figures of predictions against truths.
 
     Parameters
@@ -121,6 +134,10 @@ def posterior_figures(truths, means, stds=None, samples=None, *, observed=None, 
     classes : array-like of int ``(n,)``, optional
         A label per image (e.g. its substructure class), for the calibration per class;
         ``class_names`` name the labels.
+    backgrounds : numpy.ndarray ``(n, 1, 1)``, optional
+        Each input's background level in the outputs' units
+        (`lensenhance.benchmark._runs.input_backgrounds`), for the calibration per SNR
+        above it.
 
     Returns
     -------
@@ -146,7 +163,8 @@ def posterior_figures(truths, means, stds=None, samples=None, *, observed=None, 
         out["calibration_all"] = unc.calibration_summary(truths, means, stds,
                                                          n_samples=n_samples)
         out["calibration_bins"] = calibration_by_bin(truths, means, stds, classes=classes,
-                                                     class_names=class_names)
+                                                     class_names=class_names,
+                                                     backgrounds=backgrounds)
     if samples is not None:
         draws = np.asarray(samples, np.float64)
         if extra_variance is not None:
