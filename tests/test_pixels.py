@@ -75,3 +75,44 @@ def test_an_unknown_unit_warns_only_when_pixels_are_split():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert flux_split_factor(unknown, 1) == 1.0
+
+
+def test_astroscrappy_saturation_mask_is_made_as_astroscrappy_makes_it():
+    """astroscrappy 1.3 leaks a byte per pixel per call; ours gives its result without."""
+    import astroscrappy.astroscrappy as module
+    from astroscrappy.utils.image_utils import dilate5
+
+    from lensenhance.predict.pixels import _astroscrappy
+
+    rng = np.random.default_rng(7)
+    data = rng.normal(0, 1, (96, 128)).astype(np.float32)
+    data[40:44, 60:64] = 500.0  # a saturated core
+    stars = rng.random(data.shape) > 0.98
+    np.testing.assert_array_equal(dilate5(stars, 2), dilate5(dilate5(stars, 1), 1))
+    _astroscrappy()
+    mask = (rng.random(data.shape) > 0.99).astype(np.uint8)
+    ours = mask.copy()
+    module.update_mask(data, ours, 400.0, True)
+    assert ours[40:44, 60:64].all() and ours.sum() > mask.sum()
+
+
+@pytest.mark.slow
+def test_cosmic_rays_of_many_blocks_do_not_leak():
+    from lensenhance.predict.pixels import detect_cosmic_rays
+    from lensenhance.predict.scratch import release_heap
+
+    rng = np.random.default_rng(8)
+
+    def rss_mb():
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status
+                        if line.startswith("VmRSS")) / 1e3
+
+    image = rng.normal(0, 1, (1024, 1024)).astype(np.float32)
+    detect_cosmic_rays(image, 1.0)
+    release_heap()
+    before = rss_mb()
+    for _ in range(20):  # the leak: 20 x 1 MB
+        detect_cosmic_rays(image, 1.0)
+    release_heap()
+    assert rss_mb() - before < 8
