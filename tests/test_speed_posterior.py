@@ -8,15 +8,19 @@ from click.testing import CliRunner
 from lensenhance.cli import cli
 
 
-@pytest.mark.slow
-def test_speed_posterior_writes_rows_with_sampler_catalog_and_memory(tmp_path):
+def _speed(tmp_path, model, *options):
+    """``benchmark speed --part posterior`` on 2 cutouts, 1 repeat: its output and JSON."""
     out = tmp_path / "speed.json"
     result = CliRunner().invoke(cli, [
-        "-q", "benchmark", "speed", "--part", "posterior", "--posterior-model",
-        "diffusion-denoise", "--setting", "2:1", "--cutouts", "2", "--repeats", "1",
-        "--json", str(out)])
+        "-q", "benchmark", "speed", "--part", "posterior", "--posterior-model", model,
+        *options, "--cutouts", "2", "--repeats", "1", "--json", str(out)])
     assert result.exit_code == 0, result.output
-    data = json.loads(out.read_text())
+    return result, json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_speed_posterior_writes_rows_with_sampler_catalog_and_memory(tmp_path):
+    result, data = _speed(tmp_path, "diffusion-denoise", "--setting", "2:1")
     (row,) = data["rows"]
     assert (row["n_samples"], row["steps"], row["cutout"]) == (2, 1, [64, 64])
     assert row["seconds_per_cutout"] > 0 and row["peak_rss_gb"] > 0.1
@@ -33,13 +37,8 @@ def test_speed_posterior_writes_rows_with_sampler_catalog_and_memory(tmp_path):
 
 @pytest.mark.slow
 def test_a_distilled_model_is_timed_at_its_own_step_counts_only(tmp_path):
-    out = tmp_path / "speed.json"
-    result = CliRunner().invoke(cli, [
-        "-q", "benchmark", "speed", "--part", "posterior", "--posterior-model",
-        "diffusion-denoise-fast", "--setting", "2:1", "--setting", "2:10", "--cutouts", "2",
-        "--repeats", "1", "--no-catalog", "--json", str(out)])
-    assert result.exit_code == 0, result.output
-    data = json.loads(out.read_text())
+    _, data = _speed(tmp_path, "diffusion-denoise-fast", "--setting", "2:1", "--setting",
+                     "2:10", "--no-catalog")
     assert [(r["model"], r["steps"]) for r in data["rows"]] == [("diffusion-denoise-fast", 1)]
     assert data["skipped"] == [{"model": "diffusion-denoise-fast", "n_samples": 2,
                                 "steps": 10}]
@@ -47,12 +46,7 @@ def test_a_distilled_model_is_timed_at_its_own_step_counts_only(tmp_path):
 
 @pytest.mark.slow
 def test_catalog_runs_on_a_dask_cluster_too(tmp_path):
-    out = tmp_path / "speed.json"
-    result = CliRunner().invoke(cli, [
-        "-q", "benchmark", "speed", "--part", "posterior", "--posterior-model",
-        "diffusion-denoise-fast", "--setting", "2:1", "--cutouts", "2", "--repeats", "1",
-        "--dask", "--json", str(out)])
-    assert result.exit_code == 0, result.output
-    (row,) = json.loads(out.read_text())["rows"]
+    result, data = _speed(tmp_path, "diffusion-denoise-fast", "--setting", "2:1", "--dask")
+    (row,) = data["rows"]
     assert row["catalog_dask"]["n_cutouts"] == 2 and row["catalog_dask"]["cutouts_per_s"] > 0
     assert row["catalog_dask_over_sampler"] > 0 and "dask" in result.output
