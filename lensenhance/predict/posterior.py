@@ -46,8 +46,9 @@ SIGMA_FLOOR = 1e-3
 # Margin (input pixels) a tile needs around the pixels it is used for: the UNet sees far,
 # but the residual it draws depends on a neighbourhood much smaller than its field.
 _POSTERIOR_HALO = 24
-# Output pixels (samples x tiles x pixels) of one sampler pass: about 2 GB of a LocalUNet's
-# activations at most, and never binding for cutouts (16 samples of 150^2 are 0.36 M).
+# Output pixels (samples x tiles x pixels) of one sampler pass, which bound its activations
+# (16 samples of a 1152^2 tile took 6.5 GB); never binding for cutouts (16 samples of
+# 150^2 are 0.36 M).
 _PASS_PIXELS = 1 << 21
 
 
