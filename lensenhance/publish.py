@@ -415,24 +415,7 @@ def publish_posterior(run_dir, name, *, base, calibrate=None, snr_bins=False,
         update_weights_metadata(staged, {"base_model": base}, remove=("truth_noise_ratio",))
         calibration = {"std_scale": 1.0, "note": "not calibrated"}
         if calibrate is not None:
-            from .benchmark.denoise import calibration_set, fit_calibration
-
-            data = calibration_set(**calibrate)
-            distilled = metadata.get("distilled")
-            # a distilled model: one factor per step count, the default's at the top
-            step_counts = [None] if not distilled else sorted(map(int, distilled["grids"]))
-            fitted = {steps: fit_calibration(staged, data["images"], data["sigmas"],
-                                             data["truths"],
-                                             extra_variance=data["extra_variance"],
-                                             description=data["description"], steps=steps,
-                                             snr_bins=snr_bins)
-                      for steps in step_counts}
-            calibration = fitted[step_counts[0]]
-            if distilled:
-                from .diffusion.distill import DEFAULT_STEPS
-
-                calibration = {**fitted[DEFAULT_STEPS],
-                               "by_steps": {str(k): v for k, v in fitted.items()}}
+            calibration = _fit_calibration(staged, metadata, calibrate, snr_bins)
         update_weights_metadata(staged, {"calibration": calibration})
         metadata = read_weights_metadata(staged)
         preset = metadata.get("data_preset", "model_ii")
@@ -445,6 +428,64 @@ def publish_posterior(run_dir, name, *, base, calibrate=None, snr_bins=False,
                      snr_range=_json_value(metadata.get("snr_range")),
                      val=_json_value(metadata.get("val")),
                      **_distilled_fields(metadata))
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    staged.replace(target)
+    return _write_card(name, card, validate=False)
+
+
+def _fit_calibration(weights, metadata, calibrate, snr_bins):
+    """A posterior model's calibration on a held-out set (one per step count if distilled,
+    the default's at the top)."""
+    from .benchmark.denoise import calibration_set, fit_calibration
+
+    data = calibration_set(**calibrate)
+    distilled = _json_value(metadata.get("distilled"))
+    step_counts = [None] if not distilled else sorted(map(int, distilled["grids"]))
+    fitted = {steps: fit_calibration(weights, data["images"], data["sigmas"], data["truths"],
+                                     extra_variance=data["extra_variance"],
+                                     description=data["description"], steps=steps,
+                                     snr_bins=snr_bins)
+              for steps in step_counts}
+    if not distilled:
+        return fitted[None]
+    from .diffusion.distill import DEFAULT_STEPS
+
+    return {**fitted[DEFAULT_STEPS], "by_steps": {str(k): v for k, v in fitted.items()}}
+
+
+def recalibrate_posterior(name, *, calibrate, snr_bins=False, command=None):
+    """Refit a shipped posterior model's calibration in place: weights metadata and card.
+
+    The network is untouched; its card's benchmark figures predate the new calibration
+    until `add_benchmark_figures` writes a rerun's.
+
+    Parameters
+    ----------
+    name : str
+        A shipped posterior model.
+    calibrate, snr_bins
+        See `publish_posterior`.
+    command : str, optional
+        The command line that ran this, recorded in the card.
+    """
+    from .nn.weights import update_weights_metadata
+    from .pretrained import model_card
+
+    card = dict(model_card(name))
+    if card.get("task") != "posterior":
+        raise ValueError(f"{name!r} is not a posterior model")
+    target = WEIGHTS_DIR / f"{name}.safetensors"
+    staged = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(target, staged)
+    try:
+        calibration = _fit_calibration(staged, read_weights_metadata(staged), calibrate,
+                                       snr_bins)
+        update_weights_metadata(staged, {"calibration": calibration})
+        card.update(calibration=calibration, sha256=file_sha256(staged))
+        if command:
+            card["calibration_command"] = command
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
@@ -528,12 +569,23 @@ def main(argv=None):
     parser.add_argument("--snr-bins", action="store_true",
                         help="posterior: also fit a factor that depends on the predicted SNR")
     parser.add_argument("--figures", help="a benchmark JSON to write into the card")
+    parser.add_argument("--recalibrate", action="store_true",
+                        help="posterior: refit the shipped NAME's calibration (RUN_DIR: -)")
     parser.add_argument("--n-test", type=int, default=0,
                         help="classifier: images of unseen seeds for the card's metrics")
     parser.add_argument("--test-seed", type=int, default=2026)
     args = parser.parse_args(argv)
     if args.figures:  # into a published model's card; the run folder is not read
         print(json.dumps(add_benchmark_figures(args.name, args.figures), indent=2))
+        return
+    if args.recalibrate:
+        calibrate = {"kind": args.calibrate or "denoise", "n": args.n_cal,
+                     "hsc_dir": args.hsc}
+        command = "python -m lensenhance.publish " + " ".join(
+            argv if argv is not None else sys.argv[1:])
+        print(json.dumps(recalibrate_posterior(args.name, calibrate=calibrate,
+                                               snr_bins=args.snr_bins, command=command),
+                         indent=2))
         return
     task = read_weights_metadata(Path(args.run_dir) / "weights.safetensors").get("task")
     if task == "features":

@@ -30,6 +30,12 @@ def test_benchmark_denoise_cli_writes_every_row(tiny_posterior, tmp_path):
     assert figures["data_consistency"]["dof"] > 0
     bins = figures["calibration_bins"]
     assert len(bins["brightness"]) == 10 and len(bins["snr"]) == 6
+    # one image per class (snr_pairs' order), and the lensed-arc pixels as one bin
+    assert [r["label"] for r in bins["class"]] == ["no_sub", "cdm", "axion"]
+    (arc,) = bins["arc"]
+    assert arc["label"] == "arc" and 0 < arc["n_pixels"] < 3 * 64 * 64 // 2
+    assert 0 <= arc["coverage_68"] <= arc["coverage_95"] <= 1
+    assert "68% coverage on lensed-arc pixels" in result.output
     assert figures["tarp"]["n_cases"] == 3 and figures["tarp"]["n_samples"] == 3
     assert "by truth-brightness decile" in result.output and "TARP" in result.output
     assert data["rows"]["tv"]["tuning"]["n"] == 2

@@ -118,3 +118,46 @@ def test_snr_above_the_background_bins_pixels_by_the_signal_the_model_sees():
     lines = format_calibration_bins({"calibration_bins": bins})
     assert any("above the input's background" in line for line in lines)
     assert "snr_background" not in calibration_by_bin(truths, means, stds)
+
+
+def test_arc_bin_is_the_coverage_of_exactly_the_arc_pixels():
+    """Arc pixels: light pixels where the source is at least the lens light; their bin is
+    the coverage of those pixels alone (here over-confident, elsewhere calibrated)."""
+    from scipy.stats import norm
+
+    from lensenhance.evaluate.scoring import (
+        arc_mask,
+        calibration_by_bin,
+        format_calibration_bins,
+        light_mask,
+        posterior_figures,
+    )
+
+    rng = np.random.default_rng(6)
+    y, x = np.mgrid[:32, :32] - 15.5
+    lens = np.broadcast_to(100.0 * np.exp(-(x**2 + y**2) / 20.0), (3, 32, 32))
+    ring = 80.0 * np.exp(-((np.hypot(x, y) - 9.0) ** 2) / 4.0)
+    truths = lens + ring + 1.0
+    arcs = arc_mask(truths, lens)
+    assert arcs.any() and not (arcs & ~light_mask(truths)).any()
+    assert np.array_equal(arcs, light_mask(truths) & (truths - lens >= lens))
+    stds = np.ones_like(truths)
+    means = truths + rng.normal(size=truths.shape) * np.where(arcs, 3.0, 1.0)
+    bins = calibration_by_bin(truths, means, stds, arcs=arcs)
+    (row,) = bins["arc"]
+    inside = np.abs(truths - means)[arcs]  # in units of std (1)
+    assert row["n_pixels"] == arcs.sum()
+    assert row["coverage_68"] == pytest.approx(np.mean(inside <= norm.ppf(0.84)))
+    assert row["coverage_95"] == pytest.approx(np.mean(inside <= norm.ppf(0.975)))
+    assert row["coverage_68"] < 0.35
+    lines = format_calibration_bins({"calibration_bins": bins})
+    assert (f"68% coverage on lensed-arc pixels (source >= lens light): "
+            f"{row['coverage_68']:.2f} ({arcs.sum()} px)") in " ".join(lines)
+    # no lens light: every light pixel; too few pixels: NaN; passed on by posterior_figures
+    assert np.array_equal(arc_mask(truths, 0 * truths), light_mask(truths))
+    few = np.zeros_like(arcs)
+    few[0, 0, :3] = True
+    assert np.isnan(calibration_by_bin(truths, means, stds, arcs=few)["arc"][0]["coverage_68"])
+    figures = posterior_figures(truths, means, stds, arcs=arcs)
+    assert figures["calibration_bins"]["arc"] == bins["arc"]
+    assert "arc" not in calibration_by_bin(truths, means, stds)

@@ -240,6 +240,71 @@ def test_publishing_a_distilled_run_fits_a_factor_per_step_count(distilled_file,
     assert "SNR-dependent" in enhancer.predictor.uncertainty_type
 
 
+def test_the_enhancer_applies_the_signal_calibration_at_each_images_zero(distilled_file,
+                                                                          tmp_path):
+    """The factor depends on where each pixel sits between the data's zero and the
+    background: the Enhancer passes each image's zero level through the tiles."""
+    import shutil
+
+    from lensenhance.benchmark._runs import input_backgrounds
+    from lensenhance.predict.posterior import load_posterior
+    from lensenhance.predict.snr_factor import snr_std_factor
+
+    folder, _ = distilled_file
+    path = tmp_path / "student.safetensors"
+    shutil.copy(folder / "weights.safetensors", path)
+    table = {"u_edges": [-1.0, -0.2, 0.2, 1.0],
+             "groups": [{"snr": [0.5, 5.0], "std_scale": [2.0 ** k, 2.0 ** k * 3]}
+                        for k in range(5)]}
+    rng = np.random.default_rng(3)
+    image = (20.0 + rng.normal(0, 1, (80, 80))).astype(np.float32)
+    image[30:50, 30:50] += 40.0  # a source above a sky pedestal
+    ccd = CCDData(image, unit="electron/s", uncertainty=StdDevUncertainty(np.ones_like(image)))
+    out = {}
+    for key, calibration in (("raw", {}), ("table", table)):
+        predictor = load_posterior(path, n_samples=2, steps=1, std_scale=1.0,
+                                   snr_calibration=calibration)
+        assert predictor.uses_zero_level == bool(calibration)
+        out[key] = Enhancer(predictor, device="cpu", tile_size=64).enhance(ccd, seed=0)
+    mean, raw = out["raw"].data, out["raw"].uncertainty.array
+    np.testing.assert_allclose(out["table"].data, mean, rtol=1e-6)
+    background = input_backgrounds([image], 2)[0]
+    expected = snr_std_factor(mean - background, raw, table, -background)
+    np.testing.assert_allclose(out["table"].uncertainty.array / raw, expected, rtol=1e-4)
+    # measured from the background instead, the factor would differ
+    assert not np.allclose(snr_std_factor(mean - background, raw, table, 0.0), expected)
+
+
+def test_recalibrating_a_shipped_posterior_rewrites_its_weights_and_card(distilled_file,
+                                                                         tmp_path,
+                                                                         monkeypatch):
+    import shutil
+
+    from lensenhance import pretrained as models
+    from lensenhance import publish
+    from lensenhance.pretrained import file_sha256, model_card
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in ("edsr-x2", "diffusion-sr-x2", "diffusion-sr-x2-fast"):
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(models.WEIGHTS_DIR / f"{name}{suffix}", weights)
+    monkeypatch.setattr(models, "WEIGHTS_DIR", weights)
+    monkeypatch.setattr(publish, "WEIGHTS_DIR", weights)
+    folder, _ = distilled_file
+    shutil.copy(folder / "weights.safetensors", weights / "diffusion-sr-x2-fast.safetensors")
+    card = publish.recalibrate_posterior("diffusion-sr-x2-fast", snr_bins=True,
+                                         calibrate={"kind": "sr", "n": 3}, command="cmd")
+    assert card["sha256"] == file_sha256(weights / "diffusion-sr-x2-fast.safetensors")
+    assert card["calibration_command"] == "cmd"
+    assert model_card("diffusion-sr-x2-fast")["calibration"]["by_steps"]["4"]["snr_bins"][
+        "groups"]
+    assert "SNR-dependent" in Enhancer.from_pretrained(
+        "diffusion-sr-x2-fast", n_samples=2).predictor.uncertainty_type
+    with pytest.raises(ValueError, match="not a posterior"):
+        publish.recalibrate_posterior("edsr-x2", calibrate={"kind": "sr", "n": 3})
+
+
 def test_a_stopped_distillation_resumes_where_it_stopped(tmp_path):
     from lensenhance.training.distill import distill_posterior
 

@@ -118,6 +118,28 @@ def test_noise_is_standard_normal_after_scaling(pairs):
     assert abs(z.std() - 1.0) < 0.02
 
 
+def test_lens_light_images_are_the_rendered_lens_light():
+    """clean - lens light is the same scenes rendered without lens light (x2 pairs' HR
+    grid, two classes, the preset given by name)."""
+    from lensenhance.simulate.render import get_renderer, lens_light_images
+
+    ds = LensSimulator.from_preset(FAST, substructure=("no_sub", "axion"), seed=3) \
+        .simulate_pairs(2, scale=2, progress=False)
+    hr = ds.hr.values.astype(np.float64)
+    lens_light = lens_light_images(FAST, ds.substructure.values, ds.seed.values, hr.shape[-1])
+    assert lens_light.dtype == np.float32 and lens_light.shape == hr.shape
+    assert np.all(lens_light.max(axis=(1, 2)) > 0.1 * hr.max(axis=(1, 2)))
+    dark = PRESETS[FAST].replace(lens_light=False)
+    renderer = get_renderer(dark, hr.shape[-1])
+    for i, (substructure, seed) in enumerate(zip(ds.substructure.values, ds.seed.values)):
+        scene = LensSimulator(dark).draw_scene(int(seed), substructure=str(substructure))
+        source = dark.flux_scale * renderer.render(scene)
+        np.testing.assert_allclose(hr[i] - lens_light[i], source, rtol=0,
+                                   atol=1e-5 * hr[i].max())
+    zeros = lens_light_images(dark, ds.substructure.values, ds.seed.values, 8)
+    assert zeros.shape == (2, 8, 8) and not zeros.any()
+
+
 def test_snr_pairs_same_scene_two_depths():
     ratio = 9.0
     ds = LensSimulator.from_preset(FAST, seed=4).simulate_snr_pairs(

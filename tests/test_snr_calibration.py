@@ -1,4 +1,5 @@
-"""The SNR-dependent std factor: per-bin coverage, monotone in the raw std, held-out only."""
+"""The signal-dependent std factor: per-bin coverage, monotone in the raw std, free of the
+data's units, held-out only."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import torch
 
 from lensenhance.evaluate.snr_calibration import fit_snr_calibration
 from lensenhance.evaluate.uncertainty import interval_coverage
-from lensenhance.predict.posterior import snr_std_factor
+from lensenhance.predict.snr_factor import snr_std_factor
 
 
 def _overconfident_where_faint(n=200_000, seed=0, power=-0.3):
@@ -19,15 +20,17 @@ def _overconfident_where_faint(n=200_000, seed=0, power=-0.3):
     return truth, mean, std
 
 
-def _calibrated(mean, std, table):
-    return snr_std_factor(torch.from_numpy(mean), torch.from_numpy(std), table).numpy() * std
+def _calibrated(mean, std, table, background=0.0):
+    return snr_std_factor(torch.from_numpy(mean - background), torch.from_numpy(std), table,
+                          torch.as_tensor(-background)).numpy() * std
 
 
 def test_each_snr_bin_covers_after_the_fit_on_other_pixels():
     truth, mean, std = _overconfident_where_faint(seed=0)
     table = fit_snr_calibration(truth, mean, std, n_bins=8)
-    assert np.all(np.diff(table["snr"]) > 0)
-    assert table["std_scale"] == table["unbounded"]  # a falling factor needs no bound
+    group = table["groups"][2]  # no background: every pixel is in the middle group
+    assert not group["pooled"] and np.all(np.diff(group["snr"]) > 0)
+    assert group["std_scale"] == group["unbounded"]  # a falling factor needs no bound
     test_truth, test_mean, test_std = _overconfident_where_faint(seed=1)
     calibrated = _calibrated(test_mean, test_std, table)
     snr = np.abs(test_mean) / test_std
@@ -47,10 +50,56 @@ def test_the_calibrated_std_never_falls_as_the_raw_std_grows(power):
     table = fit_snr_calibration(truth, mean, std, n_bins=8)
     raw = np.geomspace(1e-3, 1e3, 2000)
     for m in (0.01, 1.0, 50.0):
-        calibrated = _calibrated(np.full_like(raw, m), raw, table)
-        assert np.all(np.diff(calibrated) >= -1e-12 * calibrated[1:]), (power, m)
+        for background in (0.0, 0.5 * m, 3.0 * m):
+            calibrated = _calibrated(np.full_like(raw, m), raw, table, background)
+            assert np.all(np.diff(calibrated) >= -1e-12 * calibrated[1:]), (power, m)
     if power == 2.0:  # the factor would rise faster than the SNR: bounded
-        assert table["std_scale"] != table["unbounded"]
+        group = table["groups"][2]
+        assert group["std_scale"] != group["unbounded"]
+
+
+def _sky_and_lens(n=120_000, seed=0):
+    """Pixels of images with a background level 1: an empty sky near zero whose std is
+    too wide (true error 0.5 s) and bright pixels whose std is too narrow (error 2 s),
+    both at the same SNRs, so that no factor of the SNR alone can hold both."""
+    rng = np.random.default_rng(seed)
+    std = rng.uniform(0.01, 0.05, n)
+    sky = np.arange(n) % 2 == 0
+    snr = np.exp(rng.uniform(np.log(0.3), np.log(5.0), n))
+    # the sky within 0.25 of zero (u < -1), the lens at 10-40 (|u| < 0.2)
+    mean = np.where(sky, snr * std * rng.choice([-1.0, 1.0], n), rng.uniform(10.0, 40.0, n))
+    std = np.where(sky, std, np.abs(mean) / snr)
+    truth = mean + std * np.where(sky, 0.5, 2.0) * rng.standard_normal(n)
+    return truth, mean, std, sky
+
+
+def test_the_sky_and_the_lens_each_cover_where_the_snr_alone_cannot():
+    truth, mean, std, _ = _sky_and_lens(seed=0)
+    table = fit_snr_calibration(truth, mean, std, background=1.0, n_bins=6)
+    lens = table["groups"][2]  # far above the background
+    assert not table["groups"][0]["pooled"] and not lens["pooled"]
+    test_truth, test_mean, test_std, sky = _sky_and_lens(seed=1)
+    calibrated = _calibrated(test_mean, test_std, table, background=1.0)
+    for part in (sky, ~sky):
+        coverage = interval_coverage(test_truth[part], test_mean[part], calibrated[part])
+        assert abs(coverage[0.68] - 0.68) < 0.02, coverage
+    assert lens["std_scale"][0] > 1.5  # the lens group widens, the sky's narrows
+    assert table["groups"][0]["std_scale"][0] < 0.7
+
+
+@pytest.mark.parametrize("offset, scale", [(0.0, 1.0), (3.0, 0.01), (-2.0, 250.0)])
+def test_the_factor_is_the_same_in_normalised_units(offset, scale):
+    """The Enhancer applies the table to normalised outputs, ``(x - offset) / scale``, with
+    the data zero at ``-offset / scale``: the factor must not depend on the units."""
+    truth, mean, std, _ = _sky_and_lens(n=20_000, seed=2)
+    table = fit_snr_calibration(truth, mean, std, background=1.0, n_bins=4)
+    data_units = snr_std_factor(mean - 1.0, std, table, -1.0)
+    # data = norm * scale + offset, and the background is the normalisation's offset
+    scale_d = scale
+    norm_mean = (mean - 1.0) / scale_d
+    norm_zero = -1.0 / scale_d
+    np.testing.assert_allclose(snr_std_factor(norm_mean, std / scale_d, table, norm_zero),
+                               data_units, rtol=1e-12)
 
 
 def test_too_few_pixels_per_bin_are_refused():
@@ -67,6 +116,7 @@ def test_the_calibration_set_is_not_the_benchmark_set():
     assert CALIBRATION_SEED not in (BENCHMARK_SEED, TUNING_SEED)
     for name in list_pretrained(task="posterior"):
         calibration = model_card(name)["calibration"]
+        assert "snr_bins" not in calibration or "groups" in calibration["snr_bins"], name
         for fitted in [calibration, *calibration.get("by_steps", {}).values()]:
             assert str(CALIBRATION_SEED) in fitted["set"] or "HSC train pairs held back" \
                 in fitted["set"], name

@@ -74,6 +74,29 @@ def test_training_normalisation_is_what_the_enhancer_does(normalise):
     np.testing.assert_allclose(np.asarray(out)[good_hr], hr[good_hr], rtol=1e-5, atol=1e-4)
 
 
+def test_snr_pairs_give_seeds_and_labels_also_from_the_cache(tmp_path):
+    """Each image's seed and class index (blocks of no_sub, cdm, axion) come back, from
+    the cache as well; a cache without them (an older key) is simulated again."""
+    from lensenhance.simulate import PRESETS
+    from lensenhance.simulate.presets import LogUniform
+    from lensenhance.simulate.render import simulate_block
+    from lensenhance.training.posterior import snr_pairs
+
+    cache = tmp_path / "pairs.npz"
+    np.savez(cache, key=np.array(json.dumps({"n": 3})), attrs=np.array("{}"))  # old cache
+    first = snr_pairs(3, seed=7, progress=False, cache=cache)
+    assert first["seed"].dtype == np.int64 and first["label"].tolist() == [0, 1, 2]
+    again = snr_pairs(3, seed=7, progress=False, cache=cache)
+    for name in ("seed", "label", "clean"):
+        np.testing.assert_array_equal(again[name], first[name])
+    # the seed and class rebuild the image, with the preset as snr_pairs sets it up
+    attrs = first["attrs"]
+    preset = PRESETS[attrs["preset"]].replace(
+        exposure_time=LogUniform(*attrs["exposure_log10"]))
+    arrays, _ = simulate_block(preset, "snr", ["cdm"], [int(first["seed"][1])], 10.0)
+    np.testing.assert_array_equal(arrays["clean"][0], first["clean"][1])
+
+
 def test_load_pairs_from_npz_and_errors(tmp_path):
     np.savez(tmp_path / "p.npz", lr=np.zeros((2, 4, 4)), hr=np.zeros((2, 8, 8)))
     lr, hr = load_pairs(tmp_path / "p.npz")
@@ -326,7 +349,10 @@ def test_benchmark_sr_scores_residual_uncertainty_beside_the_posterior(capsys):
     mc = rows["fsrcnn-x2"]["mc_uncertainty"]
     assert mc["n_draws"] == 8 and 0 <= mc["coverage_68"] <= mc["coverage_95"] <= 1
     assert rows["diffusion-sr-x2"]["n_samples"] == 2
-    assert "posterior" in rows["diffusion-sr-x2"]
+    bins = rows["diffusion-sr-x2"]["posterior"]["calibration_bins"]
+    assert {r["label"] for r in bins["class"]} == {"no_sub", "cdm", "axion"}
+    (arc,) = bins["arc"]  # the HR truths' lensed-arc pixels
+    assert arc["label"] == "arc" and 0 < arc["n_pixels"] < 3 * 150 * 150 // 2
     # the reference is the residual model, chosen by its card; the posterior is paired to it
     assert result["reference"] == "fsrcnn-x2"
     assert result["differences"]["diffusion-sr-x2 - fsrcnn-x2"]["n"] == 3

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..evaluate.metrics import paired_differences as _paired
-from ..evaluate.scoring import format_calibration_bins, light_mask, posterior_figures
+from ..evaluate.scoring import arc_mask, format_calibration_bins, light_mask, posterior_figures
 from ..evaluate.uncertainty import fit_std_scale
 from ._runs import input_backgrounds, run_enhancer, split_steps
 
@@ -62,9 +62,10 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
     steps : int, optional
         Sampler steps (default: the model's); the factor holds for these.
     snr_bins : bool, optional
-        Also fit a factor that depends on each pixel's predicted SNR
-        (`lensenhance.evaluate.snr_calibration.fit_snr_calibration`, on every pixel, the
-        SNR in the model's normalised units), returned as ``snr_bins`` with its coverage.
+        Also fit a factor that depends on each pixel's signal: its SNR above the data's
+        zero in groups of its level between zero and the input's background
+        (`lensenhance.evaluate.snr_calibration.fit_snr_calibration`, on every pixel),
+        returned as ``snr_bins`` with its coverage.
 
     Returns
     -------
@@ -100,15 +101,12 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
             "coverage_before": cover(1.0), "coverage_after": cover(factor)}
     if snr_bins:
         from ..evaluate.snr_calibration import fit_snr_calibration
-        from ..predict.posterior import snr_std_factor
+        from ..predict.snr_factor import snr_std_factor
 
-        snr_means = means - input_backgrounds(images, predictor.scale)
-        table = fit_snr_calibration(truths - (means - snr_means), snr_means, stds,
+        backgrounds = input_backgrounds(images, predictor.scale)
+        table = fit_snr_calibration(truths, means, stds, background=backgrounds,
                                     level=level)
-        import torch
-
-        scaled = snr_std_factor(torch.from_numpy(snr_means), torch.from_numpy(stds),
-                                table).numpy()
+        scaled = snr_std_factor(means - backgrounds, stds, table, -backgrounds)
         table["coverage_after"] = {
             str(lv): _coverage(truths, means, stds * scaled, extra, 1.0, mask,
                                norm.ppf((1 + lv) / 2)) for lv in (0.68, 0.95)}
@@ -221,6 +219,8 @@ def benchmark_denoise(*, n=100, models=("diffusion-denoise", "raunet-denoise"), 
         given_sigmas = sigmas
         tune = (tune_data["low"], tune_data["low_sigma"], tune_data["clean"])
         extra = None
+        classes, class_names = data["label"], ("no_sub", "cdm", "axion")  # snr_pairs' order
+        arcs = _arcs(truths, data, class_names)
         description = (f"{n} simulated model_ii shallow observations, exposure 10^U"
                        f"{tuple(data['attrs']['exposure_log10'])} s per exposure, seed {seed}"
                        ", exact sigma given; truth: the noise-free sky")
@@ -231,6 +231,7 @@ def benchmark_denoise(*, n=100, models=("diffusion-denoise", "raunet-denoise"), 
 
         sigmas = np.stack([np.full(im.shape, estimate_sigma(im), np.float32) for im in noisy])
         given_sigmas = None
+        classes = class_names = arcs = None  # real cutouts: no class, no lens light model
         # The deep image is itself an observation, and its noise is largely shared with
         # the Wide image's (rho): the models' posterior is of the deep image, scored as
         # it is; the quadrature variant is reported beside it.
@@ -250,7 +251,8 @@ def benchmark_denoise(*, n=100, models=("diffusion-denoise", "raunet-denoise"), 
                               seed=seed)
         figures = posterior_figures(truths, result["mean"], result["std"], result["samples"],
                                     observed=noisy, sigmas=sigmas, extra_variance=extra,
-                                    backgrounds=backgrounds)
+                                    backgrounds=backgrounds, classes=classes,
+                                    class_names=class_names, arcs=arcs)
         if real is not None and result["std"] is not None:
             # As if the deep image's noise were independent of the input's.
             figures["calibration_light_deep_noise_added"] = posterior_figures(
@@ -266,6 +268,24 @@ def benchmark_denoise(*, n=100, models=("diffusion-denoise", "raunet-denoise"), 
     return {"benchmark": "denoise", "n": int(len(noisy)), "set": description, "seed": seed,
             "n_tune": int(len(tune[0])), "rows": rows, "differences": _psnr_differences(rows),
             "noise_correlation": None if real is None else correlation}
+
+
+def _arcs(truths, data, class_names):
+    """The lensed-arc pixels (`lensenhance.evaluate.scoring.arc_mask`) of an `snr_pairs` set.
+
+    Its lens light is re-rendered from each image's seed and class, with the preset as
+    `snr_pairs` simulated them (the named one, its exposure time replaced).
+    """
+    from ..simulate import PRESETS
+    from ..simulate.presets import LogUniform
+    from ..simulate.render import lens_light_images
+
+    attrs = data["attrs"]
+    preset = PRESETS[attrs["preset"]].replace(
+        exposure_time=LogUniform(*attrs["exposure_log10"]))
+    lens_light = lens_light_images(preset, [class_names[k] for k in data["label"]],
+                                   data["seed"], np.shape(truths)[-1])
+    return arc_mask(truths, lens_light)
 
 
 def _psnr_differences(rows):

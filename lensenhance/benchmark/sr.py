@@ -44,6 +44,23 @@ def _scored(pred, hr, classes, **row):
             **row}
 
 
+def _arcs(ds, hr, preset, scale, lr_on_preset_grid):
+    """The lensed-arc pixels (`lensenhance.evaluate.scoring.arc_mask`) of the HR truths.
+
+    Their lens light is re-rendered from each image's seed and class, with the preset as
+    `lensenhance.training.data.simulated_pairs` simulated them.
+    """
+    from ..evaluate.scoring import arc_mask
+    from ..simulate import PRESETS
+    from ..simulate.render import lens_light_images
+    from ..training.data import pairs_overrides
+
+    simulated = PRESETS[preset].replace(**pairs_overrides(preset, scale, lr_on_preset_grid))
+    lens_light = lens_light_images(simulated, np.asarray(ds["substructure"].values).astype(str),
+                                   ds["seed"].values, hr.shape[-1])
+    return arc_mask(hr, lens_light)
+
+
 def theta_e_regression_seeds(images, theta_e, *, seeds=(0, 1, 2), **kwargs):
     """`theta_e_regression` repeated over seeds (split and initialisation), with the spread.
 
@@ -149,8 +166,9 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
         posterior model may be named ``"name@k"`` to run it at ``k`` sampler steps (a
         distilled one is then also compared with its teacher, if that runs too). A
         diffusion (``posterior``) model is given each LR image's exact sigma; its row adds
-        ``posterior``: calibration where there is light, CRPS, fine-scale power of single
-        samples and the data consistency (`lensenhance.benchmark.denoise`).
+        ``posterior``: calibration where there is light and per bin (brightness, SNR,
+        class, lensed-arc pixels), CRPS, fine-scale power of single samples and the data
+        consistency (`lensenhance.benchmark.denoise`).
     n_samples : int, optional
         Posterior samples per image of the diffusion models.
     command : str, optional
@@ -233,6 +251,7 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
                     **posterior_figures(hr, out["mean"], out["std"])["calibration_light"]}
     class_names = sorted(set(classes))
     class_index = np.array([class_names.index(c) for c in classes])
+    arcs = _arcs(ds, hr, preset, scale, lr_on_preset_grid) if posteriors else None
     for name, enhancer in posteriors.items():
         # Given the exact sigma of each LR image; mean, std and samples per image.
         out = run_enhancer(enhancer, lr, lr_sigma, samples=True, seed=seed)
@@ -244,7 +263,7 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
                              posterior=posterior_figures(
                                  hr, out["mean"], out["std"], out["samples"], observed=lr,
                                  sigmas=lr_sigma, scale=scale, classes=class_index,
-                                 class_names=class_names,
+                                 class_names=class_names, arcs=arcs,
                                  backgrounds=input_backgrounds(lr, scale)))
 
     # Every row against one reference, chosen without the benchmark's images.

@@ -419,6 +419,8 @@ class Enhancer:
                            max_batch_pixels=_batch_pixels(self.device, options["tile_size"]),
                            parallel=options["parallel"], seed=options["seed"],
                            noise_keys=[noise_keys[i] for i in indices],
+                           zero_levels=[-preps[i].norm.offset / preps[i].norm.scale
+                                        for i in indices],
                            progress=options["progress"])
         for prep, out, noise_key in zip(preps, outputs, noise_keys):
             if out["std"] is None or prep.fill_sigma is None or self.predictor.n_samples:

@@ -13,8 +13,8 @@ import numpy as np
 
 from .metrics import image_metrics, mean_and_se, radial_power_spectrum
 
-__all__ = ["posterior_figures", "light_mask", "fine_scale_power_ratio", "calibration_by_bin",
-           "format_calibration_bins", "FINE_SCALE", "SNR_EDGES"]
+__all__ = ["posterior_figures", "light_mask", "arc_mask", "fine_scale_power_ratio",
+           "calibration_by_bin", "format_calibration_bins", "FINE_SCALE", "SNR_EDGES"]
 
 #: Frequencies above this (cycles per pixel: half the Nyquist frequency) are "fine-scale".
 FINE_SCALE = 0.25
@@ -30,6 +30,32 @@ def light_mask(truths):
     return truths > medians
 
 
+def arc_mask(truths, lens_light):
+    """Lensed-arc pixels: light pixels (`light_mask`) where the source's light dominates.
+
+    The source's light is the truth minus the lens galaxy's light model, so these are the
+    pixels with ``truths - lens_light >= lens_light``, i.e. ``truths >= 2 * lens_light``
+    (every light pixel where the lens light is zero).
+
+    Parameters
+    ----------
+    truths : numpy.ndarray ``(n, sy, sx)``
+        Noise-free images.
+    lens_light : numpy.ndarray ``(n, sy, sx)``
+        Their lens galaxy's light alone, in the same units and on the same grid
+        (`lensenhance.simulate.render.lens_light_images`).
+
+    Returns
+    -------
+    numpy.ndarray of bool ``(n, sy, sx)``
+    """
+    truths = np.asarray(truths)
+    lens_light = np.asarray(lens_light)
+    if lens_light.shape != truths.shape:
+        raise ValueError(f"lens_light has shape {lens_light.shape}, truths {truths.shape}")
+    return light_mask(truths) & (truths >= 2 * lens_light)
+
+
 def fine_scale_power_ratio(images, truths):
     """Power above half the Nyquist frequency of ``images`` over that of ``truths``."""
     k, p_images = radial_power_spectrum(images)
@@ -39,22 +65,35 @@ def fine_scale_power_ratio(images, truths):
 
 
 def calibration_by_bin(truths, means, stds, *, classes=None, class_names=None,
-                       backgrounds=None):
+                       backgrounds=None, arcs=None):
     """Coverage and ECE per bin: where the error bars hold and where they do not.
 
     Bins: deciles of the truth's brightness among the pixels where there is light
     (`light_mask`), the predicted SNR ``|mean| / std`` (`SNR_EDGES`, all pixels),
     given ``backgrounds`` (each image's background level, broadcastable to ``means``)
     the predicted SNR above it, ``|mean - background| / std`` (the signal the models
-    see, and their SNR calibration's variable), and given ``classes`` (one label per
-    image) each class over its light pixels.
+    see, and their SNR calibration's variable), given ``classes`` (one label per
+    image) each class over its light pixels, and given ``arcs`` (a pixel mask, e.g.
+    `arc_mask`) the lensed-arc pixels as one bin.
+
+    Parameters
+    ----------
+    truths, means, stds : array-like ``(n, sy, sx)``
+    classes : array-like of int ``(n,)``, optional
+        A label per image; ``class_names`` name the labels.
+    backgrounds : array-like, optional
+        Each image's background level, broadcastable to ``means``.
+    arcs : array-like of bool ``(n, sy, sx)``, optional
+        True on the lensed-arc pixels (`arc_mask`: light pixels where the lensed source
+        is at least as bright as the lens galaxy).
 
     Returns
     -------
     dict
-        ``brightness``, ``snr``, (with ``backgrounds``) ``snr_background`` and (with
-        ``classes``) ``class``: lists of the rows of
-        `~lensenhance.evaluate.calibration_bins.binned_calibration`; ``span_68``: the
+        ``brightness``, ``snr``, (with ``backgrounds``) ``snr_background``, (with
+        ``classes``) ``class`` and (with ``arcs``) ``arc``: lists of the rows of
+        `~lensenhance.evaluate.calibration_bins.binned_calibration` (``arc``: one row,
+        ``label`` ``"arc"``, NaN figures under its ``min_pixels``); ``span_68``: the
         lowest and highest 68 % coverage over the brightness deciles.
     """
     from .calibration_bins import binned_calibration
@@ -76,6 +115,15 @@ def calibration_by_bin(truths, means, stds, *, classes=None, class_names=None,
             for row in rows:
                 row["label"] = str(class_names[row["label"]])
         out["class"] = rows
+    if arcs is not None:
+        arcs = np.asarray(arcs, bool)
+        if arcs.shape != truths.shape:
+            raise ValueError(f"arcs has shape {arcs.shape}, truths {truths.shape}")
+        rows = binned_calibration(truths, means, stds, by=np.zeros(truths.shape, np.int64),
+                                  mask=arcs)
+        row = rows[0] if rows else {"n_pixels": 0, "coverage_68": float("nan"),
+                                    "coverage_95": float("nan"), "ece": float("nan")}
+        out["arc"] = [{**row, "label": "arc"}]
     coverage = [r["coverage_68"] for r in out["brightness"] if np.isfinite(r["coverage_68"])]
     out["span_68"] = [float(min(coverage)), float(max(coverage))] if coverage else None
     return out
@@ -104,6 +152,10 @@ def format_calibration_bins(figures, *, indent="  "):
         if "class" in bins:
             lines.append(f"{indent}68% coverage by class: " + ", ".join(
                 f"{r['label']} {r['coverage_68']:.2f}" for r in bins["class"]))
+        if "arc" in bins:
+            arc = bins["arc"][0]
+            lines.append(f"{indent}68% coverage on lensed-arc pixels (source >= lens light): "
+                         f"{arc['coverage_68']:.2f} ({arc['n_pixels']} px)")
     if "tarp" in figures:
         tarp = figures["tarp"]
         low, high = tarp["atc_interval"]
@@ -115,7 +167,7 @@ def format_calibration_bins(figures, *, indent="  "):
 
 def posterior_figures(truths, means, stds=None, samples=None, *, observed=None, sigmas=None,
                       scale=1, extra_variance=None, classes=None, class_names=None,
-                      backgrounds=None):
+                      backgrounds=None, arcs=None):
     """Accuracy and calibration figures of predictions against truths.
 
     Parameters
@@ -138,6 +190,8 @@ def posterior_figures(truths, means, stds=None, samples=None, *, observed=None, 
         Each input's background level in the outputs' units
         (`lensenhance.benchmark._runs.input_backgrounds`), for the calibration per SNR
         above it.
+    arcs : numpy.ndarray of bool ``(n, sy, sx)``, optional
+        The lensed-arc pixels (`arc_mask`), for their calibration as one bin.
 
     Returns
     -------
@@ -164,7 +218,7 @@ def posterior_figures(truths, means, stds=None, samples=None, *, observed=None, 
                                                          n_samples=n_samples)
         out["calibration_bins"] = calibration_by_bin(truths, means, stds, classes=classes,
                                                      class_names=class_names,
-                                                     backgrounds=backgrounds)
+                                                     backgrounds=backgrounds, arcs=arcs)
     if samples is not None:
         draws = np.asarray(samples, np.float64)
         if extra_variance is not None:

@@ -1,17 +1,23 @@
-"""A standard-deviation factor that depends on the predicted signal-to-noise ratio.
+"""Fitting a standard-deviation factor that depends on each pixel's signal.
 
 One factor (`~lensenhance.evaluate.uncertainty.fit_std_scale`) makes a posterior's 68 %
-intervals cover 68 % of the truth on average, but the faint and the bright pixels can
-still be off in opposite directions. Here the factor is a function of each pixel's
-predicted SNR ``r = |mean| / std`` (the raw spread of the samples, before any factor):
-the split-conformal factor of each bin of ``r`` on a held-out set, with ``log c``
-interpolated linearly in ``log r`` between the bins' median ``r`` (constant beyond;
-`lensenhance.predict.posterior.snr_std_factor` applies it).
+intervals cover 68 % of the truth on average, but the empty sky, the faint wings and the
+bright cores can still be off in opposite directions. Here the factor depends on each
+pixel's context ``u`` (where its mean sits between the data's zero and the input's
+background level) and its SNR ``r = |mean| / std`` (the raw spread of the samples, before
+any factor): `lensenhance.predict.snr_factor` defines both and applies the table.
 
-The calibrated std ``c(|m| / s) * s`` is kept non-decreasing in the raw std ``s`` at every
-``m`` (a wider spread never gives a narrower error bar): that holds when the slope of
-``log c`` against ``log r`` is at most 1, which the fit enforces from the faint end up
-(a bin whose factor would rise faster is lowered to the bound).
+Per context group (`U_EDGES`), the split-conformal factor of each bin of ``r`` on a
+held-out set; ``log c`` is interpolated linearly in ``log r`` between the bins' median
+``r`` (constant beyond). The calibrated std ``c * s`` is kept non-decreasing in the raw
+std ``s`` at every mean (a wider spread never gives a narrower error bar): ``u`` does not
+depend on ``s``, and within a group that holds when the slope of ``log c`` against
+``log r`` is at most 1, which the fit enforces from the faint end up (a bin whose factor
+would rise faster is lowered to the bound).
+
+A factor of ``r`` alone, fitted above the background, over-covered the brightest pixels
+and the empty sky; the context groups separate those (`benchmark sr` and
+`benchmark denoise` report the coverage per bin).
 """
 
 from __future__ import annotations
@@ -21,52 +27,86 @@ import numpy as np
 from .._validation import check_int
 from .uncertainty import fit_std_scale
 
-__all__ = ["fit_snr_calibration"]
+__all__ = ["fit_snr_calibration", "U_EDGES"]
+
+#: Inner edges of the context groups in ``u = log(|m| / |m - b|)``: nearer zero than the
+#: background, between, near both, between, near the background.
+U_EDGES = (-1.0, -0.2, 0.2, 1.0)
 
 
-def fit_snr_calibration(truth, mean, std, *, n_bins=8, level=0.68, mask=None,
-                        min_pixels=500):
-    """Fit the SNR-dependent factor on held-out pixels.
+def _snr_bins(truth, mean, std, r, n_bins, level):
+    """Bins of equal counts in ``r``: centres, bounded and raw factors, counts."""
+    order = np.argsort(r, kind="stable")
+    bins = np.array_split(order, n_bins)
+    centres = np.array([np.median(r[b]) for b in bins])
+    factors = np.array([fit_std_scale(truth[b], mean[b], std[b], level=level) for b in bins])
+    bounded = factors.copy()
+    for k in range(1, n_bins):
+        # log-log slope at most 1: c(r) * s stays non-decreasing in s
+        ceiling = bounded[k - 1] * centres[k] / max(centres[k - 1], 1e-12)
+        bounded[k] = min(bounded[k], ceiling)
+    return {"snr": centres.tolist(), "std_scale": bounded.tolist(),
+            "unbounded": factors.tolist(), "n_pixels": [int(len(b)) for b in bins]}
+
+
+def fit_snr_calibration(truth, mean, std, *, background=0.0, n_bins=12, u_edges=U_EDGES,
+                        level=0.68, mask=None, min_pixels=500):
+    """Fit the context- and SNR-dependent factor on held-out pixels.
 
     Parameters
     ----------
     truth, mean, std : array-like
-        One shape; ``std`` the raw spread of the samples (> 0).
+        One shape, in data units (the data's zero is its sky); ``std`` the raw spread of
+        the samples (> 0).
+    background : float or array-like, optional
+        Each input's background level (its normalisation's offset), broadcastable.
     n_bins : int, optional
-        Bins of equal pixel counts in ``r = |mean| / std``.
+        Bins of equal pixel counts in ``r`` per context group (fewer where a group has
+        fewer than ``n_bins * min_pixels`` pixels).
+    u_edges : sequence of float, optional
+        Inner edges of the context groups.
     level : float, optional
         The central interval each bin's factor matches.
     mask : array-like of bool, optional
         True for the pixels to fit on (default: all finite ones).
     min_pixels : int, optional
-        Fewer pixels per bin are refused (a conformal quantile of a few pixels is noise).
+        Fewer pixels per bin are refused (a conformal quantile of a few pixels is noise);
+        a group with fewer takes the table of all pixels.
 
     Returns
     -------
     dict
-        ``snr`` (each bin's median ``r``), ``std_scale`` (its factor, after the bound),
-        ``unbounded`` (before it), ``n_pixels`` per bin, ``level``; JSON-ready.
+        ``u_edges``, ``groups`` (per group: ``snr``, each bin's median ``r``; ``std_scale``,
+        its factor after the bound; ``unbounded``; ``n_pixels``; ``pooled``, True where
+        the group took the table of all pixels), ``level``, ``rule``; JSON-ready.
     """
+    from ..predict.snr_factor import snr_context
+
     n_bins = check_int(n_bins, "n_bins", 1)
     truth, mean, std = (np.asarray(a, np.float64) for a in (truth, mean, std))
+    background = np.broadcast_to(np.asarray(background, np.float64), mean.shape)
     used = np.isfinite(truth) & np.isfinite(mean) & np.isfinite(std) & (std > 0)
     if mask is not None:
         used &= np.asarray(mask, bool)
-    truth, mean, std = truth[used], mean[used], std[used]
+    truth, mean, std, background = truth[used], mean[used], std[used], background[used]
     if truth.size < n_bins * min_pixels:
         raise ValueError(f"{truth.size} pixels are too few for {n_bins} bins of at least "
                          f"{min_pixels}")
-    snr = np.abs(mean) / std
-    order = np.argsort(snr, kind="stable")
-    bins = np.array_split(order, n_bins)
-    centres = np.array([np.median(snr[b]) for b in bins])
-    factors = np.array([fit_std_scale(truth[b], mean[b], std[b], level=level) for b in bins])
-    bounded = factors.copy()
-    for k in range(1, n_bins):
-        # log-log slope at most 1: c(|m|/s) * s stays non-decreasing in s
-        ceiling = bounded[k - 1] * centres[k] / max(centres[k - 1], 1e-12)
-        bounded[k] = min(bounded[k], ceiling)
-    return {"snr": centres.tolist(), "std_scale": bounded.tolist(),
-            "unbounded": factors.tolist(), "n_pixels": [int(len(b)) for b in bins],
-            "level": float(level), "rule": "split-conformal factor per bin of |mean| / std "
-            "(raw), log-log interpolated, slope <= 1"}
+    u, r = snr_context(mean - background, std, -background)
+    edges = np.asarray(u_edges, np.float64)
+    if np.any(np.diff(edges) <= 0):
+        raise ValueError(f"u_edges must increase, got {list(u_edges)}")
+    pooled = _snr_bins(truth, mean, std, r, n_bins, level) | {"pooled": True}
+    group = np.searchsorted(edges, u, side="right")
+    groups = []
+    for k in range(len(edges) + 1):
+        inside = group == k
+        count = int(inside.sum())
+        if count < min_pixels:
+            groups.append(pooled)
+            continue
+        groups.append(_snr_bins(truth[inside], mean[inside], std[inside], r[inside],
+                                min(n_bins, count // min_pixels), level) | {"pooled": False})
+    return {"u_edges": edges.tolist(), "groups": groups, "level": float(level),
+            "rule": "split-conformal factor per bin of |mean| / std (raw) in each group of "
+                    "log(|mean| / |mean - background|), log-log interpolated, slope <= 1"}

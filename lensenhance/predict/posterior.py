@@ -36,9 +36,10 @@ from .predictors import (
     has_global_operations,
     position_noise,
 )
+from .snr_factor import snr_std_factor
 
 __all__ = ["PosteriorPredictor", "estimate_sigma", "residual_condition", "SIGMA_FLOOR",
-           "load_posterior", "load_base", "snr_std_factor"]
+           "load_posterior", "load_base"]
 
 #: Smallest sigma (normalised units) by which a residual is scaled.
 SIGMA_FLOOR = 1e-3
@@ -78,31 +79,6 @@ def estimate_sigma(image, mask=None) -> float:
         raise ValueError("estimate_sigma: no finite, unmasked pixel")
     _, _, std = sigma_clipped_stats(data[good], sigma=3.0, maxiters=10, stdfunc="mad_std")
     return float(std)
-
-
-def snr_std_factor(mean, std, table):
-    """Each pixel's std factor from an SNR calibration table.
-
-    ``table`` is `lensenhance.evaluate.snr_calibration.fit_snr_calibration`'s: ``log c``
-    linear in ``log(|mean| / std)`` between the bins' centres, constant beyond.
-
-    Parameters
-    ----------
-    mean, std : torch.Tensor
-        The posterior mean and the raw spread of the samples (normalised units).
-    table : dict
-        ``snr`` and ``std_scale`` lists.
-
-    Returns
-    -------
-    torch.Tensor
-        The factor, shaped like ``mean``.
-    """
-    centres = np.log(np.maximum(np.asarray(table["snr"], np.float64), 1e-12))
-    factors = np.log(np.asarray(table["std_scale"], np.float64))
-    snr = (mean.abs() / std.clamp_min(1e-30)).double().cpu().numpy()
-    out = np.exp(np.interp(np.log(np.maximum(snr, 1e-12)), centres, factors))
-    return torch.from_numpy(out).to(device=mean.device, dtype=mean.dtype)
 
 
 def residual_condition(x, sigma, mean, scale):
@@ -158,8 +134,9 @@ class PosteriorPredictor(Predictor):
     std_scale : float, optional
         Calibration factor on the spread of the draws about their mean.
     snr_calibration : dict, optional
-        A factor that depends on each pixel's ``|mean| / spread`` instead
-        (`snr_std_factor`), in place of ``std_scale``.
+        A factor that depends on each pixel's signal instead, in place of ``std_scale``
+        (`lensenhance.predict.snr_factor`; it needs each image's zero level, which the
+        Enhancer passes as ``zero``).
     snr_range : (float, float), optional
         The ``1 / median(sigma)`` (normalised) range of the training images.
     name : str, optional
@@ -248,7 +225,11 @@ class PosteriorPredictor(Predictor):
         with torch.inference_mode():
             return (self.base(x, sigma) if self.base_takes_sigma else self.base(x)).float()
 
-    def predict(self, x, *, sigma=None, seed=0, origins=None):
+    @property
+    def uses_zero_level(self):
+        return bool(self.snr_calibration)
+
+    def predict(self, x, *, sigma=None, seed=0, origins=None, zero=None):
         from ..diffusion import sample
 
         if sigma is None:
@@ -294,7 +275,8 @@ class PosteriorPredictor(Predictor):
             mean = samples.mean(dim=0)
             deviation = samples.sub_(mean)
             spread = deviation.square().sum(dim=0).div_(self.n_samples - 1).sqrt_()
-            factor = (snr_std_factor(mean, spread, self.snr_calibration)
+            factor = (snr_std_factor(mean, spread, self.snr_calibration,
+                                     0.0 if zero is None else zero.to(mean.device))
                       if self.snr_calibration else self.std_scale)
             return Prediction(mean, std=spread * factor,
                               samples=deviation.mul_(factor).add_(mean))

@@ -143,7 +143,11 @@ class Predictor(abc.ABC):
                 "uncertainty_type": self.uncertainty_type,
                 "weights_sha256": self.weights_hash()}
 
-    def __call__(self, x, *, sigma=None, seed=0, origins=None):
+    #: Whether `predict` takes each image's zero level (``zero``): a std calibration that
+    #: depends on the signal above the data's zero, not above the normalisation's offset.
+    uses_zero_level = False
+
+    def __call__(self, x, *, sigma=None, seed=0, origins=None, zero=None):
         """Predict a normalised batch.
 
         Parameters
@@ -158,6 +162,9 @@ class Predictor(abc.ABC):
             Per batch item: an image key and the ``(y, x)`` position of the tile's first
             pixel in that image, for noise keyed to the pixel position. Default: each
             item is image ``b`` at ``(0, 0)``.
+        zero : torch.Tensor, optional
+            ``(B, 1, 1, 1)``: each item's data zero in normalised units (``-offset /
+            scale``); used by predictors with `uses_zero_level` (default: 0, the offset).
 
         Returns
         -------
@@ -165,6 +172,8 @@ class Predictor(abc.ABC):
         """
         if origins is None:
             origins = [(b, 0, 0) for b in range(len(x))]
+        if self.uses_zero_level:
+            return self.predict(x, sigma=sigma, seed=seed, origins=origins, zero=zero)
         return self.predict(x, sigma=sigma, seed=seed, origins=origins)
 
     @property

@@ -171,7 +171,8 @@ def _batches(tiles, batch_size, max_pixels=None):
     return batches
 
 
-def _predict_batch(predictor, arrays, sigmas, origins, seed, scale, crops, threads=None):
+def _predict_batch(predictor, arrays, sigmas, origins, seed, scale, crops, threads=None,
+                   zeros=None):
     """Run the predictor on one batch of tiles; return per tile (mean, std, samples)."""
     import torch
 
@@ -180,7 +181,9 @@ def _predict_batch(predictor, arrays, sigmas, origins, seed, scale, crops, threa
     device = predictor.device
     x = torch.from_numpy(np.stack(arrays)[:, None]).to(device)
     sigma = None if sigmas is None else torch.from_numpy(np.stack(sigmas)[:, None]).to(device)
-    prediction = predictor(x, sigma=sigma, seed=seed, origins=origins)
+    zero = None if zeros is None else \
+        torch.tensor(zeros, dtype=torch.float32).reshape(-1, 1, 1, 1).to(device)
+    prediction = predictor(x, sigma=sigma, seed=seed, origins=origins, zero=zero)
     mean = prediction.mean[:, 0].float().cpu().numpy()
     std = None if prediction.std is None else prediction.std[:, 0].float().cpu().numpy()
     samples = None if prediction.samples is None else \
@@ -193,7 +196,8 @@ def _predict_batch(predictor, arrays, sigmas, origins, seed, scale, crops, threa
     return out
 
 
-def _task_arguments(batch, images, sigmas, scale):
+def _task_arguments(batch, images, sigmas, scale, zero_levels=None):
+    """A batch's tiles, sigmas, noise origins, crops and (or None) data zero levels."""
     arrays, sig, origins, crops = [], [], [], []
     for tile in batch:
         (ry0, ry1), (rx0, rx1) = tile.read
@@ -206,7 +210,8 @@ def _task_arguments(batch, images, sigmas, scale):
         origins.append((tile.key if tile.noise_key is None else tile.noise_key, ry0, rx0))
         crops.append((slice((uy0 - ry0) * scale, (uy1 - ry0) * scale),
                       slice((ux0 - rx0) * scale, (ux1 - rx0) * scale)))
-    return arrays, (sig if sigmas is not None else None), origins, crops
+    zeros = None if zero_levels is None else [float(zero_levels[t.key]) for t in batch]
+    return arrays, (sig if sigmas is not None else None), origins, crops, zeros
 
 
 def _accumulate(outputs, tile, result, scale, blend):
@@ -256,14 +261,16 @@ def _distributed_client():
         return None
 
 
-def _call(predictor, batch, images, sigmas, seed, scale, threads=None):
-    arrays, sig, origins, crops = _task_arguments(batch, images, sigmas, scale)
-    result = _predict_batch(predictor, arrays, sig, origins, seed, scale, crops, threads)
+def _call(predictor, batch, images, sigmas, seed, scale, threads=None, zero_levels=None):
+    arrays, sig, origins, crops, zeros = _task_arguments(batch, images, sigmas, scale,
+                                                         zero_levels)
+    result = _predict_batch(predictor, arrays, sig, origins, seed, scale, crops, threads,
+                            zeros)
     release_heap()
     return result
 
 
-def _run_threads(predictor, batches, images, sigmas, seed, scale, workers):
+def _run_threads(predictor, batches, images, sigmas, seed, scale, workers, zero_levels):
     """Batches on a dask thread pool, each worker with one torch thread."""
     import dask
     import torch
@@ -275,14 +282,15 @@ def _run_threads(predictor, batches, images, sigmas, seed, scale, workers):
         for start in range(0, len(batches), window):
             chunk = batches[start:start + window]
             tasks = [dask.delayed(_call, pure=False)(predictor, batch, images, sigmas, seed,
-                                                     scale) for batch in chunk]
+                                                     scale, zero_levels=zero_levels)
+                     for batch in chunk]
             results = dask.compute(*tasks, scheduler="threads", num_workers=workers)
             yield from zip(chunk, results)
     finally:
         torch.set_num_threads(previous)
 
 
-def _run_current_scheduler(predictor, batches, images, sigmas, seed, scale):
+def _run_current_scheduler(predictor, batches, images, sigmas, seed, scale, zero_levels):
     """Batches on the active dask scheduler; with a distributed client, as they finish."""
     client = _distributed_client()
     if client is None:
@@ -294,9 +302,10 @@ def _run_current_scheduler(predictor, batches, images, sigmas, seed, scale):
             chunk = batches[start:start + window]
             tasks = []
             for batch in chunk:
-                arrays, sig, origins, crops = _task_arguments(batch, images, sigmas, scale)
+                arrays, sig, origins, crops, zeros = _task_arguments(batch, images, sigmas,
+                                                                     scale, zero_levels)
                 tasks.append(dask.delayed(_predict_batch, pure=False)(
-                    shared, arrays, sig, origins, seed, scale, crops))
+                    shared, arrays, sig, origins, seed, scale, crops, zeros=zeros))
             yield from zip(chunk, dask.compute(*tasks))
         return
     from distributed import as_completed
@@ -307,9 +316,10 @@ def _run_current_scheduler(predictor, batches, images, sigmas, seed, scale):
     pending = {}
 
     def submit(batch):
-        arrays, sig, origins, crops = _task_arguments(batch, images, sigmas, scale)
+        arrays, sig, origins, crops, zeros = _task_arguments(batch, images, sigmas, scale,
+                                                             zero_levels)
         future = client.submit(_predict_batch, remote, arrays, sig, origins, seed, scale,
-                               crops, pure=False)
+                               crops, zeros=zeros, pure=False)
         pending[future.key] = batch
         return future
 
@@ -324,7 +334,7 @@ def _run_current_scheduler(predictor, batches, images, sigmas, seed, scale):
 
 def predict_images(predictor, images, *, sigmas=None, outputs, tile_size, halo=None,
                    overlap=0, batch_size=8, max_batch_pixels=None, parallel=False, seed=0,
-                   noise_keys=None, progress=False):
+                   noise_keys=None, zero_levels=None, progress=False):
     """Run a predictor over normalised images tile by tile, into ``outputs``.
 
     Parameters
@@ -357,6 +367,9 @@ def predict_images(predictor, images, *, sigmas=None, outputs, tile_size, halo=N
         The key of each image's random numbers (default its index in ``images``): an
         image given the same key draws the same samples whichever images share its call
         (how a catalog run batches its rows and still equals a run row by row).
+    zero_levels : list of float, optional
+        Each image's data zero in normalised units (``-offset / scale``), for predictors
+        whose std calibration depends on the signal above it (`Predictor.uses_zero_level`).
     progress : bool, optional
         Show a progress bar.
     """
@@ -379,12 +392,15 @@ def predict_images(predictor, images, *, sigmas=None, outputs, tile_size, halo=N
     scale = predictor.scale
     setup = _parallel_setup(parallel)
     if setup is None:
-        stream = ((batch, _call(predictor, batch, images, sigmas, seed, scale))
+        stream = ((batch, _call(predictor, batch, images, sigmas, seed, scale,
+                                zero_levels=zero_levels))
                   for batch in batches)
     elif setup[0] == 0:
-        stream = _run_current_scheduler(predictor, batches, images, sigmas, seed, scale)
+        stream = _run_current_scheduler(predictor, batches, images, sigmas, seed, scale,
+                                        zero_levels)
     else:
-        stream = _run_threads(predictor, batches, images, sigmas, seed, scale, setup[0])
+        stream = _run_threads(predictor, batches, images, sigmas, seed, scale, setup[0],
+                              zero_levels)
     blend = overlap > 0
     with tqdm(total=len(tiles), desc="tiles", unit="tile", disable=not progress) as bar:
         for batch, results in stream:

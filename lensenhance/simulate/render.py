@@ -20,7 +20,8 @@ from scipy import ndimage, special
 from .noise import observe_preset
 from .physics import draw_scene
 
-__all__ = ["Renderer", "get_renderer", "bin_image", "gaussian_kernel_1d", "simulate_block"]
+__all__ = ["Renderer", "get_renderer", "bin_image", "gaussian_kernel_1d", "simulate_block",
+           "lens_light_images"]
 
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
@@ -174,6 +175,17 @@ class Renderer:
             self._refine(flux, lens, source, scene)
         if scene.lens_light_model_list:
             flux += self._lens_light(scene)
+        return self._observe(flux)
+
+    def render_lens_light(self, scene):
+        """The lens galaxy's light alone, as `render` adds it: PSF-convolved flux per pixel
+        (electron/s), shape (num_pix, num_pix); zeros when ``scene`` has no lens light."""
+        if not scene.lens_light_model_list:
+            return np.zeros((self.num_pix, self.num_pix))
+        return self._observe(self._lens_light(scene))
+
+    def _observe(self, flux):
+        """Convolve padded-grid ``flux`` with the PSF and crop the margin."""
         flux = ndimage.convolve1d(flux, self.kernel, axis=0, mode="constant")
         flux = ndimage.convolve1d(flux, self.kernel, axis=1, mode="constant")
         p = self.pad
@@ -192,6 +204,47 @@ def get_renderer(preset, num_pix):
             _RENDERERS.clear()
         renderer = _RENDERERS[key] = Renderer(preset, num_pix)
     return renderer
+
+
+def lens_light_images(preset, substructures, seeds, num_pix):
+    """The lens galaxy's light alone in simulated images, from their seeds and classes.
+
+    Each scene is re-drawn from its image seed exactly as `simulate_block` draws it, and
+    its lens light rendered as in the image (PSF-convolved, times ``preset.flux_scale``),
+    so that ``clean - lens_light`` is the lensed source alone.
+
+    Parameters
+    ----------
+    preset : Preset or str
+        The preset that simulated the images, or its name in ``PRESETS``.
+    substructures : sequence of str
+        Each image's class (the dataset's ``substructure`` coordinate).
+    seeds : sequence of int
+        Each image's seed (the dataset's ``seed`` coordinate).
+    num_pix : int
+        The images' side: ``preset.num_pix``, or for ``hr`` of pairs its next multiple
+        of the scale.
+
+    Returns
+    -------
+    numpy.ndarray, float32, shape (n, num_pix, num_pix)
+        Flux per pixel (electron/s); zeros for a preset without lens light.
+    """
+    if isinstance(preset, str):
+        from .presets import PRESETS
+
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+        preset = PRESETS[preset]
+    substructures, seeds = list(substructures), [int(s) for s in seeds]
+    if len(substructures) != len(seeds):
+        raise ValueError(f"{len(substructures)} classes for {len(seeds)} seeds")
+    renderer = get_renderer(preset, num_pix)
+    out = np.zeros((len(seeds), renderer.num_pix, renderer.num_pix), np.float32)
+    for i, (substructure, seed) in enumerate(zip(substructures, seeds)):
+        scene = draw_scene(preset, str(substructure), np.random.default_rng(seed), seed=seed)
+        out[i] = preset.flux_scale * renderer.render_lens_light(scene)
+    return out
 
 
 def simulate_block(preset, mode, classes, seeds, option, refit=False):

@@ -69,6 +69,17 @@ def _unit(unit):
     return None if unit is None else u.Unit(unit)
 
 
+def pairs_overrides(preset, scale, lr_on_preset_grid):
+    """The preset overrides with which `simulated_pairs` simulates (none, or the HR grid
+    ``scale`` times finer than the preset's)."""
+    if not lr_on_preset_grid:
+        return {}
+    from ..simulate import PRESETS
+
+    native = PRESETS[preset]
+    return {"num_pix": native.num_pix * scale, "pixel_scale": native.pixel_scale / scale}
+
+
 def simulated_pairs(n, *, preset="model_i", scale=2, substructure="all", seed=0, workers=1,
                     progress=True, lr_on_preset_grid=False):
     """Simulate ``n`` raw (unnormalised) LR/HR pairs, the classes in equal parts.
@@ -96,15 +107,8 @@ def simulated_pairs(n, *, preset="model_i", scale=2, substructure="all", seed=0,
             continue
         # One independent stream per class, derived from the run seed.
         class_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
-        overrides = {}
-        if lr_on_preset_grid:
-            from ..simulate import PRESETS
-
-            native = PRESETS[preset]
-            overrides = {"num_pix": native.num_pix * scale,
-                         "pixel_scale": native.pixel_scale / scale}
         sim = LensSimulator.from_preset(preset, substructure=name, seed=class_seed,
-                                        **overrides)
+                                        **pairs_overrides(preset, scale, lr_on_preset_grid))
         parts.append(sim.simulate_pairs(count, scale=scale, workers=workers,
                                         progress=progress))
     return xr.concat(parts, dim="image", combine_attrs="override") if len(parts) > 1 \

@@ -69,19 +69,25 @@ def snr_pairs(n, *, preset="model_ii", exposure_log10=DENOISE_EXPOSURE, seed=0, 
     Returns
     -------
     dict
-        ``low``, ``low_sigma``, ``clean`` (float32, ``(n, y, x)``, electron/s), ``attrs``.
+        ``low``, ``low_sigma``, ``clean`` (float32, ``(n, y, x)``, electron/s), ``seed``
+        (int64 ``(n,)``: each image's seed, from which
+        `lensenhance.simulate.render.lens_light_images` rebuilds its lens light),
+        ``label`` (int64 ``(n,)``: the class, 0, 1, 2 for "no_sub", "cdm", "axion", in
+        blocks in that order) and ``attrs``.
     """
     from ..simulate import LensSimulator
     from ..simulate.presets import LogUniform
 
-    key = json.dumps({"n": int(n), "preset": preset, "seed": int(seed),
+    arrays = ("low", "low_sigma", "clean", "seed", "label")
+    # version 2: the cache holds the seeds and labels too (older ones are re-simulated)
+    key = json.dumps({"n": int(n), "preset": preset, "seed": int(seed), "version": 2,
                       "exposure_log10": list(map(float, exposure_log10))}, sort_keys=True)
     if cache is not None and Path(cache).is_file():
         with np.load(cache, allow_pickle=False) as stored:
             if str(stored["key"]) == key:
-                return {name: stored[name] for name in ("low", "low_sigma", "clean")} | {
+                return {name: stored[name] for name in arrays} | {
                     "attrs": json.loads(str(stored["attrs"]))}
-    parts = []
+    parts, labels = [], []
     for k, name in enumerate(("no_sub", "cdm", "axion")):
         count = len(range(k, n, 3))
         if not count:
@@ -90,8 +96,11 @@ def snr_pairs(n, *, preset="model_ii", exposure_log10=DENOISE_EXPOSURE, seed=0, 
         sim = LensSimulator.from_preset(preset, substructure=name, seed=class_seed,
                                         exposure_time=LogUniform(*exposure_log10))
         parts.append(sim.simulate_snr_pairs(count, workers=workers, progress=progress))
+        labels.append(np.full(count, k, np.int64))
     out = {name: np.concatenate([p[name].values for p in parts]).astype(np.float32)
            for name in ("low", "low_sigma", "clean")}
+    out["seed"] = np.concatenate([p["seed"].values for p in parts]).astype(np.int64)
+    out["label"] = np.concatenate(labels)
     out["attrs"] = {"preset": preset, "pixel_scale": float(parts[0].attrs["pixel_scale"]),
                     "unit": str(parts[0].attrs["unit"]),
                     "exposure_log10": list(map(float, exposure_log10))}
@@ -102,7 +111,7 @@ def snr_pairs(n, *, preset="model_ii", exposure_log10=DENOISE_EXPOSURE, seed=0, 
 
         buffer = io.BytesIO()
         np.savez(buffer, key=np.array(key), attrs=np.array(json.dumps(out["attrs"])),
-                 **{k: out[k] for k in ("low", "low_sigma", "clean")})
+                 **{k: out[k] for k in arrays})
         atomic_write_bytes(Path(cache), buffer.getvalue())
     return out
 

@@ -1,0 +1,99 @@
+"""A posterior's std factor as a function of each pixel's signal: how it is applied.
+
+One factor on the spread of the samples makes the 68 % intervals cover on average, but the
+sky, the faint wings and the bright cores can be off in opposite directions. The factor
+here depends on two things a pixel's prediction tells, both free of the data's units:
+
+* its **context** ``u = log(|m| / |m - b|)``: where the mean ``m`` sits between the data's
+  zero and the input's background level ``b`` (the offset of its normalisation, which
+  extended lens light lifts above the sky). ``u < 0``: nearer zero than the background
+  (empty sky around a bright lens); ``u ~ 0``: far above both (the lens and its arcs);
+  ``u > 0``: near the background level;
+* its **SNR** ``r = |m| / s`` with ``s`` the raw spread of the samples.
+
+The table (`lensenhance.evaluate.snr_calibration.fit_snr_calibration`, fitted on held-out
+images only) holds, per context group, the split-conformal factor of bins of ``r``;
+``log c`` is linear in ``log r`` between the bins' centres and constant beyond. Since ``u``
+does not change with ``s`` and each group's log-log slope is at most 1, the calibrated std
+``c * s`` never falls as the raw spread grows.
+
+The data's zero must be its sky level (survey cutouts are sky-subtracted): for an image
+with a sky pedestal every pixel reads as bright and gets the top bins' factor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["snr_context", "snr_std_factor"]
+
+_TINY = 1e-30
+
+
+def snr_context(mean, std, zero=0.0):
+    """Each pixel's context ``u`` and SNR ``r`` (numpy arrays).
+
+    Parameters
+    ----------
+    mean : array-like
+        The posterior mean measured from the input's background level (the normalised
+        mean; in data units ``m - b``).
+    std : array-like
+        The raw spread of the samples, same units.
+    zero : float or array-like, optional
+        The data's zero in the same units (``-offset / scale`` of the normalisation;
+        ``-b`` in data units), broadcastable to ``mean``.
+
+    Returns
+    -------
+    u, r : numpy.ndarray
+    """
+    mean = np.asarray(mean, np.float64)
+    signal = np.abs(mean - np.asarray(zero, np.float64))
+    u = np.log(np.maximum(signal, _TINY)) - np.log(np.maximum(np.abs(mean), _TINY))
+    r = signal / np.maximum(np.asarray(std, np.float64), _TINY)
+    return u, r
+
+
+def snr_std_factor(mean, std, table, zero=0.0):
+    """Each pixel's std factor from a calibration table.
+
+    Parameters
+    ----------
+    mean, std : numpy.ndarray or torch.Tensor
+        See `snr_context`; a tensor gives a tensor on its device and dtype.
+    table : dict
+        `~lensenhance.evaluate.snr_calibration.fit_snr_calibration`'s: ``u_edges`` (the
+        inner edges of the context groups) and one ``groups`` entry per group with
+        ``snr`` (bin centres) and ``std_scale``.
+    zero : float, numpy.ndarray or torch.Tensor, optional
+
+    Returns
+    -------
+    The factor, shaped like ``mean``.
+    """
+    tensor = None
+    if hasattr(mean, "detach"):
+        import torch
+
+        tensor = mean
+        mean = mean.detach().double().cpu().numpy()
+        std = std.detach().double().cpu().numpy()
+        if isinstance(zero, torch.Tensor):
+            zero = zero.detach().double().cpu().numpy()
+    u, r = snr_context(mean, std, zero)
+    log_r = np.log(np.maximum(r, 1e-12))
+    group = np.searchsorted(np.asarray(table["u_edges"], np.float64), u, side="right")
+    out = np.empty_like(log_r)
+    for k, entry in enumerate(table["groups"]):
+        inside = group == k
+        if inside.any():
+            centres = np.log(np.maximum(np.asarray(entry["snr"], np.float64), 1e-12))
+            out[inside] = np.interp(log_r[inside], centres,
+                                    np.log(np.asarray(entry["std_scale"], np.float64)))
+    out = np.exp(out)
+    if tensor is None:
+        return out
+    import torch
+
+    return torch.from_numpy(out).to(device=tensor.device, dtype=tensor.dtype)
