@@ -167,3 +167,14 @@ def test_command_line_repeats_a_multiple_option():
     # A value with spaces or a semicolon pastes back into a shell as one word.
     ctx = command.make_context("sr", ["--model", "2-core CPU; idle"])
     assert _command_line(ctx) == "lensenhance --model '2-core CPU; idle' -n 3"
+
+
+@pytest.mark.parametrize("args", [["sr", "-n", "3"], ["denoise", "-n", "2"],
+                                  ["generate", "-n", "4"], ["speed", "--part", "simulate"]])
+def test_a_benchmark_never_replaces_its_json_without_overwrite(tmp_path, args):
+    target = tmp_path / "result.json"
+    target.write_text('{"kept": true}')
+    result = CliRunner().invoke(cli, ["benchmark", *args, "--json", str(target)])
+    assert result.exit_code != 0
+    assert "exists (use --overwrite)" in result.output and str(target) in result.output
+    assert target.read_text() == '{"kept": true}'

@@ -7,6 +7,15 @@ import click
 from ..generate.generator import DEFAULT_GENERATOR, MAX_GUIDANCE
 from ._common import command_line, fail
 
+_OVERWRITE = click.option("--overwrite", is_flag=True,
+                          help="Replace an existing --json file.")
+
+
+def _refuse_existing(json_path, overwrite):
+    """A benchmark never replaces its results without --overwrite."""
+    if json_path is not None and json_path.exists() and not overwrite:
+        fail(f"{json_path} exists (use --overwrite)")
+
 
 @click.group("benchmark")
 def benchmark_group():
@@ -53,12 +62,14 @@ def benchmark_group():
               help="--part posterior: torch threads.")
 @click.option("--note", default=None, help="Recorded in the JSON (e.g. other load).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@_OVERWRITE
 @click.pass_context
 def benchmark_speed_command(ctx, part, n_images, size, memory_size, memory_only, memory_models,
                             memory_sides, memory_samples, resume, model, repeats, no_seams,
                             posterior_models, settings, n_cutouts, no_catalog, use_dask, threads,
-                            note, json_path):
+                            note, json_path, overwrite):
     """Speed: simulation images/s, the enhancement engine, or posterior sampling."""
+    _refuse_existing(json_path, overwrite or resume)  # --resume keeps what is there
     if part == "posterior":
         from ..benchmark.speed_posterior import (
             POSTERIOR_SETTINGS,
@@ -126,13 +137,15 @@ def benchmark_speed_command(ctx, part, n_images, size, memory_size, memory_only,
               help="Posterior samples per image of diffusion models (--model diffusion-sr-x2).")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@_OVERWRITE
 @click.pass_context
 def benchmark_sr_command(ctx, n_images, scale, models, no_self_ensemble, no_regression,
                          regression_seeds, preset, lr_on_preset_grid, noise_free_lr, n_samples,
-                         workers, json_path):
+                         workers, json_path, overwrite):
     """Super-resolution: MSE/PSNR/SSIM of every model and baseline, and theta_E regression."""
     from ..benchmark.sr import benchmark_sr
 
+    _refuse_existing(json_path, overwrite)
     benchmark_sr(n=n_images, scale=int(scale), models=list(models) or None, preset=preset,
                  lr_on_preset_grid=lr_on_preset_grid, noise_free_lr=noise_free_lr,
                  self_ensemble=not no_self_ensemble, regression=not no_regression,
@@ -164,13 +177,15 @@ def benchmark_sr_command(ctx, n_images, scale, models, no_self_ensemble, no_regr
 @click.option("--guidance", type=click.FloatRange(0, MAX_GUIDANCE), default=None,
               help="Classifier-free guidance weight of every row (default: conditional).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@_OVERWRITE
 @click.pass_context
 def benchmark_generate_command(ctx, n_images, n_ddpm, model, classifier, samplers,
                                batch_size, no_memorisation, tstr_epochs, seed, workers,
-                               cache_dir, guidance, json_path):
+                               cache_dir, guidance, json_path, overwrite):
     """FD/KID vs the real-vs-real floor, conditional fidelity, TSTR, memorisation, speed."""
     from ..benchmark.generate import benchmark_generate, format_generate_table
 
+    _refuse_existing(json_path, overwrite)
     try:
         rows = [(name, int(steps)) for name, steps in
                 (item.split(":") for item in samplers.split(","))]
@@ -208,7 +223,7 @@ def benchmark_generate_command(ctx, n_images, n_ddpm, model, classifier, sampler
               default=None, help="Write PNG panels (input, mean, std, truth, residual, z).")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
-@click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
+@_OVERWRITE
 @click.pass_context
 def benchmark_denoise_command(ctx, n_images, models, real_dir, n_samples, steps, n_tune,
                               plot_dir, workers, json_path, overwrite):
@@ -217,8 +232,7 @@ def benchmark_denoise_command(ctx, n_images, models, real_dir, n_samples, steps,
     from ..benchmark.denoise import benchmark_denoise, format_denoise_table
     from ..pretrained import list_pretrained
 
-    if json_path is not None and json_path.exists() and not overwrite:
-        fail(f"{json_path} exists (use --overwrite)")
+    _refuse_existing(json_path, overwrite)
     if not models:
         wanted = (("diffusion-denoise-hsc", "raunet-denoise-hsc", "diffusion-denoise")
                   if real_dir else ("diffusion-denoise", "raunet-denoise"))
