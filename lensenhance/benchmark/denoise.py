@@ -277,12 +277,11 @@ def _arcs(truths, data, class_names):
     `snr_pairs` simulated them (the named one, its exposure time replaced).
     """
     from ..simulate import PRESETS
-    from ..simulate.presets import LogUniform
     from ..simulate.render import lens_light_images
+    from ..training.posterior import snr_pairs_overrides
 
     attrs = data["attrs"]
-    preset = PRESETS[attrs["preset"]].replace(
-        exposure_time=LogUniform(*attrs["exposure_log10"]))
+    preset = PRESETS[attrs["preset"]].replace(**snr_pairs_overrides(attrs["exposure_log10"]))
     lens_light = lens_light_images(preset, [class_names[k] for k in data["label"]],
                                    data["seed"], np.shape(truths)[-1])
     return arc_mask(truths, lens_light)

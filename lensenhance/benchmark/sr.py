@@ -252,6 +252,7 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
     class_names = sorted(set(classes))
     class_index = np.array([class_names.index(c) for c in classes])
     arcs = _arcs(ds, hr, preset, scale, lr_on_preset_grid) if posteriors else None
+    backgrounds = input_backgrounds(lr, scale) if posteriors else None
     for name, enhancer in posteriors.items():
         # Given the exact sigma of each LR image; mean, std and samples per image.
         out = run_enhancer(enhancer, lr, lr_sigma, samples=True, seed=seed)
@@ -264,7 +265,7 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
                                  hr, out["mean"], out["std"], out["samples"], observed=lr,
                                  sigmas=lr_sigma, scale=scale, classes=class_index,
                                  class_names=class_names, arcs=arcs,
-                                 backgrounds=input_backgrounds(lr, scale)))
+                                 backgrounds=backgrounds))
 
     # Every row against one reference, chosen without the benchmark's images.
     reference = best_by_validation([m for m in models if m in methods])

@@ -420,7 +420,8 @@ class Enhancer:
                            parallel=options["parallel"], seed=options["seed"],
                            noise_keys=[noise_keys[i] for i in indices],
                            zero_levels=[-preps[i].norm.offset / preps[i].norm.scale
-                                        for i in indices],
+                                        for i in indices]
+                           if self.predictor.uses_zero_level else None,
                            progress=options["progress"])
         for prep, out, noise_key in zip(preps, outputs, noise_keys):
             if out["std"] is None or prep.fill_sigma is None or self.predictor.n_samples:

@@ -276,7 +276,7 @@ class PosteriorPredictor(Predictor):
             deviation = samples.sub_(mean)
             spread = deviation.square().sum(dim=0).div_(self.n_samples - 1).sqrt_()
             factor = (snr_std_factor(mean, spread, self.snr_calibration,
-                                     0.0 if zero is None else zero.to(mean.device))
+                                     0.0 if zero is None else zero)
                       if self.snr_calibration else self.std_scale)
             return Prediction(mean, std=spread * factor,
                               samples=deviation.mul_(factor).add_(mean))

@@ -58,6 +58,14 @@ def snr_of(x, sigma) -> np.ndarray:
     return 1.0 / np.maximum(np.median(sigma.reshape(len(sigma), -1), axis=1), 1e-12)
 
 
+def snr_pairs_overrides(exposure_log10):
+    """The preset overrides with which `snr_pairs` simulates: the exposure time drawn
+    log-uniformly from ``10**exposure_log10`` seconds."""
+    from ..simulate.presets import LogUniform
+
+    return {"exposure_time": LogUniform(*exposure_log10)}
+
+
 def snr_pairs(n, *, preset="model_ii", exposure_log10=DENOISE_EXPOSURE, seed=0, workers=1,
               progress=True, cache=None):
     """Shallow observations, their sigma and the noise-free sky, over a range of depths.
@@ -76,7 +84,6 @@ def snr_pairs(n, *, preset="model_ii", exposure_log10=DENOISE_EXPOSURE, seed=0, 
         blocks in that order) and ``attrs``.
     """
     from ..simulate import LensSimulator
-    from ..simulate.presets import LogUniform
 
     arrays = ("low", "low_sigma", "clean", "seed", "label")
     # version 2: the cache holds the seeds and labels too (older ones are re-simulated)
@@ -94,7 +101,7 @@ def snr_pairs(n, *, preset="model_ii", exposure_log10=DENOISE_EXPOSURE, seed=0, 
             continue
         class_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
         sim = LensSimulator.from_preset(preset, substructure=name, seed=class_seed,
-                                        exposure_time=LogUniform(*exposure_log10))
+                                        **snr_pairs_overrides(exposure_log10))
         parts.append(sim.simulate_snr_pairs(count, workers=workers, progress=progress))
         labels.append(np.full(count, k, np.int64))
     out = {name: np.concatenate([p[name].values for p in parts]).astype(np.float32)
