@@ -329,3 +329,47 @@ def test_a_tiny_model_of_two_trivially_different_classes_generates_each_on_reque
         assert np.all(scaled["dark"] < -0.2) and np.all(scaled["bright"] > 0.2), scaled
     images = generator.generate(2, steps=10, seed=1, substructure="bright", progress=False)
     assert images["substructure"].values.tolist() == ["bright", "bright"]
+
+
+def test_binned_generation_images_are_the_unbinned_field_summed_over_blocks():
+    from lensenhance.simulate.render import bin_image
+    from lensenhance.training.data import generation_images
+
+    options = dict(preset="deeplense_model_i", seed=4, num_pix=32, progress=False,
+                   truth=False)
+    fine, labels, attrs = generation_images(3, **options)
+    coarse, coarse_labels, coarse_attrs = generation_images(3, binned=2, **options)
+    assert fine.shape == (3, 32, 32) and coarse.shape == (3, 16, 16)
+    np.testing.assert_allclose(coarse, bin_image(fine, 2), rtol=1e-6)
+    np.testing.assert_array_equal(labels, coarse_labels)
+    assert coarse_attrs["pixel_scale"] == pytest.approx(2 * attrs["pixel_scale"]) \
+        == pytest.approx(0.1)
+
+
+def test_benchmark_generate_measures_a_binned_generator_through_its_chain(tiny_classifier,
+                                                                         tmp_path):
+    """A generator of 2x2-binned images, chained with a x2 model, is judged against the
+    unbinned simulated images; a x4 model is refused."""
+    from lensenhance.benchmark.generate import benchmark_generate, format_generate_table
+    from lensenhance.enhance import Enhancer
+
+    out = tmp_path / "run"
+    train_ddpm(out_dir=out, preset="deeplense_model_i", num_pix=32, binned=2, n_train=6,
+               n_val=3, steps=2, batch_size=2, checkpoint_every=2, val_every=2,
+               unet=TINY_UNET, progress=False, metadata={"command": "test"})
+    generator = Generator.from_weights(out / "weights.safetensors", name="tiny-binned")
+    assert int(generator.model.metadata["binned"]) == 2 and generator.image_size == 16
+    with pytest.raises(ValueError, match="binned by 2"):
+        benchmark_generate(generator=generator, classifier=tiny_classifier, n=6,
+                           enhancer=Enhancer.interpolation("bicubic", scale=4),
+                           progress=False)
+    result = benchmark_generate(
+        generator=generator, classifier=tiny_classifier, n=6, samplers=[("ddim", 3)],
+        tstr_epochs=1, enhancer=Enhancer.interpolation("bicubic", scale=2),
+        cache_dir=tmp_path / "cache", progress=False)
+    assert result["reference_grid"] == {"num_pix": 32, "binned": 1}
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir())[0].startswith(
+        "deeplense_model_i-num_pix32-seed")
+    row = result["rows"][0]
+    assert row["fd"] > 0 and np.isfinite(row["memorisation"]["median_psnr"])
+    assert "-> bicubic" in format_generate_table(result).splitlines()[0]

@@ -73,6 +73,30 @@ def default_classifier(preset):
     return names[0]
 
 
+def _reference_grid(generator, enhancer):
+    """The `generation_images` grid of the simulated sets the generator is judged against:
+    its own training grid, or with ``enhancer`` that grid before binning."""
+    meta = generator.model.metadata  # safetensors metadata: strings
+    binned = int(meta.get("binned", 1))
+    num_pix = None if meta.get("data_num_pix") is None else int(meta["data_num_pix"])
+    if enhancer is None:
+        return {"num_pix": num_pix, "binned": binned}
+    if isinstance(enhancer, str):
+        from ..pretrained import model_card
+
+        scale = int(model_card(enhancer).get("scale", 1))
+    else:
+        scale = enhancer.scale
+    if scale != binned:
+        raise ValueError(f"{_name(enhancer)} is a x{scale} model, but {generator.name}'s "
+                         f"images are binned by {binned}; the chain needs the two to match")
+    return {"num_pix": num_pix, "binned": 1}
+
+
+def _name(enhancer):
+    return enhancer if enhancer is None or isinstance(enhancer, str) else enhancer.name
+
+
 def _features(classifier, images):
     from ..training.classifier import classifier_features
 
@@ -160,7 +184,7 @@ def benchmark_generate(*, generator=None, classifier=None, n=1000,
                        samplers=DEFAULT_SAMPLERS, n_ddpm=None, batch_size=64,
                        memorisation=True, tstr_epochs=15, seed=0, json_path=None,
                        progress=True, workers=1, cache_dir=None, guidance=None,
-                       command=None):
+                       enhancer=None, command=None):
     """Run the ``generate`` benchmark and return its results.
 
     Parameters
@@ -171,6 +195,10 @@ def benchmark_generate(*, generator=None, classifier=None, n=1000,
     classifier : str or path-like, optional
         A shipped classifier (task ``"classify"``) or its weights file; default the
         shipped classifier trained on the generator's preset (`default_classifier`).
+    enhancer : str or lensenhance.Enhancer, optional
+        A (shipped) super-resolution model that takes a binned generator's images back to
+        its preset's grid (the chain of ``Generator.generate(enhancer=...)``): every
+        figure is then of the chain's output against the unbinned simulated images.
     n : int
         Images per row (and in each simulated comparison set).
     samplers : sequence of (str, int)
@@ -214,8 +242,9 @@ def benchmark_generate(*, generator=None, classifier=None, n=1000,
     from ..evaluate.metrics import frechet_distance
     from ..generate.generator import Generator
     from ..nn.weights import load_weights
+    from ..predict.normalization import AsinhScaling
     from ..pretrained import list_pretrained, weights_path
-    from ..training.data import CLASSES, generation_images
+    from ..training.data import CLASSES, default_scaling, generation_images
 
     if generator is None:
         generator = Generator.from_pretrained()
@@ -230,18 +259,24 @@ def benchmark_generate(*, generator=None, classifier=None, n=1000,
     classifier_net = load_weights(classifier_path)
     n_ddpm = n if n_ddpm is None else int(n_ddpm)
     sizes = sorted({n_ddpm if steps > 100 else n for _, steps in samplers} | {n})
+    grid = _reference_grid(generator, enhancer)
+    set_name = preset + "".join(f"-{key}{value}" for key, value in grid.items()
+                            if value not in (None, 1))
 
     def simulated(count, data_seed):
         cache = None
         if cache_dir is not None:
             Path(cache_dir).mkdir(parents=True, exist_ok=True)
-            cache = Path(cache_dir) / f"{preset}-seed{data_seed}-n{count}.npz"
+            cache = Path(cache_dir) / f"{set_name}-seed{data_seed}-n{count}.npz"
         return generation_images(count, preset=preset, seed=data_seed, workers=workers,
-                                 progress=progress, truth=False, cache=cache)
+                                 progress=progress, truth=False, cache=cache, **grid)
 
     # Three independent simulated sets: reference, floor partner, classifier test set.
     real_a, labels_a, _ = simulated(n, GENERATE_SEED)
     real_b, labels_b, _ = simulated(n, GENERATE_SEED + 1)
+    # The generator's stretch is of its own grid; a chain's finer pixels need their own.
+    scaling = generator.scaling if enhancer is None else \
+        AsinhScaling(**default_scaling(real_a, preset))
     features_a, features_b = _features(classifier_net, real_a), _features(classifier_net,
                                                                           real_b)
     floors = {}
@@ -251,7 +286,7 @@ def benchmark_generate(*, generator=None, classifier=None, n=1000,
         pick = _balanced(labels_a, size)
         floors[size] = {
             **_feature_distances(features_a[pick], features_b[pick], seed=seed),
-            **_pixel_distances(real_a[pick], real_b[pick], generator.scaling),
+            **_pixel_distances(real_a[pick], real_b[pick], scaling),
             "fd_per_class": _per_class_fd(features_a[pick], labels_a[pick], features_b[pick],
                                           labels_b[pick], CLASSES)}
     real_accuracy = _accuracy_per_class(classifier_net, real_a, labels_a, CLASSES)
@@ -267,6 +302,7 @@ def benchmark_generate(*, generator=None, classifier=None, n=1000,
     result = {"command": command, "generator": generator.name,
               "weights_sha256": generator.weights_sha256,
               "classifier": str(classifier), "preset": preset, "n": n, "n_ddpm": n_ddpm,
+              "enhancer": _name(enhancer), "reference_grid": grid,
               "seed": seed, "guidance": guidance, "reference_seed": GENERATE_SEED,
               "machine": machine_description(),
               "floors": floors, "real_accuracy_per_class": real_accuracy, "rows": [],
@@ -276,7 +312,7 @@ def benchmark_generate(*, generator=None, classifier=None, n=1000,
         real_c, labels_c, _ = simulated(n, GENERATE_SEED + 2)
         tstr = (real_c, labels_c)
         result["train_on_real"] = {"accuracy": _train_on(
-            real_a, labels_a, real_c, labels_c, scaling=generator.scaling,
+            real_a, labels_a, real_c, labels_c, scaling=scaling,
             epochs=tstr_epochs, seed=seed), "n_train": n, "n_test": n}
     if train_set is not None:
         held_out = _nearest_psnr(classifier_net, real_b, *train_set)
@@ -289,7 +325,7 @@ def benchmark_generate(*, generator=None, classifier=None, n=1000,
         start = time.perf_counter()
         images = generator.generate(size, steps=steps, sampler=sampler, seed=seed,
                                     guidance=guidance, batch_size=batch_size,
-                                    progress=progress)
+                                    enhancer=enhancer, progress=progress)
         seconds = (time.perf_counter() - start) / size
         generated = images.values
         labels = np.array([CLASSES.index(s) for s in images["substructure"].values])
@@ -298,7 +334,7 @@ def benchmark_generate(*, generator=None, classifier=None, n=1000,
         accuracy = _accuracy_per_class(classifier_net, generated, labels, CLASSES)
         row = {"sampler": sampler, "steps": steps, "n": size, "seconds_per_image": seconds,
                **_feature_distances(features, features_a[pick], seed=seed),
-               **_pixel_distances(generated, real_a[pick], generator.scaling),
+               **_pixel_distances(generated, real_a[pick], scaling),
                "fd_per_class": _per_class_fd(features, labels, features_a[pick],
                                              labels_a[pick], CLASSES),
                "accuracy_per_class": accuracy,
@@ -319,7 +355,7 @@ def benchmark_generate(*, generator=None, classifier=None, n=1000,
         row["fd_ratio"] = row["fd"] / floors[size]["fd"]
         if tstr is not None:
             row["tstr_accuracy"] = _train_on(generated, labels, *tstr,
-                                             scaling=generator.scaling, epochs=tstr_epochs,
+                                             scaling=scaling, epochs=tstr_epochs,
                                              seed=seed)
         if train_set is not None:
             nearest = _nearest_psnr(classifier_net, generated, *train_set)
@@ -406,8 +442,10 @@ def format_generate_table(result):
     """
     classes = list(result.get("real_accuracy_per_class", {}))
     guidance = result.get("guidance")
+    enhancer = result.get("enhancer")
     lines = [f"generator {result['generator']}"
              + ("" if guidance is None else f" (guidance {guidance:g})")
+             + ("" if enhancer is None else f" -> {enhancer}")
              + f", features of {result['classifier']}, reference: {result['preset']} "
              f"simulated images (seed {result['reference_seed']})",
              "",

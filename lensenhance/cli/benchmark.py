@@ -6,6 +6,7 @@ import click
 
 from ..generate.generator import DEFAULT_GENERATOR, MAX_GUIDANCE
 from ._common import command_line, fail
+from .simulate import PRESET_NAMES
 
 _OVERWRITE = click.option("--overwrite", is_flag=True,
                           help="Replace an existing --json file.")
@@ -129,7 +130,7 @@ def benchmark_speed_command(ctx, part, n_images, size, memory_size, memory_only,
 @click.option("--regression-seeds", type=click.IntRange(1), default=3, show_default=True,
               help="Repeats of the theta_E regression (split and initialisation).")
 @click.option("--preset", default="model_i", show_default=True,
-              type=click.Choice(["model_i", "model_ii", "model_iii"]))
+              type=click.Choice(PRESET_NAMES))
 @click.option("--lr-on-preset-grid", is_flag=True,
               help="LR images on the preset's own grid, HR scale times finer.")
 @click.option("--noise-free-lr", is_flag=True, help="LR = HR binned, without noise.")
@@ -161,6 +162,9 @@ def benchmark_sr_command(ctx, n_images, scale, models, no_self_ensemble, no_regr
               help="Images for rows of more than 100 steps (default -n).")
 @click.option("--model", default=DEFAULT_GENERATOR, show_default=True,
               help="A shipped generator or a weights file.")
+@click.option("--enhancer", default=None,
+              help="A shipped SR model that takes a binned generator's images to its "
+                   "preset's grid: the chain is measured.")
 @click.option("--classifier", default=None,
               help="A shipped classifier or a weights file (its features measure images); "
                    "default: the shipped one trained on the generator's preset.")
@@ -179,7 +183,7 @@ def benchmark_sr_command(ctx, n_images, scale, models, no_self_ensemble, no_regr
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
 @_OVERWRITE
 @click.pass_context
-def benchmark_generate_command(ctx, n_images, n_ddpm, model, classifier, samplers,
+def benchmark_generate_command(ctx, n_images, n_ddpm, model, enhancer, classifier, samplers,
                                batch_size, no_memorisation, tstr_epochs, seed, workers,
                                cache_dir, guidance, json_path, overwrite):
     """FD/KID vs the real-vs-real floor, conditional fidelity, TSTR, memorisation, speed."""
@@ -198,7 +202,7 @@ def benchmark_generate_command(ctx, n_images, n_ddpm, model, classifier, sampler
                                     memorisation=not no_memorisation,
                                     tstr_epochs=tstr_epochs, seed=seed, json_path=json_path,
                                     workers=workers, cache_dir=cache_dir, guidance=guidance,
-                                    progress=ctx.obj["progress"],
+                                    enhancer=enhancer, progress=ctx.obj["progress"],
                                     command=command_line(ctx))
     except (OSError, ValueError) as error:
         fail(str(error))

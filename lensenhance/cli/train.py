@@ -30,8 +30,7 @@ def _parse_loss(text):
 @click.option("--size", default="small", show_default=True, type=click.Choice(["small", "paper"]),
               help="Network size preset.")
 @click.option("--preset", default="model_i", show_default=True,
-              type=click.Choice(["model_i", "model_ii", "model_iii"]),
-              help="Simulation preset of the training data.")
+              type=click.Choice(PRESET_NAMES), help="Simulation preset of the training data.")
 @click.option("--data", default="simulate", show_default=True,
               help="'simulate', a dataset (.nc/.zarr), an .npz with lr/hr, or a catalogue "
                    "with lr_path/hr_path columns (real pairs for fine-tuning).")
@@ -186,6 +185,11 @@ def train_classifier_command(ctx, n_train, n_val, epochs, batch_size, learning_r
 @click.option("--preset", default="model_ii", show_default=True,
               type=click.Choice(PRESET_NAMES),
               help="Simulation preset of the noise-free training images.")
+@click.option("--num-pix", type=click.IntRange(8), default=None,
+              help="The preset's field in its own pixels (default: the preset's).")
+@click.option("--binned", type=click.IntRange(1), default=1, show_default=True,
+              help="Sum the images over blocks of this size: the 64 px half of a chain "
+                   "whose SR model (--noise-free-lr) returns the preset's grid.")
 @click.option("--n-train", type=click.IntRange(3), default=9000, show_default=True)
 @click.option("--n-val", type=click.IntRange(3), default=240, show_default=True)
 @click.option("--data-seed", type=int, default=3, show_default=True)
@@ -209,18 +213,19 @@ def train_classifier_command(ctx, n_train, n_val, epochs, batch_size, learning_r
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out.")
 @click.option("--overwrite", is_flag=True, help="Start afresh, deleting checkpoints in --out.")
 @click.pass_context
-def train_ddpm_command(ctx, preset, n_train, n_val, data_seed, steps, max_steps, batch_size,
-                       learning_rate, ema_decay, parameterization, label_dropout, val_every,
-                       checkpoint_every, seed, workers, device, out_dir, resume, overwrite):
+def train_ddpm_command(ctx, preset, num_pix, binned, n_train, n_val, data_seed, steps,
+                       max_steps, batch_size, learning_rate, ema_decay, parameterization,
+                       label_dropout, val_every, checkpoint_every, seed, workers, device,
+                       out_dir, resume, overwrite):
     """Train the class-conditional lensing-image generator (a DDPM on noise-free images)."""
     from ..training.diffusion import train_ddpm
 
     try:
         history = train_ddpm(
-            out_dir=out_dir, preset=preset, n_train=n_train, n_val=n_val,
-            data_seed=data_seed, steps=steps, max_steps=max_steps, batch_size=batch_size,
-            lr=learning_rate, ema_decay=ema_decay, parameterization=parameterization,
-            label_dropout=label_dropout, val_every=val_every,
+            out_dir=out_dir, preset=preset, num_pix=num_pix, binned=binned, n_train=n_train,
+            n_val=n_val, data_seed=data_seed, steps=steps, max_steps=max_steps,
+            batch_size=batch_size, lr=learning_rate, ema_decay=ema_decay,
+            parameterization=parameterization, label_dropout=label_dropout, val_every=val_every,
             checkpoint_every=checkpoint_every, seed=seed, workers=workers, device=device,
             resume=resume, overwrite=overwrite, progress=ctx.obj["progress"],
             metadata={"command": command_line(ctx)})

@@ -69,25 +69,29 @@ def _unit(unit):
     return None if unit is None else u.Unit(unit)
 
 
-def pairs_overrides(preset, scale, lr_on_preset_grid):
-    """The preset overrides with which `simulated_pairs` simulates (none, or the HR grid
-    ``scale`` times finer than the preset's)."""
-    if not lr_on_preset_grid:
-        return {}
+def pairs_overrides(preset, scale, lr_on_preset_grid, num_pix=None):
+    """The preset overrides with which `simulated_pairs` simulates: none, the HR grid
+    ``scale`` times finer than the preset's, or the preset's pixels on a field of
+    ``num_pix`` pixels."""
     from ..simulate import PRESETS
 
     native = PRESETS[preset]
-    return {"num_pix": native.num_pix * scale, "pixel_scale": native.pixel_scale / scale}
+    overrides = {} if num_pix is None else {"num_pix": int(num_pix)}
+    if lr_on_preset_grid:
+        overrides = {"num_pix": overrides.get("num_pix", native.num_pix) * scale,
+                     "pixel_scale": native.pixel_scale / scale}
+    return overrides
 
 
 def simulated_pairs(n, *, preset="model_i", scale=2, substructure="all", seed=0, workers=1,
-                    progress=True, lr_on_preset_grid=False):
+                    progress=True, lr_on_preset_grid=False, num_pix=None):
     """Simulate ``n`` raw (unnormalised) LR/HR pairs, the classes in equal parts.
 
     With ``lr_on_preset_grid`` the HR grid is ``scale`` times finer than the preset's
     (``num_pix * scale`` pixels of ``pixel_scale / scale``), so that the LR images lie on
     the preset's own grid: pairs for a super-resolution model that takes images made on
-    that grid (a generator's output, say) to a finer one.
+    that grid (a generator's output, say) to a finer one. ``num_pix`` replaces the
+    preset's field size (in its own pixels).
 
     Returns
     -------
@@ -108,7 +112,8 @@ def simulated_pairs(n, *, preset="model_i", scale=2, substructure="all", seed=0,
         # One independent stream per class, derived from the run seed.
         class_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
         sim = LensSimulator.from_preset(preset, substructure=name, seed=class_seed,
-                                        **pairs_overrides(preset, scale, lr_on_preset_grid))
+                                        **pairs_overrides(preset, scale, lr_on_preset_grid,
+                                                          num_pix))
         parts.append(sim.simulate_pairs(count, scale=scale, workers=workers,
                                         progress=progress))
     return xr.concat(parts, dim="image", combine_attrs="override") if len(parts) > 1 \
@@ -431,7 +436,7 @@ def default_scaling(images, preset, *, softening=None, maximum=None) -> dict:
 
 
 def generation_images(n, *, preset="model_ii", seed=0, workers=1, progress=True,
-                      cache=None, truth=True):
+                      cache=None, truth=True, num_pix=None, binned=1):
     """Noise-free lensing images of the three classes and their labels, for generators.
 
     The simulator's noise-free ``hr`` images at the preset's own pixel scale (its native
@@ -442,8 +447,12 @@ def generation_images(n, *, preset="model_ii", seed=0, workers=1, progress=True,
     ----------
     n : int
         Number of images.
-    preset, seed, workers, progress
+    preset, seed, workers, progress, num_pix
         As for `simulated_pairs`.
+    binned : int, optional
+        Sum the images over ``binned`` x ``binned`` blocks: the noise-free LR of the
+        preset's pairs, which a super-resolution model trained on them (``--noise-free-lr``)
+        takes back to the preset's grid. A generator of these is one half of a chain.
     cache : path-like, optional
         An ``.npz`` file: read when it exists and was made with the same arguments,
         written otherwise (simulating takes minutes; resumed trainings reuse it).
@@ -463,7 +472,11 @@ def generation_images(n, *, preset="model_ii", seed=0, workers=1, progress=True,
     """
     import json
 
-    key = json.dumps({"n": int(n), "preset": preset, "seed": int(seed)}, sort_keys=True)
+    key = {"n": int(n), "preset": preset, "seed": int(seed)}
+    # Default grids keep the keys of caches written before these options.
+    key.update({} if num_pix is None else {"num_pix": int(num_pix)})
+    key.update({} if binned == 1 else {"binned": int(binned)})
+    key = json.dumps(key, sort_keys=True)
     if cache is not None and Path(cache).is_file():
         with np.load(cache, allow_pickle=False) as stored:
             stored_truth = {name: stored[f"truth_{name}"] for name in INVARIANT_TRUTH
@@ -476,10 +489,14 @@ def generation_images(n, *, preset="model_ii", seed=0, workers=1, progress=True,
                     attrs["truth"] = stored_truth
                 return stored["images"], stored["labels"], attrs
     ds = simulated_pairs(n, preset=preset, scale=2, seed=seed, workers=workers,
-                         progress=progress)
+                         progress=progress, num_pix=num_pix)
     images = ds["hr"].values.astype(np.float32)
+    if binned > 1:
+        from ..simulate.render import bin_image
+
+        images = bin_image(images, binned).astype(np.float32)
     labels = np.array([CLASSES.index(str(s)) for s in ds["substructure"].values])
-    attrs = {"preset": preset, "pixel_scale": float(ds.attrs["hr_pixel_scale"]),
+    attrs = {"preset": preset, "pixel_scale": float(ds.attrs["hr_pixel_scale"]) * binned,
              "unit": str(ds.attrs["unit"])}
     truth_values = _invariant_truth(ds)
     if cache is not None:

@@ -139,7 +139,7 @@ def train_ddpm(*, out_dir, preset: str = "model_ii", n_train: int = 9000, n_val:
                checkpoint_every: int = 250, parameterization: str = "v",
                beta_schedule: str = "squaredcos_cap_v2", label_dropout: float = 0.1,
                softening: float | None = None, maximum: float | None = None,
-               unet: dict | None = None,
+               unet: dict | None = None, num_pix: int | None = None, binned: int = 1,
                resume: bool = False, overwrite: bool = False, seed: int = 0,
                max_steps: int | None = None, workers: int = 1, progress: bool = True,
                device=None, metadata: dict | None = None) -> dict:
@@ -174,6 +174,11 @@ def train_ddpm(*, out_dir, preset: str = "model_ii", n_train: int = 9000, n_val:
         generator sees what `~lensenhance.classify.LensClassifier` sees).
     unet : dict, optional
         `~lensenhance.nn.unet.DiffusionUNet` arguments replacing `DDPM_UNET`.
+    num_pix, binned : int, optional
+        The preset's field in its own pixels, and the blocks the images are summed over
+        (`~lensenhance.training.data.generation_images`): ``preset='deeplense_model_i',
+        num_pix=128, binned=2`` trains the 64 x 64 half of a chain whose super-resolution
+        model (trained on the preset's noise-free pairs) gives 128 x 128 Model I images.
 
     Returns
     -------
@@ -188,16 +193,18 @@ def train_ddpm(*, out_dir, preset: str = "model_ii", n_train: int = 9000, n_val:
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    grid = {"num_pix": num_pix, "binned": binned}
     images, labels, attrs = generation_images(n_train, preset=preset, seed=data_seed,
                                               workers=workers, progress=progress,
-                                              cache=out_dir / "train_images.npz", truth=False)
+                                              cache=out_dir / "train_images.npz", truth=False,
+                                              **grid)
     scaling = AsinhScaling(**default_scaling(images, preset, softening=softening,
                                              maximum=maximum))
     val_images, val_labels, _ = generation_images(n_val, preset=preset,
                                                   seed=data_seed + 10_000, workers=workers,
                                                   progress=False,
                                                   cache=out_dir / "val_images.npz",
-                                                  truth=False)
+                                                  truth=False, **grid)
     schedule = NoiseSchedule(parameterization=parameterization, beta_schedule=beta_schedule)
     torch.manual_seed(seed)
     size = images.shape[-1]
@@ -209,7 +216,9 @@ def train_ddpm(*, out_dir, preset: str = "model_ii", n_train: int = 9000, n_val:
         validation=(scaling.apply(val_images), val_labels),
         metadata={"scaling": scaling.to_dict(), "classes": list(CLASSES),
                   "data_preset": preset, "pixel_scale": attrs["pixel_scale"],
-                  "unit": attrs["unit"], "image_size": int(size)})
+                  "unit": attrs["unit"], "image_size": int(size),
+                  **({} if num_pix is None else {"data_num_pix": int(num_pix)}),
+                  **({} if binned == 1 else {"binned": int(binned)})})
     return train(net, task, steps=steps, out_dir=out_dir, batch_size=batch_size, lr=lr,
                  weight_decay=0.0, ema_decay=ema_decay, grad_clip=1.0, val_every=val_every,
                  checkpoint_every=checkpoint_every, log_every=10, resume=resume,
