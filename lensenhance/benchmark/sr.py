@@ -208,22 +208,26 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
     if models is None:
         models = sr_models_for(scale=scale, preset=preset, lr_on_preset_grid=lr_on_preset_grid,
                                noise_free_lr=noise_free_lr)
-    methods = {mode: Enhancer.interpolation(mode, scale=scale, device=device)
+    # Noise-free images hold no cosmic rays, and their sharp features (a PSF narrower
+    # than a pixel) must not be masked as such (as for a generator's images).
+    options = {"device": device, **({"cosmic_rays": False} if noise_free_lr else {})}
+    methods = {mode: Enhancer.interpolation(mode, scale=scale, **options)
                for mode in ("bilinear", "bicubic")}
     posteriors, teachers = {}, {}
     for name in models:
         model, steps = split_steps(name)
         card = model_card(model)
         if card.get("task") == "posterior":
-            posteriors[name] = Enhancer.from_pretrained(model, device=device,
-                                                        n_samples=n_samples, steps=steps)
+            posteriors[name] = Enhancer.from_pretrained(model, n_samples=n_samples,
+                                                        steps=steps, **options)
             teachers[name] = (card.get("distilled") or {}).get("teacher")
             continue
         if steps is not None:
             raise ValueError(f"{name!r}: steps apply to diffusion (posterior) models only")
-        base = methods[name] = Enhancer.from_pretrained(name, device=device)
+        base = methods[name] = Enhancer.from_pretrained(name, **options)
         if self_ensemble:  # the same loaded network, averaged over the 8 rotations/flips
             methods[f"{name} +SE"] = Enhancer(base.model, scale=base.scale, name=f"{name} +SE",
+                                              cosmic_rays=base.cosmic_rays,
                                               self_ensemble=True, device=base.device)
 
     rows, outputs = {}, {}
