@@ -121,7 +121,8 @@ def _task_fields(task, metadata):
                 "degradation": DEGRADATION.get(preset, f"simulated {preset} pairs")}
     if task == "generate":
         fields = {key: _json_value(metadata[key])
-                  for key in ("image_size", "pixel_scale", "unit", "classes", "schedule")
+                  for key in ("image_size", "pixel_scale", "unit", "classes", "schedule",
+                              "data_num_pix", "binned")
                   if key in metadata}
         if "scaling" in metadata:
             fields["scaling"] = metadata["scaling"]
@@ -346,6 +347,9 @@ def publish_generator(run_dir, name, *, benchmark_json=None, overwrite=False):
         "verdict": result.get("verdict"), "targets": result.get("targets"),
         "classifier": result.get("classifier"), "machine": result.get("machine"),
     }
+    if result.get("enhancer"):  # measured through its chain, on the finer grid
+        card["metrics"].update(enhancer=result["enhancer"],
+                               reference_grid=result.get("reference_grid"))
     return _write_card(name, card)
 
 
