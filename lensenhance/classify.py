@@ -108,25 +108,12 @@ class LensClassifier:
         return (f"<LensClassifier {self.name or 'unnamed'}: classes {', '.join(self.classes)};"
                 f" images {shape}; preset {self.metadata.get('data_preset', '?')}>")
 
-    def _batched(self, images, method):
-        import torch
-
-        x = _images(images)
-        if self.image_shape and x.shape[1:] != self.image_shape:
-            who = self.name or "the classifier"
-            raise ValueError(f"images are {x.shape[1]}x{x.shape[2]} but {who} was trained on "
-                             f"{self.image_shape[0]}x{self.image_shape[1]} images")
-        device = next(self.network.parameters()).device
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(x), self.batch_size):
-                batch = torch.from_numpy(self.scaling.apply(x[start:start + self.batch_size]))
-                out.append(method(batch[:, None].to(device)).float().cpu().numpy())
-        return np.concatenate(out)
-
     def logits(self, images):
         """Class logits, ``(n, n_classes)``."""
-        return self._batched(images, self.network)[:, :len(self.classes)]
+        from .training.classifier import classifier_logits
+
+        return classifier_logits(self.network, _images(images), scaling=self.scaling,
+                                 batch_size=self.batch_size)
 
     def predict_proba(self, images):
         """Class probabilities.
@@ -154,7 +141,10 @@ class LensClassifier:
 
     def features(self, images):
         """Pooled penultimate features, ``(n, d)``: the space of FD/KID distances."""
-        return self._batched(images, self.network.features)
+        from .training.classifier import classifier_features
+
+        return classifier_features(self.network, _images(images), scaling=self.scaling,
+                                   batch_size=self.batch_size)
 
 
 def roc_auc(scores, positive):

@@ -80,6 +80,9 @@ def test_weights_reload_with_their_metadata(trained):
     probabilities = classifier_predict(net, images[:5, None])
     assert probabilities.shape == (5, 3)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+    # Another field size is refused, not read as if it were the trained one.
+    with pytest.raises(ValueError, match="12x12 but the classifier was trained on 16x16"):
+        classifier_features(net, images[:2, 2:14, 2:14])
 
 
 def test_training_is_reproducible(trained, tmp_path):

@@ -12,6 +12,7 @@ from ..nn.weights import export_weights
 from .checkpoints import latest_checkpoint
 from .classifier import (
     classifier_features,
+    classifier_logits,
     classifier_predict,
     classifier_truth,
     train_classifier,
@@ -26,6 +27,7 @@ __all__ = [
     "ArrayPairSource",
     "DiffusionTask",
     "classifier_features",
+    "classifier_logits",
     "classifier_predict",
     "classifier_truth",
     "fit_network",

@@ -300,6 +300,13 @@ def _prepared(net, images, scaling):
             raise ValueError("pass scaling=: the network carries none (only networks "
                              "loaded with load_weights know their input stretch)")
     stack = as_image_stack(images, "images")
+    shape = getattr(net, "metadata", {}).get("image_shape")
+    shape = tuple(json.loads(shape) if isinstance(shape, str) else shape or ())
+    # Features of another field size are silently not the ones it learned (a 128 px
+    # Model I crop reads as all-axion to the 150 px classifier).
+    if shape and stack.shape[1:] != shape:
+        raise ValueError(f"images are {stack.shape[1]}x{stack.shape[2]} but the classifier "
+                         f"was trained on {shape[0]}x{shape[1]} images")
     return torch.from_numpy(_scaling(scaling).apply(stack))[:, None]
 
 
@@ -329,6 +336,23 @@ def classifier_features(net, images, *, scaling=None, batch_size=256):
     return _batched(net, x, net.features, check_int(batch_size, "batch_size")).numpy()
 
 
+def classifier_logits(net, images, *, scaling=None, batch_size=256):
+    """Class logits of the classifier for flux images.
+
+    Parameters are those of `classifier_features`.
+
+    Returns
+    -------
+    numpy.ndarray, float32, shape (n, n_classes)
+        Columns in the order of `lensenhance.training.data.CLASSES`.
+    """
+    from .data import CLASSES
+
+    x = _prepared(net, images, scaling)
+    # The outputs after the classes regress truth parameters.
+    return _batched(net, x, net, check_int(batch_size, "batch_size"))[:, :len(CLASSES)].numpy()
+
+
 def classifier_predict(net, images, *, scaling=None, batch_size=256):
     """Class probabilities of the classifier for flux images.
 
@@ -339,12 +363,8 @@ def classifier_predict(net, images, *, scaling=None, batch_size=256):
     numpy.ndarray, float32, shape (n, n_classes)
         Softmax probabilities, columns in the order of `lensenhance.training.data.CLASSES`.
     """
-    from .data import CLASSES
-
-    x = _prepared(net, images, scaling)
-    # The outputs after the classes regress truth parameters.
-    logits = _batched(net, x, net, check_int(batch_size, "batch_size"))[:, :len(CLASSES)]
-    return torch.softmax(logits, dim=1).numpy()
+    logits = classifier_logits(net, images, scaling=scaling, batch_size=batch_size)
+    return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
 
 def classifier_truth(net, images, *, scaling=None, batch_size=256):
