@@ -1,5 +1,5 @@
 """`Generator`: lensing images drawn from a diffusion model (``generator.py``)."""
 
-from .generator import Generator, generate_to_disk, to_ccddata
+from .generator import Generator, generate_to_disk, super_resolve, to_ccddata
 
-__all__ = ["Generator", "generate_to_disk", "to_ccddata"]
+__all__ = ["Generator", "generate_to_disk", "super_resolve", "to_ccddata"]

@@ -20,7 +20,8 @@ import numpy as np
 
 from .._device import resolve_device
 
-__all__ = ["Generator", "to_ccddata", "DEFAULT_GENERATOR", "MAX_GUIDANCE", "check_guidance"]
+__all__ = ["Generator", "to_ccddata", "super_resolve", "DEFAULT_GENERATOR", "MAX_GUIDANCE",
+           "check_guidance"]
 
 #: The shipped generator `Generator.from_pretrained` and the CLI use by default: the best
 #: by the ``generate`` benchmark. ``ddpm-deeplense-ii`` is measured at n = 1000 in the
@@ -283,7 +284,7 @@ class Generator:
                                     sampler=sampler, steps=steps, guidance=guidance, eta=eta,
                                     start=start)
         if enhancer is not None:
-            images = self._enhance(images, enhancer, progress=progress)
+            images = super_resolve(images, enhancer, device=self.device, progress=progress)
         return images
 
     # -- output -------------------------------------------------------------------------
@@ -309,40 +310,57 @@ class Generator:
         return xr.DataArray(data.astype(np.float32), dims=("image", "y", "x"), coords=coords,
                             attrs=attrs, name="generated")
 
-    def _enhance(self, images, enhancer, *, progress):
-        """Super-resolve generated images; the attrs get the finer pixel scale and WCS."""
-        from tqdm.auto import tqdm
+def super_resolve(images, enhancer, *, device="cpu", progress=True):
+    """Super-resolve noise-free images, as the second half of a generator chain.
 
-        from ..enhance.enhancer import Enhancer
+    Parameters
+    ----------
+    images : xarray.DataArray, shape (image, y, x)
+        Flux images with ``unit`` and ``pixel_scale`` attrs (and optionally ``wcs``): the
+        output of `Generator.generate`, or simulated images on a generator's grid.
+    enhancer : str or lensenhance.Enhancer
+        A shipped super-resolution model's name, or an Enhancer. The cosmic-ray search is
+        off: nothing in a noise-free image is a cosmic ray, and a sharp feature must not be
+        masked as one.
+    device : str or torch.device, optional
+        Where a named model runs.
+    progress : bool, optional
+        Show a progress bar.
 
-        if isinstance(enhancer, str):
-            enhancer = Enhancer.from_pretrained(enhancer, device=self.device,
-                                                cosmic_rays=False)
-        elif enhancer.cosmic_rays:
-            import copy
+    Returns
+    -------
+    xarray.DataArray
+        The images on the finer grid, with the same coordinates; the attrs get the finer
+        ``pixel_scale`` and WCS, the ``enhancer`` and the ``generated_pixel_scale``.
+    """
+    import copy
 
-            # Generated images are noise-free: nothing in them is a cosmic ray, and a
-            # sharp generated feature must not be masked as one.
-            enhancer = copy.copy(enhancer)
-            enhancer.cosmic_rays = False
-        ccds = to_ccddata(images)
-        outputs = [enhancer.enhance(ccd) for ccd in tqdm(ccds, desc="enhance", unit="img",
-                                                        disable=not progress)]
-        data = np.stack([np.asarray(out.data, dtype=np.float32) for out in outputs])
-        import xarray as xr
+    import xarray as xr
+    from tqdm.auto import tqdm
 
-        # The same image coordinates and attrs on the finer grid (images have no y/x coords).
-        enhanced = xr.DataArray(data, dims=images.dims, coords=images.coords,
-                                attrs=dict(images.attrs), name=images.name)
-        scale = enhancer.scale
-        enhanced.attrs.update({"pixel_scale": images.attrs["pixel_scale"] / scale,
-                               "enhancer": enhancer.name, "enhancer_scale": scale,
-                               "generated_pixel_scale": images.attrs["pixel_scale"]})
-        if outputs[0].wcs is not None:
-            enhanced.attrs["wcs"] = outputs[0].wcs.to_header(relax=True).tostring(sep="\n")
-        enhanced.attrs["long_name"] = ("generated noise-free lensing image, super-resolved "
-                                       f"x{scale} by {enhancer.name}")
-        return enhanced
+    from ..enhance.enhancer import Enhancer
+
+    if isinstance(enhancer, str):
+        enhancer = Enhancer.from_pretrained(enhancer, device=device, cosmic_rays=False)
+    elif enhancer.cosmic_rays:
+        enhancer = copy.copy(enhancer)
+        enhancer.cosmic_rays = False
+    ccds = to_ccddata(images)
+    outputs = [enhancer.enhance(ccd) for ccd in tqdm(ccds, desc="enhance", unit="img",
+                                                    disable=not progress)]
+    data = np.stack([np.asarray(out.data, dtype=np.float32) for out in outputs])
+    # The same image coordinates and attrs on the finer grid (images have no y/x coords).
+    enhanced = xr.DataArray(data, dims=images.dims, coords=images.coords,
+                            attrs=dict(images.attrs), name=images.name)
+    scale = enhancer.scale
+    enhanced.attrs.update({"pixel_scale": images.attrs["pixel_scale"] / scale,
+                           "enhancer": enhancer.name, "enhancer_scale": scale,
+                           "generated_pixel_scale": images.attrs["pixel_scale"]})
+    if outputs[0].wcs is not None:
+        enhanced.attrs["wcs"] = outputs[0].wcs.to_header(relax=True).tostring(sep="\n")
+    enhanced.attrs["long_name"] = (f"{images.attrs.get('long_name', 'lensing image')}, "
+                                   f"super-resolved x{scale} by {enhancer.name}")
+    return enhanced
 
 
 def to_ccddata(images):
