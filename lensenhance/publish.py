@@ -349,7 +349,8 @@ def publish_generator(run_dir, name, *, benchmark_json=None, overwrite=False):
     }
     if result.get("enhancer"):  # measured through its chain, on the finer grid
         card["metrics"].update(enhancer=result["enhancer"],
-                               reference_grid=result.get("reference_grid"))
+                               reference_grid=result.get("reference_grid"),
+                               chain_floor=result.get("chain_floor"))
     return _write_card(name, card)
 
 

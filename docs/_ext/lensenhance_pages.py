@@ -60,6 +60,12 @@ BENCHMARKS = (
      "features of the substructure classifier: FD and KID with their floors, per-class FD "
      "and conditional fidelity, train-on-generated against train-on-real, memorisation, "
      "and the verdict on each target."),
+    ("generate_n1000_guidance2.json", "Generation of DeepLense classes, guided",
+     "ddpm-deeplense-ii with classifier-free guidance 2 (DDIM-50), the same measures at "
+     "n = 1000."),
+    ("generate_chain_n1000.json", "Generation of 128 x 128 Model I-like images",
+     "ddpm-deeplense-i-chain taken to 128 x 128 by edsr-deeplense-i-x2 against simulated "
+     "128 x 128 deeplense_model_i images, in the features of lens-classifier-deeplense-i."),
     ("detectability_n100.json", "Substructure detectability",
      "How much of the substructure is in the images: per preset and class, sub_chi2 (the "
      "noise-free image with against without its substructure, against the observed "

@@ -334,8 +334,10 @@ def super_resolve(images, enhancer, *, device="cpu", progress=True):
         ``pixel_scale`` and WCS, the ``enhancer`` and the ``generated_pixel_scale``.
     """
     import copy
+    import warnings
 
     import xarray as xr
+    from astropy.io.fits.verify import VerifyWarning
     from tqdm.auto import tqdm
 
     from ..enhance.enhancer import Enhancer
@@ -346,8 +348,12 @@ def super_resolve(images, enhancer, *, device="cpu", progress=True):
         enhancer = copy.copy(enhancer)
         enhancer.cosmic_rays = False
     ccds = to_ccddata(images)
-    outputs = [enhancer.enhance(ccd) for ccd in tqdm(ccds, desc="enhance", unit="img",
-                                                    disable=not progress)]
+    with warnings.catch_warnings():
+        # The class keyword ('substructure') becomes a HIERARCH card in each output
+        # header, as intended: no warning per image.
+        warnings.simplefilter("ignore", VerifyWarning)
+        outputs = [enhancer.enhance(ccd) for ccd in tqdm(ccds, desc="enhance", unit="img",
+                                                        disable=not progress)]
     data = np.stack([np.asarray(out.data, dtype=np.float32) for out in outputs])
     # The same image coordinates and attrs on the finer grid (images have no y/x coords).
     enhanced = xr.DataArray(data, dims=images.dims, coords=images.coords,
