@@ -247,6 +247,26 @@ def test_a_smaller_field_is_zero_padded_to_the_classifiers(tiny_classifier):
             _on_classifier_grid(net, np.zeros(shape, np.float32))
 
 
+@pytest.mark.slow
+def test_model_i_classifier_reads_a_padded_128px_field_as_the_whole_field():
+    """The chain's benchmark zero-pads a 128 px Model I field to the shipped classifier's
+    150 px: it must then read each image as it reads the whole field."""
+    import lensenhance as le
+    from lensenhance.benchmark.generate import _on_classifier_grid
+    from lensenhance.training.data import generation_images
+
+    classifier = le.LensClassifier.from_pretrained("lens-classifier-deeplense-i")
+    common = dict(preset="deeplense_model_i", seed=5, truth=False, progress=False)
+    whole, labels, _ = generation_images(60, **common)
+    crop, crop_labels, _ = generation_images(60, num_pix=128, **common)
+    np.testing.assert_array_equal(labels, crop_labels)
+    np.testing.assert_allclose(crop, whole[:, 11:139, 11:139], atol=1e-6)  # the same field
+    with pytest.raises(ValueError, match="trained on 150x150"):
+        classifier.predict(crop)
+    padded = classifier.predict(_on_classifier_grid(classifier.network, crop))
+    assert np.mean(padded == classifier.predict(whole)) >= 0.95
+
+
 def test_chained_enhancer_gives_the_finer_pixel_scale(generator):
     from lensenhance.enhance import Enhancer
 

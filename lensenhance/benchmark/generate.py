@@ -101,9 +101,9 @@ def _on_classifier_grid(classifier, images):
     """Images zero-padded about their centre to the field the classifier was trained on.
 
     A chain's field (128 px of Model I's 150) lies inside the classifier's. The
-    noise-free field's outer ring is near zero, so padding it with zeros leaves the
-    classifier as accurate as on the full field (per class 1.0, 1.0, 0.92 on 150
-    ``deeplense_model_i`` images either way; on the bare 128 px crops 0.0, 0.42, 1.0).
+    noise-free field's outer ring is near zero, so the classifier reads a padded field as
+    it reads the whole one (``tests/test_generate.py`` checks this on simulated fields);
+    it would misread the bare smaller field, and refuses it.
     """
     shape = classifier.metadata.get("image_shape")
     shape = json.loads(shape) if isinstance(shape, str) else shape
