@@ -95,6 +95,9 @@ BENCHMARKS = (
     ("speed_memory.json", "Memory against the image size",
      "The command line's peak memory and time per megapixel for x2 of 1024^2, 4096^2 and "
      "8192^2 FITS images: fsrcnn-x2, and diffusion-sr-x2-fast writing its std map."),
+    ("speed_memory_one_machine.json", "Posterior memory on one machine",
+     "diffusion-sr-x2-fast's command-line peak memory at 1024^2, 2048^2 and 4096^2, every "
+     "side in one session on one machine: the peak is not monotonic in the size."),
     ("speed_memory_16samples.json", "Memory of a posterior at its default samples",
      "diffusion-sr-x2-fast at 16 samples and 2 steps on small images: the memory of a tile's "
      "samples."),
