@@ -69,6 +69,7 @@ class LensClassifier:
     def __init__(self, network, *, name=None, batch_size=256):
         from ._validation import check_int
         from .predict.normalization import AsinhScaling
+        from .training.classifier import trained_image_shape
 
         metadata = getattr(network, "metadata", None) or {}
         if metadata.get("task") not in ("classify", None):
@@ -80,7 +81,7 @@ class LensClassifier:
         self.name = name
         self.classes = tuple(_decoded(metadata.get("classes", CLASSES)))
         self.scaling = AsinhScaling.from_dict(_decoded(metadata["scaling"]))
-        self.image_shape = tuple(int(s) for s in _decoded(metadata.get("image_shape", ())))
+        self.image_shape = trained_image_shape(network)
         self.batch_size = check_int(batch_size, "batch_size")
 
     @classmethod

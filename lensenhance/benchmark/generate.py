@@ -105,10 +105,11 @@ def _on_classifier_grid(classifier, images):
     it reads the whole one (``tests/test_generate.py`` checks this on simulated fields);
     it would misread the bare smaller field, and refuses it.
     """
-    shape = classifier.metadata.get("image_shape")
-    shape = json.loads(shape) if isinstance(shape, str) else shape
+    from ..training.classifier import trained_image_shape
+
+    shape = trained_image_shape(classifier)
     images = np.asarray(images)
-    if not shape or tuple(shape) == images.shape[1:]:
+    if not shape or shape == images.shape[1:]:
         return images
     pad = [(0, 0)]
     for have, want in zip(images.shape[1:], shape):
@@ -176,14 +177,14 @@ def _chain_floor(generator, enhancer, real_b, labels_b, features_a, labels_a, re
     summed over the generator's blocks and taken back by the enhancer, against the
     reference set (all of it, n images)."""
     import xarray as xr
-    from astropy.nddata import block_reduce
 
     from ..generate.generator import super_resolve
+    from ..simulate.render import bin_image
     from ..training.data import CLASSES
 
+    # The binning that made the generator's training images (generation_images).
     factor = int(generator.model.metadata.get("binned", 1))
-    binned = np.stack([block_reduce(image, factor, func=np.sum) for image in real_b])
-    images = xr.DataArray(binned.astype(np.float32), dims=("image", "y", "x"),
+    images = xr.DataArray(bin_image(real_b, factor).astype(np.float32), dims=("image", "y", "x"),
                           attrs={"unit": generator.unit or "",
                                  "pixel_scale": generator.pixel_scale})
     through = super_resolve(images, enhancer, device=generator.device,
@@ -550,9 +551,9 @@ def format_generate_table(result):
     labelled = [(f"  {row['sampler']}-{row['steps']}", row) for row in result["rows"]]
     if chain:
         labelled.append(("  simulated", chain))
+    real = result.get("real_accuracy_per_class", {})
     for label, row in labelled if classes else []:
         floor = _floor_at(result, row["n"])["fd_per_class"]
-        real = result["real_accuracy_per_class"]
         lines.append(f"{label + ' FD (floor)':<22}" + "".join(
             f"{row['fd_per_class'][c]:.3g} ({floor[c]:.3g})".rjust(22) for c in classes))
         lines.append(f"{label + ' accuracy':<22}" + "".join(

@@ -291,6 +291,14 @@ def _batched(net, x, fn, batch_size):
         net.train(was_training)
 
 
+def trained_image_shape(net):
+    """The ``(y, x)`` shape of the classifier's training images (its metadata); ``()`` if
+    it does not say."""
+    shape = getattr(net, "metadata", {}).get("image_shape")
+    shape = json.loads(shape) if isinstance(shape, str) else shape  # weights-file text
+    return tuple(int(side) for side in shape or ())
+
+
 def _prepared(net, images, scaling):
     from .data import as_image_stack
 
@@ -300,8 +308,7 @@ def _prepared(net, images, scaling):
             raise ValueError("pass scaling=: the network carries none (only networks "
                              "loaded with load_weights know their input stretch)")
     stack = as_image_stack(images, "images")
-    shape = getattr(net, "metadata", {}).get("image_shape")
-    shape = tuple(json.loads(shape) if isinstance(shape, str) else shape or ())
+    shape = trained_image_shape(net)
     # Features of another field size are silently not the ones it learned (a 128 px
     # Model I crop reads as all-axion to the 150 px classifier).
     if shape and stack.shape[1:] != shape:
