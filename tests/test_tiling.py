@@ -144,6 +144,18 @@ def test_plan_covers_every_pixel_once_with_weights_summing_to_one():
     np.testing.assert_allclose(total, 1.0, atol=1e-6)
 
 
+@pytest.mark.parametrize("n", [97, 300, 1031])
+@pytest.mark.parametrize("align", [1, 4, 8])
+def test_every_tile_of_an_image_has_one_shape_and_reads_its_halo(n, align):
+    # one shape per image: torch caches oneDNN kernels per input shape, never freeing them
+    tiles = plan_tiles((n, n - 7), tile_size=64, halo=9, overlap=4, align=align)
+    assert len(tiles) > 4 and len({tile.shape for tile in tiles}) == 1
+    for tile in tiles:
+        for (r0, r1), (u0, u1), size in zip(tile.read, tile.used, (n, n - 7)):
+            assert r0 % align == 0 and 0 <= r0 and r1 <= size
+            assert r0 <= max(0, u0 - 9) and r1 >= min(size, u1 + 9)
+
+
 @pytest.mark.parametrize("tile_size,halo,overlap,match", [
     (10, 5, 0, "too small"), (20, 3, 20, "overlap"), (0, 1, 0, "tile_size"),
     (32, -1, 0, "halo"), (32, 2, 1.5, "overlap")])

@@ -48,9 +48,9 @@ SIGMA_FLOOR = 1e-3
 # but the residual it draws depends on a neighbourhood much smaller than its field.
 _POSTERIOR_HALO = 24
 # Output pixels (samples x tiles x pixels) of one sampler pass, which bound its activations
-# (16 samples of a 1152^2 tile took 6.5 GB); never binding for cutouts (16 samples of
-# 150^2 are 0.36 M).
-_PASS_PIXELS = 1 << 21
+# (16 samples of a 1152^2 tile took 6.5 GB; one sample of a 1024^2 output, about 0.5 GB
+# with the -fast students); never binding for cutouts (16 samples of 150^2 are 0.36 M).
+_PASS_PIXELS = 1 << 20
 
 
 def estimate_sigma(image, mask=None) -> float:
