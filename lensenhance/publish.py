@@ -381,7 +381,7 @@ def publish_denoiser(run_dir, name, *, overwrite=False):
 
 
 def publish_posterior(run_dir, name, *, base, calibrate=None, snr_bins=False,
-                      overwrite=False):
+                      level=0.68, overwrite=False):
     """Copy a ``lensenhance train posterior`` run into the package with its card.
 
     Parameters
@@ -400,6 +400,9 @@ def publish_posterior(run_dir, name, *, base, calibrate=None, snr_bins=False,
     snr_bins : bool, optional
         Fit (with ``calibrate``) a factor that depends on each pixel's predicted SNR as
         well; the model then uses it instead of the single factor.
+    level : float or sequence of float, optional
+        The interval level(s) the factor matches (several: between their factors, for
+        errors with heavy tails; `lensenhance.evaluate.uncertainty.fit_std_scale`).
 
     Returns
     -------
@@ -420,7 +423,7 @@ def publish_posterior(run_dir, name, *, base, calibrate=None, snr_bins=False,
         update_weights_metadata(staged, {"base_model": base}, remove=("truth_noise_ratio",))
         calibration = {"std_scale": 1.0, "note": "not calibrated"}
         if calibrate is not None:
-            calibration = _fit_calibration(staged, metadata, calibrate, snr_bins)
+            calibration = _fit_calibration(staged, metadata, calibrate, snr_bins, level)
         update_weights_metadata(staged, {"calibration": calibration})
         metadata = read_weights_metadata(staged)
         preset = metadata.get("data_preset", "model_ii")
@@ -440,7 +443,7 @@ def publish_posterior(run_dir, name, *, base, calibrate=None, snr_bins=False,
     return _write_card(name, card, validate=False)
 
 
-def _fit_calibration(weights, metadata, calibrate, snr_bins):
+def _fit_calibration(weights, metadata, calibrate, snr_bins, level):
     """A posterior model's calibration on a held-out set (one per step count if distilled,
     the default's at the top)."""
     from .benchmark.denoise import calibration_set, fit_calibration
@@ -451,7 +454,7 @@ def _fit_calibration(weights, metadata, calibrate, snr_bins):
     fitted = {steps: fit_calibration(weights, data["images"], data["sigmas"], data["truths"],
                                      extra_variance=data["extra_variance"],
                                      description=data["description"], steps=steps,
-                                     snr_bins=snr_bins)
+                                     snr_bins=snr_bins, level=level)
               for steps in step_counts}
     if not distilled:
         return fitted[None]
@@ -460,7 +463,7 @@ def _fit_calibration(weights, metadata, calibrate, snr_bins):
     return {**fitted[DEFAULT_STEPS], "by_steps": {str(k): v for k, v in fitted.items()}}
 
 
-def recalibrate_posterior(name, *, calibrate, snr_bins=False, command=None):
+def recalibrate_posterior(name, *, calibrate, snr_bins=False, level=0.68, command=None):
     """Refit a shipped posterior model's calibration in place: weights metadata and card.
 
     The network is untouched; its card's benchmark figures predate the new calibration
@@ -470,7 +473,7 @@ def recalibrate_posterior(name, *, calibrate, snr_bins=False, command=None):
     ----------
     name : str
         A shipped posterior model.
-    calibrate, snr_bins
+    calibrate, snr_bins, level
         See `publish_posterior`.
     command : str, optional
         The command line that ran this, recorded in the card.
@@ -486,7 +489,7 @@ def recalibrate_posterior(name, *, calibrate, snr_bins=False, command=None):
     shutil.copyfile(target, staged)
     try:
         calibration = _fit_calibration(staged, read_weights_metadata(staged), calibrate,
-                                       snr_bins)
+                                       snr_bins, level)
         update_weights_metadata(staged, {"calibration": calibration})
         card.update(calibration=calibration, sha256=file_sha256(staged))
         if command:
@@ -557,6 +560,10 @@ def _sr_set(result):
             f"{result['seed']}, {lr}; truth: noise-free HR")
 
 
+def _level_list(text):
+    return tuple(float(part) for part in text.split(","))
+
+
 def main(argv=None):
     """``python -m lensenhance.publish RUN_DIR NAME [options]``: a maintainer tool."""
     import argparse
@@ -573,6 +580,9 @@ def main(argv=None):
     parser.add_argument("--n-cal", type=int, default=64)
     parser.add_argument("--snr-bins", action="store_true",
                         help="posterior: also fit a factor that depends on the predicted SNR")
+    parser.add_argument("--levels", default="0.68", type=_level_list,
+                        help="posterior: the interval level(s) the factor matches, comma "
+                             "separated (several: between their factors, for heavy tails)")
     parser.add_argument("--figures", help="a benchmark JSON to write into the card")
     parser.add_argument("--recalibrate", action="store_true",
                         help="posterior: refit the shipped NAME's calibration (RUN_DIR: -)")
@@ -589,7 +599,8 @@ def main(argv=None):
         command = "python -m lensenhance.publish " + " ".join(
             argv if argv is not None else sys.argv[1:])
         print(json.dumps(recalibrate_posterior(args.name, calibrate=calibrate,
-                                               snr_bins=args.snr_bins, command=command),
+                                               snr_bins=args.snr_bins, level=args.levels,
+                                               command=command),
                          indent=2))
         return
     task = read_weights_metadata(Path(args.run_dir) / "weights.safetensors").get("task")
@@ -615,7 +626,7 @@ def main(argv=None):
                              "hsc_dir": args.hsc}
             card = publish_posterior(args.run_dir, args.name, base=args.base,
                                      calibrate=calibrate, snr_bins=args.snr_bins,
-                                     overwrite=True)
+                                     level=args.levels, overwrite=True)
     else:
         sys.exit(f"cannot publish a {task!r} model")
     print(json.dumps(card, indent=2))

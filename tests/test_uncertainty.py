@@ -295,6 +295,21 @@ def test_fit_std_scale_recovers_factor(gaussian, level):
     assert coverage == pytest.approx(level, abs=binomial_tol(level, n))
 
 
+@pytest.mark.parametrize("extra", [None, 0.0])
+def test_fit_std_scale_at_two_levels_sits_between_them_for_heavy_tails(extra):
+    # Student-t errors (3 dof): the 95 % factor is wider than the 68 % one
+    rng = np.random.default_rng(3)
+    error = rng.standard_t(3, 40_000)
+    truth, mean, std = error, np.zeros_like(error), np.ones_like(error)
+    alone = {lv: fit_std_scale(truth, mean, std, level=lv, extra_variance=extra)
+             for lv in (0.68, 0.95)}
+    both = fit_std_scale(truth, mean, std, level=(0.68, 0.95), extra_variance=extra)
+    assert alone[0.68] < both < alone[0.95]
+    assert both == pytest.approx(np.sqrt(alone[0.68] * alone[0.95]), rel=1e-6)
+    covered = interval_coverage(truth, mean, both * std, levels=(0.68, 0.95))
+    assert covered[0.68] > 0.68 and covered[0.95] < 0.95
+
+
 def test_fit_std_scale_too_few_pixels():
     with pytest.raises(ValueError, match="too few"):
         fit_std_scale(np.zeros(10), np.ones(10), 1.0, level=0.95)

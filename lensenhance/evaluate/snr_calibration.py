@@ -65,8 +65,9 @@ def fit_snr_calibration(truth, mean, std, *, background=0.0, n_bins=12, u_edges=
         fewer than ``n_bins * min_pixels`` pixels).
     u_edges : sequence of float, optional
         Inner edges of the context groups.
-    level : float, optional
-        The central interval each bin's factor matches.
+    level : float or sequence of float, optional
+        The central interval each bin's factor matches; several: the geometric mean of
+        their factors (`~lensenhance.evaluate.uncertainty.fit_std_scale`).
     mask : array-like of bool, optional
         True for the pixels to fit on (default: all finite ones).
     min_pixels : int, optional
@@ -107,6 +108,8 @@ def fit_snr_calibration(truth, mean, std, *, background=0.0, n_bins=12, u_edges=
             continue
         groups.append(_snr_bins(truth[inside], mean[inside], std[inside], r[inside],
                                 min(n_bins, count // min_pixels), level) | {"pooled": False})
-    return {"u_edges": edges.tolist(), "groups": groups, "level": float(level),
+    level = np.atleast_1d(np.asarray(level, np.float64)).tolist()
+    return {"u_edges": edges.tolist(), "groups": groups,
+            "level": level[0] if len(level) == 1 else level,
             "rule": "split-conformal factor per bin of |mean| / std (raw) in each group of "
                     "log(|mean| / |mean - background|), log-log interpolated, slope <= 1"}

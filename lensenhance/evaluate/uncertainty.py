@@ -632,8 +632,11 @@ def fit_std_scale(truth, mean, std, *, level=0.68, mask=None, extra_variance=Non
         True and predicted values of held-out data, of one shape.
     std : array-like or float
         Predicted standard deviation; must be > 0 where used.
-    level : float, optional
-        The interval level to match, strictly between 0 and 1.
+    level : float or sequence of float, optional
+        The interval level to match, strictly between 0 and 1. With several levels, the
+        geometric mean of their factors: errors with heavier tails than a Gaussian's need
+        a wider factor at 95 % than at 68 %, and no single width matches both, so this
+        one sits between (68 % over-covers a little, 95 % under-covers a little).
     mask : array-like of bool, optional
         True for the pixels to use (e.g. where there is light); pixels with a NaN in any
         input are left out.
@@ -648,7 +651,12 @@ def fit_std_scale(truth, mean, std, *, level=0.68, mask=None, extra_variance=Non
     float
         ``c``: above 1 when the std is too small (over-confident), below 1 when too large.
     """
-    (level,) = _levels(level)
+    levels = _levels(level)
+    if len(levels) > 1:
+        return float(np.exp(np.mean([
+            np.log(fit_std_scale(truth, mean, std, level=one, mask=mask,
+                                 extra_variance=extra_variance)) for one in levels])))
+    (level,) = levels
     named = [("truth", truth), ("mean", mean), ("std", std)]
     if extra_variance is not None:
         named.append(("extra", np.broadcast_to(extra_variance, np.shape(truth))))
