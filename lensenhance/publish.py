@@ -561,7 +561,8 @@ def _sr_set(result):
 
 
 def _level_list(text):
-    return tuple(float(part) for part in text.split(","))
+    levels = tuple(float(part) for part in text.split(","))
+    return levels[0] if len(levels) == 1 else levels
 
 
 def main(argv=None):
