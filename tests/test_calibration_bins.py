@@ -24,27 +24,53 @@ def _toy(width, seed=0, n_cases=200, n_samples=300, n_dims=5):
     return samples, truth
 
 
-def test_tarp_is_on_the_diagonal_for_a_calibrated_posterior():
-    result = tarp_coverage(*_toy(1.0), n_bootstrap=50)
+@pytest.mark.parametrize("references", ["prior", "box"])
+def test_tarp_is_on_the_diagonal_for_a_calibrated_posterior(references):
+    result = tarp_coverage(*_toy(1.0), references=references, n_bootstrap=50)
     low, high = result["atc_interval"]
     assert low < 0 < high and abs(result["atc"]) < 0.03
     assert result["max_deviation"] < 0.1
     assert result["ecp"][0] == 0 and result["ecp"][-1] >= 0.99
+    assert result["n_references"] == (16 if references == "prior" else 1)
 
 
+@pytest.mark.parametrize("references", ["prior", "box"])
 @pytest.mark.parametrize(("width", "sign"), [(0.5, -1), (2.0, 1)])
-def test_tarp_sees_over_and_under_confident_posteriors(width, sign):
-    result = tarp_coverage(*_toy(width), n_bootstrap=50)
+def test_tarp_sees_over_and_under_confident_posteriors(width, sign, references):
+    result = tarp_coverage(*_toy(width), references=references, n_bootstrap=50)
     low, high = result["atc_interval"]
     assert sign * low > 0 and sign * high > 0 and abs(result["atc"]) > 0.05
 
 
+def test_tarp_in_the_box_reads_the_sky_and_in_flux_units_the_lens():
+    """A noise-free sky hardly varies from image to image; a posterior as wide there as
+    the x2 models' (half the pixels, as in a 150x150 cutout) saturates the per-pixel box
+    (each pixel scaled to the truths' range), while in flux units with other images'
+    truths as references the lens, an exact Bayesian posterior here, decides."""
+    rng = np.random.default_rng(5)
+    n_cases, half = 100, 200
+    sky = 1e-4 + rng.normal(0, 1e-5, (n_cases, half))
+    sky_mean = sky + rng.normal(0, 2e-4, sky.shape)  # wider than the sky ever varies
+    # the lens: prior N(1, 0.5^2), data = truth + N(0, 0.05^2), its exact posterior
+    lens = rng.normal(1.0, 0.5, (n_cases, half))
+    gain = 0.5**2 / (0.5**2 + 0.05**2)
+    lens_mean = 1.0 + gain * (lens + rng.normal(0, 0.05, lens.shape) - 1.0)
+    truth = np.concatenate([sky, lens], axis=1)
+    mean = np.concatenate([sky_mean, lens_mean], axis=1)
+    width = np.concatenate([np.full(half, 2e-4), np.full(half, 0.05 * np.sqrt(gain))])
+    samples = mean + rng.normal(size=(16, *truth.shape)) * width
+    box = tarp_coverage(samples, truth, references="box", n_bootstrap=20)
+    prior = tarp_coverage(samples, truth, references="prior", n_bootstrap=20)
+    assert box["atc"] > 0.1
+    low, high = prior["atc_interval"]
+    assert low < 0 < high and abs(prior["atc"]) < 0.03
+
+
 def test_tarp_of_a_large_image_saturates_when_its_faint_half_is_too_wide():
-    """Why whole-cutout TARP of the x2 models reads +0.125 (every truth nearer its
-    reference than every sample): over 22,500 pixels the distances add up each pixel's
-    error, and a spread 1.3x too wide on half of them (68 % coverage about 0.80 there)
-    puts every sample farther than the truth, however calibrated the other half is. With
-    a few pixels the same posterior barely moves TARP."""
+    """A joint check over a whole cutout is strict: over 22,500 pixels the distances add
+    up each pixel's error, and a spread 1.3x too wide on half of them (68 % coverage about
+    0.80 there) puts every sample farther than the truth, however calibrated the other
+    half is. With a few pixels the same posterior barely moves TARP."""
     rng = np.random.default_rng(4)
 
     def atc(n_dims):
@@ -69,6 +95,8 @@ def test_tarp_flattens_images_and_checks_its_input():
     samples[0, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="finite"):
         tarp_coverage(samples, truth)
+    with pytest.raises(ValueError, match="'prior' or 'box'"):
+        tarp_coverage(samples[:, :, 1:], truth[:, 1:], references="uniform")
 
 
 def test_binned_calibration_finds_the_bin_whose_std_is_wrong():

@@ -9,8 +9,9 @@ arcs that carry the science; these functions split the check:
 * `tarp_coverage`: the joint check of Lemos et al. (2023, "Sampling-Based Accuracy
   Testing of Posterior Estimators for General Inference", ICML, arXiv:2302.03026): each
   cutout's samples are a posterior over the whole image, and the expected coverage of
-  random-reference balls (TARP) is the diagonal for a calibrated posterior; the area
-  between them (ATC) is near 0, with a bootstrap interval.
+  balls around reference points (other cutouts' truths, or the paper's random points in
+  the per-pixel box) is the diagonal for a calibrated posterior; the area between them
+  (ATC) is near 0, with a bootstrap interval.
 """
 
 from __future__ import annotations
@@ -86,14 +87,14 @@ def binned_calibration(truth, mean, std, *, by, edges=None, mask=None, min_pixel
     return rows
 
 
-def tarp_coverage(samples, truth, *, n_levels=101, n_bootstrap=100, seed=0):
+def tarp_coverage(samples, truth, *, references="prior", n_references=16, n_levels=101,
+                  n_bootstrap=100, seed=0):
     """TARP expected coverage of posterior samples of whole images (or parameter vectors).
 
-    For each case ``i`` a reference point ``r_i`` is drawn uniformly in the box the truths
-    span (after scaling each dimension to [0, 1] by the truths' range); ``f_i`` is the
-    share of its samples nearer to ``r_i`` than its truth is. The expected coverage of
-    the credibility level ``alpha`` is the share of cases with ``f_i < alpha``; for a
-    calibrated posterior it equals ``alpha`` at every level, whatever the references
+    For each case ``i`` and reference point ``r``, ``f`` is the share of its samples
+    nearer to ``r`` than its truth is. The expected coverage of the credibility level
+    ``alpha`` is the share of ``f < alpha``; for a calibrated posterior it equals
+    ``alpha`` at every level, for any references drawn independently of the case's truth
     (Lemos et al. 2023, their theorem 3).
 
     Parameters
@@ -101,6 +102,20 @@ def tarp_coverage(samples, truth, *, n_levels=101, n_bootstrap=100, seed=0):
     samples : array-like, shape (n_samples, n_cases, ...)
         Posterior draws; every axis after the second is flattened into the dimension.
     truth : array-like, shape (n_cases, ...)
+    references : {"prior", "box"}, optional
+        ``"prior"``: each case is checked against the truths of ``n_references`` other
+        cases (draws from the prior, independent of its own truth), with distances in the
+        data's own unit: every pixel of an image counts in its flux. ``"box"``: the
+        paper's set-up for parameters of unlike units (the ``tarp`` package with
+        ``norm=True``): each dimension scaled to the truths' range, one reference per case
+        uniform in that box. For images the box weights each pixel by one over the
+        spread of the truths there, so the faint sky, where noise-free truths hardly vary,
+        outweighs the lens, and truths lie in their own box while samples need not:
+        where a posterior is wider than the truths' spread the check saturates (every
+        ``f`` 0, ATC +0.125).
+    n_references : int, optional
+        Other cases per case with ``"prior"`` (at most ``n_cases - 1``); the coverage is
+        the mean over every (case, reference) pair, which only lowers its noise.
     n_levels : int, optional
         Credibility levels from 0 to 1.
     n_bootstrap : int, optional
@@ -115,7 +130,7 @@ def tarp_coverage(samples, truth, *, n_levels=101, n_bootstrap=100, seed=0):
         ``alpha`` in [0.5, 1]: 0 when calibrated, negative for over-confident samples,
         positive for under-confident ones), ``atc_interval`` (the bootstrap 2.5 and 97.5
         percentiles), ``max_deviation`` (the largest ``|ecp - alpha|``), ``n_cases``,
-        ``n_samples``.
+        ``n_samples``, ``references``, ``n_references``.
     """
     samples = np.asarray(samples, dtype=np.float64)
     truth = np.asarray(truth, dtype=np.float64)
@@ -129,18 +144,26 @@ def tarp_coverage(samples, truth, *, n_levels=101, n_bootstrap=100, seed=0):
     truth = truth.reshape(n_cases, -1)
     if not (np.all(np.isfinite(samples)) and np.all(np.isfinite(truth))):
         raise ValueError("samples and truth must be finite")
-    low, span = truth.min(0), np.ptp(truth, axis=0)
-    span = np.where(span > 0, span, 1.0)
-    samples, truth = (samples - low) / span, (truth - low) / span
     rng = np.random.default_rng(seed)
-    references = rng.uniform(0.0, 1.0, size=truth.shape)
-    d_samples = np.sqrt(((samples - references) ** 2).sum(-1))  # (n_samples, n_cases)
-    d_truth = np.sqrt(((truth - references) ** 2).sum(-1))  # (n_cases,)
-    f = (d_samples < d_truth).mean(0)
+    if references == "prior":
+        k = min(check_int(n_references, "n_references", 1), n_cases - 1)
+        # case i against the truths of cases i + shift (mod n): never its own
+        shifts = rng.choice(np.arange(1, n_cases), size=k, replace=False)
+        chosen = [truth[(np.arange(n_cases) + shift) % n_cases] for shift in shifts]
+    elif references == "box":
+        low, span = truth.min(0), np.ptp(truth, axis=0)
+        span = np.where(span > 0, span, 1.0)
+        samples, truth = (samples - low) / span, (truth - low) / span
+        chosen = [rng.uniform(0.0, 1.0, size=truth.shape)]
+    else:
+        raise ValueError(f"references must be 'prior' or 'box', got {references!r}")
+    # f: (n_cases, n_references)
+    f = np.stack([(np.sqrt(((samples - r) ** 2).sum(-1))
+                   < np.sqrt(((truth - r) ** 2).sum(-1))).mean(0) for r in chosen], axis=1)
     alpha = np.linspace(0.0, 1.0, check_int(n_levels, "n_levels", 3))
 
     def expected_coverage(values):
-        return (values[None, :] < alpha[:, None]).mean(1)
+        return (values.reshape(-1)[None, :] < alpha[:, None]).mean(1)
 
     upper = alpha >= 0.5
 
@@ -154,4 +177,5 @@ def tarp_coverage(samples, truth, *, n_levels=101, n_bootstrap=100, seed=0):
             "atc_interval": [float(np.percentile(boots, 2.5)),
                              float(np.percentile(boots, 97.5))],
             "max_deviation": float(np.abs(ecp - alpha).max()), "n_cases": int(n_cases),
-            "n_samples": int(n_samples)}
+            "n_samples": int(n_samples), "references": references,
+            "n_references": len(chosen)}

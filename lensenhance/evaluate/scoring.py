@@ -156,12 +156,17 @@ def format_calibration_bins(figures, *, indent="  "):
             arc = bins["arc"][0]
             lines.append(f"{indent}68% coverage on lensed-arc pixels (source >= lens light): "
                          f"{arc['coverage_68']:.2f} ({arc['n_pixels']} px)")
-    if "tarp" in figures:
-        tarp = figures["tarp"]
+    labels = {"tarp": "TARP over whole images", "tarp_box": "TARP in the per-pixel box"}
+    for key, label in labels.items():
+        if key not in figures:
+            continue
+        tarp = figures[key]
         low, high = tarp["atc_interval"]
-        lines.append(f"{indent}TARP over whole images: ATC {tarp['atc']:+.3f} "
-                     f"[{low:+.3f}, {high:+.3f}] (0 when calibrated; n={tarp['n_cases']} "
-                     f"images x {tarp['n_samples']} samples)")
+        where = {"prior": f"references: {tarp.get('n_references')} other images' truths",
+                 "box": "each pixel scaled to the truths' range"}.get(tarp.get("references"))
+        lines.append(f"{indent}{label}: ATC {tarp['atc']:+.3f} [{low:+.3f}, {high:+.3f}] "
+                     f"(0 when calibrated; n={tarp['n_cases']} images x "
+                     f"{tarp['n_samples']} samples" + (f"; {where})" if where else ")"))
     return lines
 
 
@@ -233,10 +238,13 @@ def posterior_figures(truths, means, stds=None, samples=None, *, observed=None, 
         if len(truths) >= 2 and moved.shape[0] >= 2:
             from .calibration_bins import tarp_coverage
 
-            # Each cutout's samples as one posterior over the whole image.
-            tarp = tarp_coverage(moved, truths)
-            out["tarp"] = {k: tarp[k] for k in ("atc", "atc_interval", "max_deviation",
-                                                 "n_cases", "n_samples")}
+            # Each cutout's samples as one posterior over the whole image: against other
+            # cutouts' truths in flux units, and in the paper's per-pixel box beside it.
+            for key, references in (("tarp", "prior"), ("tarp_box", "box")):
+                tarp = tarp_coverage(moved, truths, references=references)
+                out[key] = {k: tarp[k] for k in ("atc", "atc_interval", "max_deviation",
+                                                  "n_cases", "n_samples", "references",
+                                                  "n_references")}
     out["fine_power_ratio_mean"] = fine_scale_power_ratio(means, truths)
     if observed is not None and sigmas is not None:
         from astropy.nddata import block_reduce
