@@ -157,9 +157,12 @@ def tarp_coverage(samples, truth, *, references="prior", n_references=16, n_leve
         chosen = [rng.uniform(0.0, 1.0, size=truth.shape)]
     else:
         raise ValueError(f"references must be 'prior' or 'box', got {references!r}")
-    # f: (n_cases, n_references)
-    f = np.stack([(np.sqrt(((samples - r) ** 2).sum(-1))
-                   < np.sqrt(((truth - r) ** 2).sum(-1))).mean(0) for r in chosen], axis=1)
+    # |s - r|^2 < |t - r|^2 is |s|^2 - 2 s.r < |t|^2 - 2 t.r: no sample-sized temporaries
+    s_norm = np.einsum("sck,sck->sc", samples, samples)
+    t_norm = np.einsum("ck,ck->c", truth, truth)
+    f = np.stack([(s_norm - 2 * np.einsum("sck,ck->sc", samples, r)
+                   < t_norm - 2 * np.einsum("ck,ck->c", truth, r)).mean(0)
+                  for r in chosen], axis=1)  # (n_cases, n_references)
     alpha = np.linspace(0.0, 1.0, check_int(n_levels, "n_levels", 3))
 
     def expected_coverage(values):
