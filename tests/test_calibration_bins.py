@@ -205,3 +205,22 @@ def test_an_exact_posterior_holds_bins_of_its_prediction_not_of_the_truth():
     by_truth = [r["coverage_68"] for r in binned_calibration(truth, mean, std, by=truth)]
     assert all(0.66 < c < 0.70 for c in by_mean)
     assert min(by_truth) < 0.60 and max(by_truth) > 0.72
+
+
+def test_the_benchmarks_bin_the_light_by_the_mean_and_by_the_truth():
+    """`calibration_by_bin` reports both decile rows; on an exact posterior of positive
+    images (prior 10 + N(0, 1) per pixel, noise 0.5) only the mean's row is flat."""
+    from lensenhance.evaluate.scoring import calibration_by_bin, format_calibration_bins
+
+    rng = np.random.default_rng(7)
+    truths = 10.0 + rng.normal(size=(8, 64, 64))
+    gain = 1 / (1 + 0.5**2)
+    means = 10.0 + gain * (truths - 10.0 + rng.normal(0, 0.5, truths.shape))
+    stds = np.full(truths.shape, np.sqrt(gain) * 0.5)
+    bins = calibration_by_bin(truths, means, stds)
+    by_mean = [row["coverage_68"] for row in bins["mean_brightness"]]
+    by_truth = [row["coverage_68"] for row in bins["brightness"]]
+    assert len(by_mean) == 10 and all(0.62 < c < 0.74 for c in by_mean)
+    assert min(by_truth) < 0.62
+    lines = format_calibration_bins({"calibration_bins": bins})
+    assert any("decile of the mean's brightness" in line for line in lines)

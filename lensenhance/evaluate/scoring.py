@@ -69,12 +69,14 @@ def calibration_by_bin(truths, means, stds, *, classes=None, class_names=None,
     """Coverage and ECE per bin: where the error bars hold and where they do not.
 
     Bins: deciles of the truth's brightness among the pixels where there is light
-    (`light_mask`), the predicted SNR ``|mean| / std`` (`SNR_EDGES`, all pixels),
-    given ``backgrounds`` (each image's background level, broadcastable to ``means``)
-    the predicted SNR above it, ``|mean - background| / std`` (the signal the models
-    see, and their SNR calibration's variable), given ``classes`` (one label per
-    image) each class over its light pixels, and given ``arcs`` (a pixel mask, e.g.
-    `arc_mask`) the lensed-arc pixels as one bin.
+    (`light_mask`), deciles of the posterior mean's brightness where it shows light (the
+    bins an exact posterior holds: it covers 68 % given what it sees, and shrinkage
+    moves coverage between bins of the truth), the predicted SNR ``|mean| / std``
+    (`SNR_EDGES`, all pixels), given ``backgrounds`` (each image's background level,
+    broadcastable to ``means``) the predicted SNR above it, ``|mean - background| /
+    std`` (the signal the models see, and their SNR calibration's variable), given
+    ``classes`` (one label per image) each class over its light pixels, and given
+    ``arcs`` (a pixel mask, e.g. `arc_mask`) the lensed-arc pixels as one bin.
 
     Parameters
     ----------
@@ -90,8 +92,9 @@ def calibration_by_bin(truths, means, stds, *, classes=None, class_names=None,
     Returns
     -------
     dict
-        ``brightness``, ``snr``, (with ``backgrounds``) ``snr_background``, (with
-        ``classes``) ``class`` and (with ``arcs``) ``arc``: lists of the rows of
+        ``brightness``, ``mean_brightness``, ``snr``, (with ``backgrounds``)
+        ``snr_background``, (with ``classes``) ``class`` and (with ``arcs``) ``arc``:
+        lists of the rows of
         `~lensenhance.evaluate.calibration_bins.binned_calibration` (``arc``: one row,
         ``label`` ``"arc"``, NaN figures under its ``min_pixels``); ``span_68``: the
         lowest and highest 68 % coverage over the brightness deciles.
@@ -101,6 +104,8 @@ def calibration_by_bin(truths, means, stds, *, classes=None, class_names=None,
     truths, means, stds = (np.asarray(a, np.float64) for a in (truths, means, stds))
     light = light_mask(truths)
     out = {"brightness": binned_calibration(truths, means, stds, by=truths, mask=light),
+           "mean_brightness": binned_calibration(truths, means, stds, by=means,
+                                                 mask=light_mask(means)),
            "snr": binned_calibration(truths, means, stds, by=np.abs(means) / stds,
                                      edges=SNR_EDGES)}
     if backgrounds is not None:
@@ -143,6 +148,9 @@ def format_calibration_bins(figures, *, indent="  "):
 
         lines.append(f"{indent}68% coverage by truth-brightness decile (light pixels): "
                      f"{cells(bins['brightness'])}")
+        if "mean_brightness" in bins:
+            lines.append(f"{indent}68% coverage by decile of the mean's brightness (its "
+                         f"light pixels): {cells(bins['mean_brightness'])}")
         lines.append(f"{indent}68% coverage by predicted SNR bin "
                      + ", ".join(f"[{r['low']:g}, {r['high']:g})" for r in bins["snr"])
                      + f": {cells(bins['snr'])}")
