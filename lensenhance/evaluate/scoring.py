@@ -170,11 +170,11 @@ def format_calibration_bins(figures, *, indent="  "):
             continue
         tarp = figures[key]
         low, high = tarp["atc_interval"]
-        where = {"prior": f"references: {tarp.get('n_references')} other images' truths",
-                 "box": "each pixel scaled to the truths' range"}.get(tarp.get("references"))
+        where = {"prior": f"references: {tarp['n_references']} other images' truths",
+                 "box": "each pixel scaled to the truths' range"}[tarp["references"]]
         lines.append(f"{indent}{label}: ATC {tarp['atc']:+.3f} [{low:+.3f}, {high:+.3f}] "
                      f"(0 when calibrated; n={tarp['n_cases']} images x "
-                     f"{tarp['n_samples']} samples" + (f"; {where})" if where else ")"))
+                     f"{tarp['n_samples']} samples; {where})")
     return lines
 
 
