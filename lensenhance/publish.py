@@ -381,7 +381,7 @@ def publish_denoiser(run_dir, name, *, overwrite=False):
 
 
 def publish_posterior(run_dir, name, *, base, calibrate=None, snr_bins=False,
-                      level=0.68, overwrite=False):
+                      snr_groups="background", level=0.68, overwrite=False):
     """Copy a ``lensenhance train posterior`` run into the package with its card.
 
     Parameters
@@ -400,6 +400,8 @@ def publish_posterior(run_dir, name, *, base, calibrate=None, snr_bins=False,
     snr_bins : bool, optional
         Fit (with ``calibrate``) a factor that depends on each pixel's predicted SNR as
         well; the model then uses it instead of the single factor.
+    snr_groups : {'background', 'noise'}, optional
+        That factor's groups (`lensenhance.benchmark.denoise.fit_calibration`).
     level : float or sequence of float, optional
         The interval level(s) the factor matches (several: between their factors, for
         errors with heavy tails; `lensenhance.evaluate.uncertainty.fit_std_scale`).
@@ -423,7 +425,8 @@ def publish_posterior(run_dir, name, *, base, calibrate=None, snr_bins=False,
         update_weights_metadata(staged, {"base_model": base}, remove=("truth_noise_ratio",))
         calibration = {"std_scale": 1.0, "note": "not calibrated"}
         if calibrate is not None:
-            calibration = _fit_calibration(staged, metadata, calibrate, snr_bins, level)
+            calibration = _fit_calibration(staged, metadata, calibrate, snr_bins,
+                                           snr_groups, level)
         update_weights_metadata(staged, {"calibration": calibration})
         metadata = read_weights_metadata(staged)
         preset = metadata.get("data_preset", "model_ii")
@@ -443,7 +446,7 @@ def publish_posterior(run_dir, name, *, base, calibrate=None, snr_bins=False,
     return _write_card(name, card, validate=False)
 
 
-def _fit_calibration(weights, metadata, calibrate, snr_bins, level):
+def _fit_calibration(weights, metadata, calibrate, snr_bins, snr_groups, level):
     """A posterior model's calibration on a held-out set (one per step count if distilled,
     the default's at the top)."""
     from .benchmark.denoise import calibration_set, fit_calibration
@@ -454,7 +457,8 @@ def _fit_calibration(weights, metadata, calibrate, snr_bins, level):
     fitted = {steps: fit_calibration(weights, data["images"], data["sigmas"], data["truths"],
                                      extra_variance=data["extra_variance"],
                                      description=data["description"], steps=steps,
-                                     snr_bins=snr_bins, level=level)
+                                     snr_bins=snr_bins, snr_groups=snr_groups,
+                                     level=level)
               for steps in step_counts}
     if not distilled:
         return fitted[None]
@@ -463,7 +467,8 @@ def _fit_calibration(weights, metadata, calibrate, snr_bins, level):
     return {**fitted[DEFAULT_STEPS], "by_steps": {str(k): v for k, v in fitted.items()}}
 
 
-def recalibrate_posterior(name, *, calibrate, snr_bins=False, level=0.68, command=None):
+def recalibrate_posterior(name, *, calibrate, snr_bins=False, snr_groups="background",
+                          level=0.68, command=None):
     """Refit a shipped posterior model's calibration in place: weights metadata and card.
 
     The network is untouched; its card's benchmark figures predate the new calibration
@@ -473,7 +478,7 @@ def recalibrate_posterior(name, *, calibrate, snr_bins=False, level=0.68, comman
     ----------
     name : str
         A shipped posterior model.
-    calibrate, snr_bins, level
+    calibrate, snr_bins, snr_groups, level
         See `publish_posterior`.
     command : str, optional
         The command line that ran this, recorded in the card.
@@ -489,7 +494,7 @@ def recalibrate_posterior(name, *, calibrate, snr_bins=False, level=0.68, comman
     shutil.copyfile(target, staged)
     try:
         calibration = _fit_calibration(staged, read_weights_metadata(staged), calibrate,
-                                       snr_bins, level)
+                                       snr_bins, snr_groups, level)
         update_weights_metadata(staged, {"calibration": calibration})
         card.update(calibration=calibration, sha256=file_sha256(staged))
         if command:
@@ -581,6 +586,9 @@ def main(argv=None):
     parser.add_argument("--n-cal", type=int, default=64)
     parser.add_argument("--snr-bins", action="store_true",
                         help="posterior: also fit a factor that depends on the predicted SNR")
+    parser.add_argument("--snr-groups", choices=["background", "noise"], default="background",
+                        help="posterior: that factor's groups, by level between zero and the "
+                             "background or by the mean's SNR against the input's noise")
     parser.add_argument("--levels", default="0.68", type=_level_list,
                         help="posterior: the interval level(s) the factor matches, comma "
                              "separated (several: between their factors, for heavy tails)")
@@ -600,7 +608,8 @@ def main(argv=None):
         command = "python -m lensenhance.publish " + " ".join(
             argv if argv is not None else sys.argv[1:])
         print(json.dumps(recalibrate_posterior(args.name, calibrate=calibrate,
-                                               snr_bins=args.snr_bins, level=args.levels,
+                                               snr_bins=args.snr_bins,
+                                               snr_groups=args.snr_groups, level=args.levels,
                                                command=command),
                          indent=2))
         return
@@ -627,7 +636,8 @@ def main(argv=None):
                              "hsc_dir": args.hsc}
             card = publish_posterior(args.run_dir, args.name, base=args.base,
                                      calibrate=calibrate, snr_bins=args.snr_bins,
-                                     level=args.levels, overwrite=True)
+                                     snr_groups=args.snr_groups, level=args.levels,
+                                     overwrite=True)
     else:
         sys.exit(f"cannot publish a {task!r} model")
     print(json.dumps(card, indent=2))

@@ -240,26 +240,33 @@ def test_publishing_a_distilled_run_fits_a_factor_per_step_count(distilled_file,
     assert "SNR-dependent" in enhancer.predictor.uncertainty_type
 
 
-def test_the_enhancer_applies_the_signal_calibration_at_each_images_zero(distilled_file,
-                                                                          tmp_path):
+@pytest.mark.parametrize("context, given_sigma", [("background", True), ("noise", True),
+                                                  ("noise", False)])
+def test_the_enhancer_applies_the_signal_calibration_at_each_images_zero(
+        distilled_file, tmp_path, context, given_sigma):
     """The factor depends on where each pixel sits between the data's zero and the
-    background: the Enhancer passes each image's zero level through the tiles."""
+    background, or on its SNR against the input's noise: the Enhancer passes each
+    image's zero level and its sigma (given, or estimated) through the tiles."""
     import shutil
 
-    from lensenhance.benchmark._runs import input_backgrounds
+    from lensenhance.benchmark._runs import input_backgrounds, input_noise
     from lensenhance.predict.posterior import load_posterior
     from lensenhance.predict.snr_factor import snr_std_factor
 
     folder, _ = distilled_file
     path = tmp_path / "student.safetensors"
     shutil.copy(folder / "weights.safetensors", path)
-    table = {"u_edges": [-1.0, -0.2, 0.2, 1.0],
-             "groups": [{"snr": [0.5, 5.0], "std_scale": [2.0 ** k, 2.0 ** k * 3]}
-                        for k in range(5)]}
+    groups = [{"snr": [0.5, 5.0], "std_scale": [2.0 ** k, 2.0 ** k * 3]} for k in range(6)]
+    table = ({"u_edges": [-1.0, -0.2, 0.2, 1.0], "groups": groups[:5]}
+             if context == "background" else
+             {"context": "noise", "q_edges": [0.3, 1.0, 3.0, 10.0, 30.0], "groups": groups})
     rng = np.random.default_rng(3)
     image = (20.0 + rng.normal(0, 1, (40, 40))).astype(np.float32)
     image[15:25, 15:25] += 40.0  # a source above a sky pedestal
-    ccd = CCDData(image, unit="electron/s", uncertainty=StdDevUncertainty(np.ones_like(image)))
+    sigma = np.ones_like(image)
+    sigma[:, 20:] = 2.0  # a noise map whose halves differ: kept on the output's grid
+    ccd = CCDData(image, unit="electron/s",
+                  uncertainty=StdDevUncertainty(sigma) if given_sigma else None)
     out = {}
     for key, calibration in (("raw", {}), ("table", table)):
         predictor = load_posterior(path, n_samples=2, steps=1, std_scale=1.0,
@@ -269,10 +276,15 @@ def test_the_enhancer_applies_the_signal_calibration_at_each_images_zero(distill
     mean, raw = out["raw"].data, out["raw"].uncertainty.array
     np.testing.assert_allclose(out["table"].data, mean, rtol=1e-6)
     background = input_backgrounds([image], 2)[0]
-    expected = snr_std_factor(mean - background, raw, table, -background)
+    noise = input_noise([image], [sigma] if given_sigma else None, 2)[0]
+    expected = snr_std_factor(mean - background, raw, table, -background, noise=noise)
     np.testing.assert_allclose(out["table"].uncertainty.array / raw, expected, rtol=1e-4)
     # measured from the background instead, the factor would differ
-    assert not np.allclose(snr_std_factor(mean - background, raw, table, 0.0), expected)
+    assert not np.allclose(snr_std_factor(mean - background, raw, table, 0.0, noise=noise),
+                           expected)
+    if context == "noise":  # and so would it with another noise
+        assert not np.allclose(snr_std_factor(mean - background, raw, table, -background,
+                                              noise=2 * noise), expected)
 
 
 def test_recalibrating_a_shipped_posterior_rewrites_its_weights_and_card(distilled_file,

@@ -102,6 +102,50 @@ def test_the_factor_is_the_same_in_normalised_units(offset, scale):
                                data_units, rtol=1e-12)
 
 
+def _two_depths(n=120_000, seed=0):
+    """Pixels of images of two depths (input noise 1 or 4): the spread is too wide where
+    the mean stands less than 3 sigma above the noise (true error 0.5 s) and too narrow
+    above (2 s), at the same SNRs against the spread, so that no factor of ``r`` can
+    hold both but one of ``q = |mean| / noise`` can."""
+    rng = np.random.default_rng(seed)
+    noise = rng.choice([1.0, 4.0], n)
+    q = np.exp(rng.uniform(np.log(0.05), np.log(300.0), n))
+    mean = q * noise
+    std = mean / np.exp(rng.uniform(np.log(0.3), np.log(30.0), n))
+    truth = mean + std * np.where(q < 3.0, 0.5, 2.0) * rng.standard_normal(n)
+    return truth, mean, std, noise, q < 3.0
+
+
+def test_groups_of_the_snr_against_the_noise_hold_where_the_background_cannot():
+    truth, mean, std, noise, faint = _two_depths(seed=0)
+    table = fit_snr_calibration(truth, mean, std, noise=noise, n_bins=6)
+    assert table["context"] == "noise" and table["q_edges"] == [0.3, 1.0, 3.0, 10.0, 30.0]
+    assert "u_edges" not in table
+    by_background = fit_snr_calibration(truth, mean, std, n_bins=6)
+    assert by_background["context"] == "background"
+    test_truth, test_mean, test_std, test_noise, faint = _two_depths(seed=1)
+    calibrated = snr_std_factor(test_mean, test_std, table, noise=test_noise) * test_std
+    one_group = snr_std_factor(test_mean, test_std, by_background) * test_std
+    for part in (faint, ~faint):
+        coverage = interval_coverage(test_truth[part], test_mean[part], calibrated[part])
+        assert abs(coverage[0.68] - 0.68) < 0.02, coverage
+        missed = interval_coverage(test_truth[part], test_mean[part], one_group[part])
+        assert abs(missed[0.68] - 0.68) > 0.1, missed
+    with pytest.raises(ValueError, match="give noise"):
+        snr_std_factor(test_mean, test_std, table)
+
+
+@pytest.mark.parametrize("offset, scale", [(0.0, 1.0), (3.0, 0.01)])
+def test_the_noise_groups_are_the_same_in_normalised_units(offset, scale):
+    truth, mean, std, noise, _ = _two_depths(n=20_000, seed=2)
+    table = fit_snr_calibration(truth, mean, std, noise=noise, n_bins=4)
+    data_units = snr_std_factor(mean, std, table, noise=noise)
+    norm_mean, norm_zero = (mean - offset) / scale, -offset / scale
+    np.testing.assert_allclose(
+        snr_std_factor(norm_mean, std / scale, table, norm_zero, noise=noise / scale),
+        data_units, rtol=1e-12)
+
+
 def test_too_few_pixels_per_bin_are_refused():
     truth, mean, std = _overconfident_where_faint(n=1000)
     with pytest.raises(ValueError, match="too few"):

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-__all__ = ["run_enhancer", "split_steps", "input_backgrounds"]
+__all__ = ["run_enhancer", "split_steps", "input_backgrounds", "input_noise"]
 
 
 def run_enhancer(enhancer, images, sigmas=None, *, unit="electron/s", seed=0, samples=False):
@@ -81,3 +81,24 @@ def input_backgrounds(images, scale, unit="electron/s"):
     offsets = np.array([fit_image_normalization(np.asarray(image, np.float64)).offset
                         for image in images])
     return (offsets * split).reshape(-1, 1, 1)
+
+
+def input_noise(images, sigmas, scale, unit="electron/s"):
+    """Each input's noise as the models see it, on the output's grid and in its units.
+
+    The given sigma maps (nearest on the output's grid), or for none each image's sky
+    noise as the Enhancer estimates it (`~lensenhance.predict.posterior.estimate_sigma`),
+    flux-split like the output: ``(n, sy, sx)``, or ``(n, 1, 1)`` when estimated.
+    """
+    from astropy import units as u
+
+    from ..predict.pixels import flux_split_factor
+    from ..predict.posterior import estimate_sigma
+
+    split = flux_split_factor(u.Unit(unit), scale)
+    if sigmas is None:
+        return np.array([estimate_sigma(image) for image in images]).reshape(-1, 1, 1) * split
+    noise = np.asarray(sigmas, np.float64)
+    if scale > 1:
+        noise = noise.repeat(scale, axis=-2).repeat(scale, axis=-1)
+    return noise * split

@@ -26,7 +26,7 @@ import numpy as np
 from ..evaluate.metrics import paired_differences as _paired
 from ..evaluate.scoring import arc_mask, format_calibration_bins, light_mask, posterior_figures
 from ..evaluate.uncertainty import fit_std_scale
-from ._runs import input_backgrounds, run_enhancer, split_steps
+from ._runs import input_backgrounds, input_noise, run_enhancer, split_steps
 
 __all__ = ["benchmark_denoise", "fit_calibration",
            "calibration_set",
@@ -45,7 +45,7 @@ def _coverage(truths, means, stds, extra_variance, scale, mask, z):
 
 def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=None,
                     level=0.68, n_samples=16, seed=CALIBRATION_SEED, description="",
-                    steps=None, snr_bins=False):
+                    steps=None, snr_bins=False, snr_groups="background"):
     """The factor on a posterior model's standard deviation that makes its intervals cover.
 
     Runs the model (with ``std_scale`` 1) on a held-out calibration set and finds, by
@@ -66,6 +66,10 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
         zero in groups of its level between zero and the input's background
         (`lensenhance.evaluate.snr_calibration.fit_snr_calibration`, on every pixel),
         returned as ``snr_bins`` with its coverage.
+    snr_groups : {'background', 'noise'}, optional
+        The SNR factor's groups: of each pixel's level between zero and the input's
+        background, or of its mean's SNR against the input's noise (the given sigma, or
+        the sky noise the Enhancer estimates).
 
     Returns
     -------
@@ -78,6 +82,8 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
     from ..enhance.enhancer import Enhancer
     from ..predict.loading import load_predictor
 
+    if snr_groups not in ("background", "noise"):
+        raise ValueError(f"snr_groups must be 'background' or 'noise', got {snr_groups!r}")
     predictor = load_predictor(predictor_path, n_samples=n_samples, std_scale=1.0,
                                steps=steps, snr_calibration={})
     result = run_enhancer(Enhancer(predictor, device="cpu"), images, sigmas, seed=seed)
@@ -104,9 +110,11 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
         from ..predict.snr_factor import snr_std_factor
 
         backgrounds = input_backgrounds(images, predictor.scale)
-        table = fit_snr_calibration(truths, means, stds, background=backgrounds,
+        noise = (input_noise(images, sigmas, predictor.scale) if snr_groups == "noise"
+                 else None)
+        table = fit_snr_calibration(truths, means, stds, background=backgrounds, noise=noise,
                                     level=level)
-        scaled = snr_std_factor(means - backgrounds, stds, table, -backgrounds)
+        scaled = snr_std_factor(means - backgrounds, stds, table, -backgrounds, noise=noise)
         table["coverage_after"] = {
             str(lv): _coverage(truths, means, stds * scaled, extra, 1.0, mask,
                                norm.ppf((1 + lv) / 2)) for lv in (0.68, 0.95)}

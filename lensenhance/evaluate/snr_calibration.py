@@ -18,6 +18,12 @@ would rise faster is lowered to the bound).
 A factor of ``r`` alone, fitted above the background, over-covered the brightest pixels
 and the empty sky; the context groups separate those (`benchmark sr` and
 `benchmark denoise` report the coverage per bin).
+
+Given the input's noise, the groups are of the mean's SNR against it instead
+(`Q_EDGES`, ``q = |m| / sigma``): on real survey cutouts, whose depths differ from
+image to image, a pixel's error follows how far it stands above its image's noise, and
+groups of ``u`` left the brightest pixels of the posterior mean over-covering
+(`benchmark denoise --real` reports the coverage per decile of the mean).
 """
 
 from __future__ import annotations
@@ -27,11 +33,15 @@ import numpy as np
 from .._validation import check_int
 from .uncertainty import fit_std_scale
 
-__all__ = ["fit_snr_calibration", "U_EDGES"]
+__all__ = ["fit_snr_calibration", "Q_EDGES", "U_EDGES"]
 
 #: Inner edges of the context groups in ``u = log(|m| / |m - b|)``: nearer zero than the
 #: background, between, near both, between, near the background.
 U_EDGES = (-1.0, -0.2, 0.2, 1.0)
+
+#: Inner edges of the groups in ``q = |m| / sigma`` (half-decades): the sky, the faint
+#: wings, the detected light, the bright light, the cores.
+Q_EDGES = (0.3, 1.0, 3.0, 10.0, 30.0)
 
 
 def _snr_bins(truth, mean, std, r, n_bins, level):
@@ -49,8 +59,9 @@ def _snr_bins(truth, mean, std, r, n_bins, level):
             "unbounded": factors.tolist(), "n_pixels": [int(len(b)) for b in bins]}
 
 
-def fit_snr_calibration(truth, mean, std, *, background=0.0, n_bins=12, u_edges=U_EDGES,
-                        level=0.68, mask=None, min_pixels=500):
+def fit_snr_calibration(truth, mean, std, *, background=0.0, noise=None, n_bins=12,
+                        u_edges=U_EDGES, q_edges=Q_EDGES, level=0.68, mask=None,
+                        min_pixels=500):
     """Fit the context- and SNR-dependent factor on held-out pixels.
 
     Parameters
@@ -60,11 +71,15 @@ def fit_snr_calibration(truth, mean, std, *, background=0.0, n_bins=12, u_edges=
         the samples (> 0).
     background : float or array-like, optional
         Each input's background level (its normalisation's offset), broadcastable.
+    noise : float or array-like, optional
+        The input's noise on the output's grid, same units, broadcastable: given, the
+        groups are of ``q = |mean| / noise`` (the table's ``context`` ``"noise"``, and
+        the predictor passes its input's sigma); else of ``u``.
     n_bins : int, optional
         Bins of equal pixel counts in ``r`` per context group (fewer where a group has
         fewer than ``n_bins * min_pixels`` pixels).
-    u_edges : sequence of float, optional
-        Inner edges of the context groups.
+    u_edges, q_edges : sequence of float, optional
+        Inner edges of the context groups in ``u`` or ``q``.
     level : float or sequence of float, optional
         The central interval each bin's factor matches; several: the geometric mean of
         their factors (`~lensenhance.evaluate.uncertainty.fit_std_scale`).
@@ -77,28 +92,38 @@ def fit_snr_calibration(truth, mean, std, *, background=0.0, n_bins=12, u_edges=
     Returns
     -------
     dict
-        ``u_edges``, ``groups`` (per group: ``snr``, each bin's median ``r``; ``std_scale``,
+        ``context`` (``"background"`` or ``"noise"``), ``u_edges`` or ``q_edges``,
+        ``groups`` (per group: ``snr``, each bin's median ``r``; ``std_scale``,
         its factor after the bound; ``unbounded``; ``n_pixels``; ``pooled``, True where
         the group took the table of all pixels), ``level``, ``rule``; JSON-ready.
     """
-    from ..predict.snr_factor import snr_context
+    from ..predict.snr_factor import noise_snr, snr_context
 
     n_bins = check_int(n_bins, "n_bins", 1)
     truth, mean, std = (np.asarray(a, np.float64) for a in (truth, mean, std))
     background = np.broadcast_to(np.asarray(background, np.float64), mean.shape)
+    kind = "background" if noise is None else "noise"
+    noise = np.broadcast_to(np.asarray(1.0 if noise is None else noise, np.float64),
+                            mean.shape)
     used = np.isfinite(truth) & np.isfinite(mean) & np.isfinite(std) & (std > 0)
+    if kind == "noise":
+        used &= np.isfinite(noise) & (noise > 0)
     if mask is not None:
         used &= np.asarray(mask, bool)
-    truth, mean, std, background = truth[used], mean[used], std[used], background[used]
+    truth, mean, std = truth[used], mean[used], std[used]
+    background, noise = background[used], noise[used]
     if truth.size < n_bins * min_pixels:
         raise ValueError(f"{truth.size} pixels are too few for {n_bins} bins of at least "
                          f"{min_pixels}")
-    u, r = snr_context(mean - background, std, -background)
-    edges = np.asarray(u_edges, np.float64)
+    context, r = snr_context(mean - background, std, -background)
+    edges_name, given = ("u_edges", u_edges) if kind == "background" else ("q_edges", q_edges)
+    if kind == "noise":
+        context = noise_snr(mean, noise)
+    edges = np.asarray(given, np.float64)
     if np.any(np.diff(edges) <= 0):
-        raise ValueError(f"u_edges must increase, got {list(u_edges)}")
+        raise ValueError(f"{edges_name} must increase, got {list(given)}")
     pooled = _snr_bins(truth, mean, std, r, n_bins, level) | {"pooled": True}
-    group = np.searchsorted(edges, u, side="right")
+    group = np.searchsorted(edges, context, side="right")
     groups = []
     for k in range(len(edges) + 1):
         inside = group == k
@@ -109,7 +134,9 @@ def fit_snr_calibration(truth, mean, std, *, background=0.0, n_bins=12, u_edges=
         groups.append(_snr_bins(truth[inside], mean[inside], std[inside], r[inside],
                                 min(n_bins, count // min_pixels), level) | {"pooled": False})
     level = np.atleast_1d(np.asarray(level, np.float64)).tolist()
-    return {"u_edges": edges.tolist(), "groups": groups,
+    grouped_by = ("log(|mean| / |mean - background|)" if kind == "background"
+                  else "|mean| / the input's noise")
+    return {"context": kind, edges_name: edges.tolist(), "groups": groups,
             "level": level[0] if len(level) == 1 else level,
             "rule": "split-conformal factor per bin of |mean| / std (raw) in each group of "
-                    "log(|mean| / |mean - background|), log-log interpolated, slope <= 1"}
+                    f"{grouped_by}, log-log interpolated, slope <= 1"}

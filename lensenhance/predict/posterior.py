@@ -36,7 +36,7 @@ from .predictors import (
     has_global_operations,
     position_noise,
 )
-from .snr_factor import snr_std_factor
+from .snr_factor import snr_std_factor, table_context
 
 __all__ = ["PosteriorPredictor", "estimate_sigma", "residual_condition", "SIGMA_FLOOR",
            "load_posterior", "load_base"]
@@ -136,7 +136,8 @@ class PosteriorPredictor(Predictor):
     snr_calibration : dict, optional
         A factor that depends on each pixel's signal instead, in place of ``std_scale``
         (`lensenhance.predict.snr_factor`; it needs each image's zero level, which the
-        Enhancer passes as ``zero``).
+        Enhancer passes as ``zero``, and a table of ``context`` ``"noise"`` the input's
+        sigma).
     snr_range : (float, float), optional
         The ``1 / median(sigma)`` (normalised) range of the training images.
     name : str, optional
@@ -276,10 +277,19 @@ class PosteriorPredictor(Predictor):
             deviation = samples.sub_(mean)
             spread = deviation.square().sum(dim=0).div_(self.n_samples - 1).sqrt_()
             factor = (snr_std_factor(mean, spread, self.snr_calibration,
-                                     0.0 if zero is None else zero)
+                                     0.0 if zero is None else zero,
+                                     noise=self._output_noise(sigma))
                       if self.snr_calibration else self.std_scale)
             return Prediction(mean, std=spread * factor,
                               samples=deviation.mul_(factor).add_(mean))
+
+    def _output_noise(self, sigma):
+        """The input's noise on the output's grid (nearest), where the table needs it."""
+        if table_context(self.snr_calibration)[0] != "noise":
+            return None
+        if self.scale > 1:
+            sigma = F.interpolate(sigma, scale_factor=self.scale, mode="nearest")
+        return sigma
 
     def _denoiser(self, x_t, t, *, class_labels=None, cond=None):
         return self.unet(x_t, t, cond=cond)

@@ -11,6 +11,13 @@ here depends on two things a pixel's prediction tells, both free of the data's u
   ``u > 0``: near the background level;
 * its **SNR** ``r = |m| / s`` with ``s`` the raw spread of the samples.
 
+A table fitted with the input's noise (its ``context`` ``"noise"``) groups pixels by the
+mean's SNR against that noise instead, ``q = |m| / sigma`` with ``sigma`` the input's
+noise on the output's grid (the estimated sky noise for an image without one): on real
+survey cutouts the error of a pixel follows how far its signal stands above the image's
+noise more than where it sits between zero and the background (`benchmark denoise`
+reports both tables' coverage per bin).
+
 The table (`lensenhance.evaluate.snr_calibration.fit_snr_calibration`, fitted on held-out
 images only) holds, per context group, the split-conformal factor of bins of ``r``;
 ``log c`` is linear in ``log r`` between the bins' centres and constant beyond. Since ``u``
@@ -25,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["snr_context", "snr_std_factor"]
+__all__ = ["noise_snr", "snr_context", "snr_std_factor", "table_context"]
 
 _TINY = 1e-30
 
@@ -55,7 +62,43 @@ def snr_context(mean, std, zero=0.0):
     return u, r
 
 
-def snr_std_factor(mean, std, table, zero=0.0):
+def noise_snr(mean, noise, zero=0.0):
+    """The mean's SNR against the input's noise, ``q = |mean - zero| / noise``.
+
+    Parameters
+    ----------
+    mean, zero : array-like
+        As for `snr_context`.
+    noise : array-like
+        The input's noise on the output's grid, same units, broadcastable to ``mean``.
+    """
+    signal = np.abs(np.asarray(mean, np.float64) - np.asarray(zero, np.float64))
+    return signal / np.maximum(np.asarray(noise, np.float64), _TINY)
+
+
+def table_context(table):
+    """A table's grouping variable and the inner edges of its groups.
+
+    Returns
+    -------
+    kind : {'background', 'noise'}
+        ``u`` (`snr_context`; tables without a ``context``) or the mean's SNR against
+        the input's noise.
+    edges : list of float
+    """
+    kind = table.get("context", "background")
+    if kind not in ("background", "noise"):
+        raise ValueError(f"unknown SNR calibration context {kind!r}")
+    return kind, table["u_edges" if kind == "background" else "q_edges"]
+
+
+def _numpy(value):
+    if hasattr(value, "detach"):
+        return value.detach().double().cpu().numpy()
+    return value
+
+
+def snr_std_factor(mean, std, table, zero=0.0, *, noise=None):
     """Each pixel's std factor from a calibration table.
 
     Parameters
@@ -63,27 +106,29 @@ def snr_std_factor(mean, std, table, zero=0.0):
     mean, std : numpy.ndarray or torch.Tensor
         See `snr_context`; a tensor gives a tensor on its device and dtype.
     table : dict
-        `~lensenhance.evaluate.snr_calibration.fit_snr_calibration`'s: ``u_edges`` (the
-        inner edges of the context groups) and one ``groups`` entry per group with
-        ``snr`` (bin centres) and ``std_scale``.
+        `~lensenhance.evaluate.snr_calibration.fit_snr_calibration`'s: the inner edges
+        of its groups (``u_edges``, or ``q_edges`` with ``context`` ``"noise"``) and one
+        ``groups`` entry per group with ``snr`` (bin centres) and ``std_scale``.
     zero : float, numpy.ndarray or torch.Tensor, optional
+    noise : float, numpy.ndarray or torch.Tensor, optional
+        The input's noise on the output's grid, same units (needed by a ``"noise"``
+        table; broadcastable to ``mean``).
 
     Returns
     -------
     The factor, shaped like ``mean``.
     """
-    tensor = None
-    if hasattr(mean, "detach"):
-        import torch
-
-        tensor = mean
-        mean = mean.detach().double().cpu().numpy()
-        std = std.detach().double().cpu().numpy()
-        if isinstance(zero, torch.Tensor):
-            zero = zero.detach().double().cpu().numpy()
-    u, r = snr_context(mean, std, zero)
+    tensor = mean if hasattr(mean, "detach") else None
+    mean, std, zero, noise = (_numpy(v) for v in (mean, std, zero, noise))
+    kind, edges = table_context(table)
+    context, r = snr_context(mean, std, zero)
+    if kind == "noise":
+        if noise is None:
+            raise ValueError("this SNR calibration groups pixels by their SNR against the "
+                             "input's noise: give noise")
+        context = noise_snr(mean, noise, zero)
     log_r = np.log(np.maximum(r, 1e-12))
-    group = np.searchsorted(np.asarray(table["u_edges"], np.float64), u, side="right")
+    group = np.searchsorted(np.asarray(edges, np.float64), context, side="right")
     out = np.empty_like(log_r)
     for k, entry in enumerate(table["groups"]):
         inside = group == k
