@@ -39,8 +39,8 @@ __all__ = ["fit_snr_calibration", "Q_EDGES", "U_EDGES"]
 #: background, between, near both, between, near the background.
 U_EDGES = (-1.0, -0.2, 0.2, 1.0)
 
-#: Inner edges of the groups in ``q = |m| / sigma`` (half-decades): the sky, the faint
-#: wings, the detected light, the bright light, the cores.
+#: Inner edges of the groups in ``q = |m| / sigma``: half-decades from the empty sky
+#: (below 0.3 sigma) to the bright cores (above 30 sigma).
 Q_EDGES = (0.3, 1.0, 3.0, 10.0, 30.0)
 
 
