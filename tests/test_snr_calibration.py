@@ -135,6 +135,17 @@ def test_groups_of_the_snr_against_the_noise_hold_where_the_background_cannot():
         snr_std_factor(test_mean, test_std, table)
 
 
+def test_with_noise_groups_the_calibrated_std_never_falls_as_the_raw_std_grows():
+    truth, mean, std, noise, _ = _two_depths(seed=3)
+    table = fit_snr_calibration(truth, mean, std, noise=noise, n_bins=8)
+    raw = np.geomspace(1e-3, 1e3, 2000)
+    for m in (0.1, 5.0, 200.0):
+        for sigma in (1.0, 4.0):
+            calibrated = snr_std_factor(np.full_like(raw, m), raw, table,
+                                        noise=sigma) * raw
+            assert np.all(np.diff(calibrated) >= -1e-12 * calibrated[1:]), (m, sigma)
+
+
 @pytest.mark.parametrize("offset, scale", [(0.0, 1.0), (3.0, 0.01)])
 def test_the_noise_groups_are_the_same_in_normalised_units(offset, scale):
     truth, mean, std, noise, _ = _two_depths(n=20_000, seed=2)

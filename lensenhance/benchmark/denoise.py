@@ -63,7 +63,7 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
         Sampler steps (default: the model's); the factor holds for these.
     snr_bins : bool, optional
         Also fit a factor that depends on each pixel's signal: its SNR above the data's
-        zero in groups of its level between zero and the input's background
+        zero in groups (``snr_groups``)
         (`lensenhance.evaluate.snr_calibration.fit_snr_calibration`, on every pixel),
         returned as ``snr_bins`` with its coverage.
     snr_groups : {'background', 'noise'}, optional

@@ -16,13 +16,13 @@ mean's SNR against that noise instead, ``q = |m| / sigma`` with ``sigma`` the in
 noise on the output's grid (the estimated sky noise for an image without one): on real
 survey cutouts the error of a pixel follows how far its signal stands above the image's
 noise more than where it sits between zero and the background (`benchmark denoise`
-reports both tables' coverage per bin).
+reports the coverage per bin).
 
 The table (`lensenhance.evaluate.snr_calibration.fit_snr_calibration`, fitted on held-out
 images only) holds, per context group, the split-conformal factor of bins of ``r``;
 ``log c`` is linear in ``log r`` between the bins' centres and constant beyond. Since ``u``
-does not change with ``s`` and each group's log-log slope is at most 1, the calibrated std
-``c * s`` never falls as the raw spread grows.
+(or ``q``) does not change with ``s`` and each group's log-log slope is at most 1, the
+calibrated std ``c * s`` never falls as the raw spread grows.
 
 The data's zero must be its sky level (survey cutouts are sky-subtracted): for an image
 with a sky pedestal every pixel reads as bright and gets the top bins' factor.
