@@ -224,3 +224,24 @@ def test_the_benchmarks_bin_the_light_by_the_mean_and_by_the_truth():
     assert min(by_truth) < 0.62
     lines = format_calibration_bins({"calibration_bins": bins})
     assert any("decile of the mean's brightness" in line for line in lines)
+
+
+def test_the_benchmarks_bin_by_the_means_snr_against_the_input_noise():
+    """With the input's noise, a row of the mean's SNR against it: each pixel lands in
+    the bin of ``|mean| / noise``, and the line names each bin's pixel count."""
+    from lensenhance.evaluate.scoring import SNR_EDGES, calibration_by_bin, format_calibration_bins
+
+    rng = np.random.default_rng(8)
+    noise = np.array([0.5, 2.0]).reshape(2, 1, 1)  # two depths
+    means = np.exp(rng.uniform(np.log(0.05), np.log(500.0), (2, 64, 64)))
+    stds = np.full(means.shape, 0.3)
+    truths = means + stds * rng.standard_normal(means.shape)
+    bins = calibration_by_bin(truths, means, stds, noise=noise)
+    q = means / noise
+    expected = [int(((q >= lo) & (q < hi)).sum()) for lo, hi in zip(SNR_EDGES[:-1], SNR_EDGES[1:])]
+    assert [row["n_pixels"] for row in bins["snr_noise"]] == expected
+    assert all(abs(row["coverage_68"] - 0.68) < 0.05 for row in bins["snr_noise"])
+    line = [x for x in format_calibration_bins({"calibration_bins": bins})
+            if "against the input's noise" in x]
+    assert len(line) == 1 and line[0].endswith("(pixels " + " ".join(map(str, expected)) + ")")
+    assert "snr_noise" not in calibration_by_bin(truths, means, stds)

@@ -252,6 +252,7 @@ def benchmark_denoise(*, n=100, models=("diffusion-denoise", "raunet-denoise"), 
                        f"{correlation['rho']:.2f})")
     rows = {}
     backgrounds = input_backgrounds(noisy, 1)
+    noise = input_noise(noisy, given_sigmas, 1)
     for spec in models:
         enhancer = _enhancer(spec, n_samples=n_samples, steps=steps)
         gives_samples = enhancer.predictor.n_samples > 0
@@ -259,7 +260,7 @@ def benchmark_denoise(*, n=100, models=("diffusion-denoise", "raunet-denoise"), 
                               seed=seed)
         figures = posterior_figures(truths, result["mean"], result["std"], result["samples"],
                                     observed=noisy, sigmas=sigmas, extra_variance=extra,
-                                    backgrounds=backgrounds, classes=classes,
+                                    backgrounds=backgrounds, noise=noise, classes=classes,
                                     class_names=class_names, arcs=arcs)
         if real is not None and result["std"] is not None:
             # As if the deep image's noise were independent of the input's.

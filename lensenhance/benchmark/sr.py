@@ -18,7 +18,7 @@ from ..evaluate.metrics import batch_metrics, paired_differences, summarize_metr
 from ..evaluate.scoring import format_calibration_bins
 from ..simulate.render import bin_image
 from . import write_json
-from ._runs import input_backgrounds, split_steps
+from ._runs import input_backgrounds, input_noise, split_steps
 
 __all__ = ["benchmark_sr", "theta_e_regression", "theta_e_regression_seeds",
            "format_sr_table", "BENCHMARK_SEED"]
@@ -257,6 +257,7 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
     class_index = np.array([class_names.index(c) for c in classes])
     arcs = _arcs(ds, hr, preset, scale, lr_on_preset_grid) if posteriors else None
     backgrounds = input_backgrounds(lr, scale) if posteriors else None
+    noise = input_noise(lr, lr_sigma, scale) if posteriors else None
     for name, enhancer in posteriors.items():
         # Given the exact sigma of each LR image; mean, std and samples per image.
         out = run_enhancer(enhancer, lr, lr_sigma, samples=True, seed=seed)
@@ -269,7 +270,7 @@ def benchmark_sr(*, n=1000, scale=2, preset="model_i", models=None, self_ensembl
                                  hr, out["mean"], out["std"], out["samples"], observed=lr,
                                  sigmas=lr_sigma, scale=scale, classes=class_index,
                                  class_names=class_names, arcs=arcs,
-                                 backgrounds=backgrounds))
+                                 backgrounds=backgrounds, noise=noise))
 
     # Every row against one reference, chosen without the benchmark's images.
     reference = best_by_validation([m for m in models if m in methods])

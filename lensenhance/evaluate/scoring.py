@@ -65,7 +65,7 @@ def fine_scale_power_ratio(images, truths):
 
 
 def calibration_by_bin(truths, means, stds, *, classes=None, class_names=None,
-                       backgrounds=None, arcs=None):
+                       backgrounds=None, noise=None, arcs=None):
     """Coverage and ECE per bin: where the error bars hold and where they do not.
 
     Bins: deciles of the truth's brightness among the pixels where there is light
@@ -75,7 +75,9 @@ def calibration_by_bin(truths, means, stds, *, classes=None, class_names=None,
     (`SNR_EDGES`, all pixels), given ``backgrounds`` (each image's background level,
     broadcastable to ``means``) the predicted SNR above it, ``|mean - background| /
     std`` (the signal the models see, and their SNR calibration's variable), given
-    ``classes`` (one label per image) each class over its light pixels, and given
+    ``noise`` (the input's noise on the outputs' grid) the mean's SNR against it, ``|mean|
+    / noise`` (a pixel's SNR as a survey reports it; the denoisers' calibration groups),
+    given ``classes`` (one label per image) each class over its light pixels, and given
     ``arcs`` (a pixel mask, e.g. `arc_mask`) the lensed-arc pixels as one bin.
 
     Parameters
@@ -85,6 +87,9 @@ def calibration_by_bin(truths, means, stds, *, classes=None, class_names=None,
         A label per image; ``class_names`` name the labels.
     backgrounds : array-like, optional
         Each image's background level, broadcastable to ``means``.
+    noise : array-like, optional
+        The input's noise on the outputs' grid, broadcastable to ``means``
+        (`lensenhance.benchmark._runs.input_noise`).
     arcs : array-like of bool ``(n, sy, sx)``, optional
         True on the lensed-arc pixels (`arc_mask`: light pixels where the lensed source
         is at least as bright as the lens galaxy).
@@ -93,8 +98,8 @@ def calibration_by_bin(truths, means, stds, *, classes=None, class_names=None,
     -------
     dict
         ``brightness``, ``mean_brightness``, ``snr``, (with ``backgrounds``)
-        ``snr_background``, (with ``classes``) ``class`` and (with ``arcs``) ``arc``:
-        lists of the rows of
+        ``snr_background``, (with ``noise``) ``snr_noise``, (with ``classes``)
+        ``class`` and (with ``arcs``) ``arc``: lists of the rows of
         `~lensenhance.evaluate.calibration_bins.binned_calibration` (``arc``: one row,
         ``label`` ``"arc"``, NaN figures under its ``min_pixels``); ``span_68``: the
         lowest and highest 68 % coverage over the brightness deciles.
@@ -112,6 +117,11 @@ def calibration_by_bin(truths, means, stds, *, classes=None, class_names=None,
         above = np.abs(means - np.asarray(backgrounds, np.float64)) / stds
         out["snr_background"] = binned_calibration(truths, means, stds, by=above,
                                                    edges=SNR_EDGES)
+    if noise is not None:
+        from ..predict.snr_factor import noise_snr
+
+        out["snr_noise"] = binned_calibration(truths, means, stds,
+                                              by=noise_snr(means, noise), edges=SNR_EDGES)
     if classes is not None:
         labels = np.broadcast_to(np.asarray(classes).reshape(-1, 1, 1), truths.shape)
         rows = binned_calibration(truths, means, stds, by=labels.astype(np.int64),
@@ -157,6 +167,10 @@ def format_calibration_bins(figures, *, indent="  "):
         if "snr_background" in bins:
             lines.append(f"{indent}68% coverage by predicted SNR above the input's "
                          f"background, same bins: {cells(bins['snr_background'])}")
+        if "snr_noise" in bins:
+            lines.append(f"{indent}68% coverage by the mean's SNR against the input's noise,"
+                         f" same bins: {cells(bins['snr_noise'])} (pixels "
+                         + " ".join(str(r["n_pixels"]) for r in bins["snr_noise"]) + ")")
         if "class" in bins:
             lines.append(f"{indent}68% coverage by class: " + ", ".join(
                 f"{r['label']} {r['coverage_68']:.2f}" for r in bins["class"]))
@@ -180,7 +194,7 @@ def format_calibration_bins(figures, *, indent="  "):
 
 def posterior_figures(truths, means, stds=None, samples=None, *, observed=None, sigmas=None,
                       scale=1, extra_variance=None, classes=None, class_names=None,
-                      backgrounds=None, arcs=None):
+                      backgrounds=None, noise=None, arcs=None):
     """Accuracy and calibration figures of predictions against truths.
 
     Parameters
@@ -203,6 +217,9 @@ def posterior_figures(truths, means, stds=None, samples=None, *, observed=None, 
         Each input's background level in the outputs' units
         (`lensenhance.benchmark._runs.input_backgrounds`), for the calibration per SNR
         above it.
+    noise : numpy.ndarray, optional
+        The input's noise on the outputs' grid (`lensenhance.benchmark._runs.input_noise`),
+        for the calibration per SNR of the mean against it.
     arcs : numpy.ndarray of bool ``(n, sy, sx)``, optional
         The lensed-arc pixels (`arc_mask`), for their calibration as one bin.
 
@@ -231,7 +248,8 @@ def posterior_figures(truths, means, stds=None, samples=None, *, observed=None, 
                                                          n_samples=n_samples)
         out["calibration_bins"] = calibration_by_bin(truths, means, stds, classes=classes,
                                                      class_names=class_names,
-                                                     backgrounds=backgrounds, arcs=arcs)
+                                                     backgrounds=backgrounds, noise=noise,
+                                                     arcs=arcs)
     if samples is not None:
         draws = np.asarray(samples, np.float64)
         if extra_variance is not None:
