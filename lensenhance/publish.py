@@ -400,7 +400,7 @@ def publish_posterior(run_dir, name, *, base, calibrate=None, snr_bins=False,
     snr_bins : bool, optional
         Fit (with ``calibrate``) a factor that depends on each pixel's predicted SNR as
         well; the model then uses it instead of the single factor.
-    snr_groups : {'background', 'noise'}, optional
+    snr_groups : {'background', 'noise', 'both'}, optional
         That factor's groups (`lensenhance.benchmark.denoise.fit_calibration`).
     level : float or sequence of float, optional
         The interval level(s) the factor matches (several: between their factors, for
@@ -586,9 +586,11 @@ def main(argv=None):
     parser.add_argument("--n-cal", type=int, default=64)
     parser.add_argument("--snr-bins", action="store_true",
                         help="posterior: also fit a factor that depends on the predicted SNR")
-    parser.add_argument("--snr-groups", choices=["background", "noise"], default="background",
+    parser.add_argument("--snr-groups", choices=["background", "noise", "both"],
+                        default="background",
                         help="posterior: that factor's groups, by level between zero and the "
-                             "background or by the mean's SNR against the input's noise")
+                             "background, by the mean's SNR against the input's noise, or "
+                             "by both")
     parser.add_argument("--levels", default="0.68", type=_level_list,
                         help="posterior: the interval level(s) the factor matches, comma "
                              "separated (several: between their factors, for heavy tails)")

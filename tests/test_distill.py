@@ -241,7 +241,7 @@ def test_publishing_a_distilled_run_fits_a_factor_per_step_count(distilled_file,
 
 
 @pytest.mark.parametrize("context, given_sigma", [("background", True), ("noise", True),
-                                                  ("noise", False)])
+                                                  ("noise", False), ("both", True)])
 def test_the_enhancer_applies_the_signal_calibration_at_each_images_zero(
         distilled_file, tmp_path, context, given_sigma):
     """The factor depends on where each pixel sits between the data's zero and the
@@ -256,10 +256,12 @@ def test_the_enhancer_applies_the_signal_calibration_at_each_images_zero(
     folder, _ = distilled_file
     path = tmp_path / "student.safetensors"
     shutil.copy(folder / "weights.safetensors", path)
-    groups = [{"snr": [0.5, 5.0], "std_scale": [2.0 ** k, 2.0 ** k * 3]} for k in range(6)]
-    table = ({"u_edges": [-1.0, -0.2, 0.2, 1.0], "groups": groups[:5]}
-             if context == "background" else
-             {"context": "noise", "q_edges": [0.3, 1.0, 3.0, 10.0, 30.0], "groups": groups})
+    groups = [{"snr": [0.5, 5.0], "std_scale": [1.1 ** k, 1.1 ** k * 3]} for k in range(30)]
+    u_edges, q_edges = [-1.0, -0.2, 0.2, 1.0], [0.3, 1.0, 3.0, 10.0, 30.0]
+    table = {"background": {"u_edges": u_edges, "groups": groups[:5]},
+             "noise": {"context": "noise", "q_edges": q_edges, "groups": groups[:6]},
+             "both": {"context": "both", "u_edges": u_edges, "q_edges": q_edges,
+                      "groups": groups}}[context]
     rng = np.random.default_rng(3)
     image = (20.0 + rng.normal(0, 1, (40, 40))).astype(np.float32)
     image[15:25, 15:25] += 40.0  # a source above a sky pedestal
@@ -282,7 +284,7 @@ def test_the_enhancer_applies_the_signal_calibration_at_each_images_zero(
     # measured from the background instead, the factor would differ
     assert not np.allclose(snr_std_factor(mean - background, raw, table, 0.0, noise=noise),
                            expected)
-    if context == "noise":  # and so would it with another noise
+    if context != "background":  # and so would it with another noise
         assert not np.allclose(snr_std_factor(mean - background, raw, table, -background,
                                               noise=2 * noise), expected)
 

@@ -116,11 +116,14 @@ def _two_depths(n=120_000, seed=0):
     return truth, mean, std, noise, q < 3.0
 
 
-def test_groups_of_the_snr_against_the_noise_hold_where_the_background_cannot():
+@pytest.mark.parametrize("context", ["noise", "both"])
+def test_groups_of_the_snr_against_the_noise_hold_where_the_background_cannot(context):
     truth, mean, std, noise, faint = _two_depths(seed=0)
-    table = fit_snr_calibration(truth, mean, std, noise=noise, n_bins=6)
-    assert table["context"] == "noise" and table["q_edges"] == [0.3, 1.0, 3.0, 10.0, 30.0]
-    assert "u_edges" not in table
+    table = fit_snr_calibration(truth, mean, std, noise=noise, n_bins=6,
+                                context=None if context == "noise" else context)
+    assert table["context"] == context and table["q_edges"] == [0.3, 1.0, 3.0, 10.0, 30.0]
+    assert ("u_edges" in table) == (context == "both")
+    assert len(table["groups"]) == (30 if context == "both" else 6)
     by_background = fit_snr_calibration(truth, mean, std, n_bins=6)
     assert by_background["context"] == "background"
     test_truth, test_mean, test_std, test_noise, faint = _two_depths(seed=1)
@@ -135,15 +138,36 @@ def test_groups_of_the_snr_against_the_noise_hold_where_the_background_cannot():
         snr_std_factor(test_mean, test_std, table)
 
 
-def test_with_noise_groups_the_calibrated_std_never_falls_as_the_raw_std_grows():
+@pytest.mark.parametrize("context", ["noise", "both"])
+def test_with_noise_groups_the_calibrated_std_never_falls_as_the_raw_std_grows(context):
     truth, mean, std, noise, _ = _two_depths(seed=3)
-    table = fit_snr_calibration(truth, mean, std, noise=noise, n_bins=8)
+    table = fit_snr_calibration(truth, mean, std, background=0.5, noise=noise, n_bins=8,
+                                context=context)
     raw = np.geomspace(1e-3, 1e3, 2000)
     for m in (0.1, 5.0, 200.0):
         for sigma in (1.0, 4.0):
-            calibrated = snr_std_factor(np.full_like(raw, m), raw, table,
+            calibrated = snr_std_factor(np.full_like(raw, m - 0.5), raw, table, -0.5,
                                         noise=sigma) * raw
             assert np.all(np.diff(calibrated) >= -1e-12 * calibrated[1:]), (m, sigma)
+
+
+def test_both_groups_index_each_pair_of_a_background_and_a_noise_group():
+    from lensenhance.predict.snr_factor import snr_context, snr_groups
+
+    rng = np.random.default_rng(4)
+    mean = np.exp(rng.uniform(np.log(0.01), np.log(100.0), 5000)) - 1.0
+    std, noise, zero = np.full(5000, 0.2), rng.choice([0.5, 2.0], 5000), -1.0
+    u_edges, q_edges = [-1.0, -0.2, 0.2, 1.0], [0.3, 1.0, 3.0, 10.0, 30.0]
+    both, r = snr_groups("both", u_edges, q_edges, mean, std, zero, noise)
+    u_group, _ = snr_groups("background", u_edges, None, mean, std, zero)
+    q_group, _ = snr_groups("noise", None, q_edges, mean, std, zero, noise)
+    np.testing.assert_array_equal(both, u_group * 6 + q_group)
+    np.testing.assert_array_equal(r, snr_context(mean, std, zero)[1])
+    assert len(np.unique(both)) > 12
+    with pytest.raises(ValueError, match="give noise"):
+        fit_snr_calibration(mean, mean, std, context="both")
+    with pytest.raises(ValueError, match="context must be"):
+        fit_snr_calibration(mean, mean, std, noise=noise, context="sky")
 
 
 @pytest.mark.parametrize("offset, scale", [(0.0, 1.0), (3.0, 0.01)])

@@ -66,10 +66,10 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
         zero in groups (``snr_groups``)
         (`lensenhance.evaluate.snr_calibration.fit_snr_calibration`, on every pixel),
         returned as ``snr_bins`` with its coverage.
-    snr_groups : {'background', 'noise'}, optional
+    snr_groups : {'background', 'noise', 'both'}, optional
         The SNR factor's groups: of each pixel's level between zero and the input's
-        background, or of its mean's SNR against the input's noise (the given sigma, or
-        the sky noise the Enhancer estimates).
+        background, of its mean's SNR against the input's noise (the given sigma, or
+        the sky noise the Enhancer estimates), or of both.
 
     Returns
     -------
@@ -82,8 +82,9 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
     from ..enhance.enhancer import Enhancer
     from ..predict.loading import load_predictor
 
-    if snr_groups not in ("background", "noise"):
-        raise ValueError(f"snr_groups must be 'background' or 'noise', got {snr_groups!r}")
+    if snr_groups not in ("background", "noise", "both"):
+        raise ValueError("snr_groups must be 'background', 'noise' or 'both', got "
+                         f"{snr_groups!r}")
     predictor = load_predictor(predictor_path, n_samples=n_samples, std_scale=1.0,
                                steps=steps, snr_calibration={})
     result = run_enhancer(Enhancer(predictor, device="cpu"), images, sigmas, seed=seed)
@@ -110,10 +111,10 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
         from ..predict.snr_factor import snr_std_factor
 
         backgrounds = input_backgrounds(images, predictor.scale)
-        noise = (input_noise(images, sigmas, predictor.scale) if snr_groups == "noise"
-                 else None)
+        noise = (None if snr_groups == "background"
+                 else input_noise(images, sigmas, predictor.scale))
         table = fit_snr_calibration(truths, means, stds, background=backgrounds, noise=noise,
-                                    level=level)
+                                    context=snr_groups, level=level)
         scaled = snr_std_factor(means - backgrounds, stds, table, -backgrounds, noise=noise)
         table["coverage_after"] = {
             str(lv): _coverage(truths, means, stds * scaled, extra, 1.0, mask,

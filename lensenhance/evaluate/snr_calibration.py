@@ -59,8 +59,8 @@ def _snr_bins(truth, mean, std, r, n_bins, level):
             "unbounded": factors.tolist(), "n_pixels": [int(len(b)) for b in bins]}
 
 
-def fit_snr_calibration(truth, mean, std, *, background=0.0, noise=None, n_bins=12,
-                        u_edges=U_EDGES, q_edges=Q_EDGES, level=0.68, mask=None,
+def fit_snr_calibration(truth, mean, std, *, background=0.0, noise=None, context=None,
+                        n_bins=12, u_edges=U_EDGES, q_edges=Q_EDGES, level=0.68, mask=None,
                         min_pixels=500):
     """Fit the context- and SNR-dependent factor on held-out pixels.
 
@@ -72,9 +72,12 @@ def fit_snr_calibration(truth, mean, std, *, background=0.0, noise=None, n_bins=
     background : float or array-like, optional
         Each input's background level (its normalisation's offset), broadcastable.
     noise : float or array-like, optional
-        The input's noise on the output's grid, same units, broadcastable: given, the
-        groups are of ``q = |mean| / noise`` (the table's ``context`` ``"noise"``, and
-        the predictor passes its input's sigma); else of ``u``.
+        The input's noise on the output's grid, same units, broadcastable (needed by
+        the groups of ``q = |mean| / noise``; the predictor passes its input's sigma).
+    context : {'background', 'noise', 'both'}, optional
+        The groups: of ``u``, of ``q``, or each pair of a ``u`` group and a ``q`` group
+        (`lensenhance.predict.snr_factor.snr_groups`). Default: ``"noise"`` given
+        ``noise``, else ``"background"``.
     n_bins : int, optional
         Bins of equal pixel counts in ``r`` per context group (fewer where a group has
         fewer than ``n_bins * min_pixels`` pixels).
@@ -92,21 +95,26 @@ def fit_snr_calibration(truth, mean, std, *, background=0.0, noise=None, n_bins=
     Returns
     -------
     dict
-        ``context`` (``"background"`` or ``"noise"``), ``u_edges`` or ``q_edges``,
-        ``groups`` (per group: ``snr``, each bin's median ``r``; ``std_scale``,
+        ``context``, ``u_edges`` and/or ``q_edges`` (those it uses), ``groups`` (per
+        group: ``snr``, each bin's median ``r``; ``std_scale``,
         its factor after the bound; ``unbounded``; ``n_pixels``; ``pooled``, True where
         the group took the table of all pixels), ``level``, ``rule``; JSON-ready.
     """
-    from ..predict.snr_factor import noise_snr, snr_context
+    from ..predict.snr_factor import CONTEXTS, snr_groups
 
     n_bins = check_int(n_bins, "n_bins", 1)
+    kind = ("background" if noise is None else "noise") if context is None else context
+    if kind not in CONTEXTS:
+        raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
+    if kind != "background" and noise is None:
+        raise ValueError(f"context {kind!r} groups by the SNR against the input's noise: "
+                         "give noise")
     truth, mean, std = (np.asarray(a, np.float64) for a in (truth, mean, std))
     background = np.broadcast_to(np.asarray(background, np.float64), mean.shape)
-    kind = "background" if noise is None else "noise"
     noise = np.broadcast_to(np.asarray(1.0 if noise is None else noise, np.float64),
                             mean.shape)
     used = np.isfinite(truth) & np.isfinite(mean) & np.isfinite(std) & (std > 0)
-    if kind == "noise":
+    if kind != "background":
         used &= np.isfinite(noise) & (noise > 0)
     if mask is not None:
         used &= np.asarray(mask, bool)
@@ -115,17 +123,21 @@ def fit_snr_calibration(truth, mean, std, *, background=0.0, noise=None, n_bins=
     if truth.size < n_bins * min_pixels:
         raise ValueError(f"{truth.size} pixels are too few for {n_bins} bins of at least "
                          f"{min_pixels}")
-    context, r = snr_context(mean - background, std, -background)
-    edges_name, given = ("u_edges", u_edges) if kind == "background" else ("q_edges", q_edges)
-    if kind == "noise":
-        context = noise_snr(mean, noise)
-    edges = np.asarray(given, np.float64)
-    if np.any(np.diff(edges) <= 0):
-        raise ValueError(f"{edges_name} must increase, got {list(given)}")
+    edges = {}
+    if kind in ("background", "both"):
+        edges["u_edges"] = u_edges
+    if kind in ("noise", "both"):
+        edges["q_edges"] = q_edges
+    for name, given in edges.items():
+        if np.any(np.diff(np.asarray(given, np.float64)) <= 0):
+            raise ValueError(f"{name} must increase, got {list(given)}")
+        edges[name] = [float(e) for e in given]
+    group, r = snr_groups(kind, edges.get("u_edges"), edges.get("q_edges"),
+                          mean - background, std, -background, noise)
+    n_groups = np.prod([len(e) + 1 for e in edges.values()])
     pooled = _snr_bins(truth, mean, std, r, n_bins, level) | {"pooled": True}
-    group = np.searchsorted(edges, context, side="right")
     groups = []
-    for k in range(len(edges) + 1):
+    for k in range(int(n_groups)):
         inside = group == k
         count = int(inside.sum())
         if count < min_pixels:
@@ -134,9 +146,11 @@ def fit_snr_calibration(truth, mean, std, *, background=0.0, noise=None, n_bins=
         groups.append(_snr_bins(truth[inside], mean[inside], std[inside], r[inside],
                                 min(n_bins, count // min_pixels), level) | {"pooled": False})
     level = np.atleast_1d(np.asarray(level, np.float64)).tolist()
-    grouped_by = ("log(|mean| / |mean - background|)" if kind == "background"
-                  else "|mean| / the input's noise")
-    return {"context": kind, edges_name: edges.tolist(), "groups": groups,
+    grouped_by = {"background": "log(|mean| / |mean - background|)",
+                  "noise": "|mean| / the input's noise",
+                  "both": "log(|mean| / |mean - background|) and |mean| / the input's "
+                          "noise"}[kind]
+    return {"context": kind, **edges, "groups": groups,
             "level": level[0] if len(level) == 1 else level,
             "rule": "split-conformal factor per bin of |mean| / std (raw) in each group of "
                     f"{grouped_by}, log-log interpolated, slope <= 1"}

@@ -136,8 +136,7 @@ class PosteriorPredictor(Predictor):
     snr_calibration : dict, optional
         A factor that depends on each pixel's signal instead, in place of ``std_scale``
         (`lensenhance.predict.snr_factor`; it needs each image's zero level, which the
-        Enhancer passes as ``zero``, and a table of ``context`` ``"noise"`` the input's
-        sigma).
+        Enhancer passes as ``zero``, and a table grouped by ``q`` the input's sigma).
     snr_range : (float, float), optional
         The ``1 / median(sigma)`` (normalised) range of the training images.
     name : str, optional
@@ -285,7 +284,7 @@ class PosteriorPredictor(Predictor):
 
     def _output_noise(self, sigma):
         """The input's noise on the output's grid (nearest), where the table needs it."""
-        if table_context(self.snr_calibration)[0] != "noise":
+        if table_context(self.snr_calibration)[0] == "background":
             return None
         if self.scale > 1:
             sigma = F.interpolate(sigma, scale_factor=self.scale, mode="nearest")

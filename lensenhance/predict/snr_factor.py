@@ -11,8 +11,9 @@ here depends on two things a pixel's prediction tells, both free of the data's u
   ``u > 0``: near the background level;
 * its **SNR** ``r = |m| / s`` with ``s`` the raw spread of the samples.
 
-A table fitted with the input's noise (its ``context`` ``"noise"``) groups pixels by the
-mean's SNR against that noise instead, ``q = |m| / sigma`` with ``sigma`` the input's
+A table of ``context`` ``"noise"`` groups pixels by the mean's SNR against the input's
+noise instead (``"both"``: by each pair of a ``u`` group and a ``q`` group),
+``q = |m| / sigma`` with ``sigma`` the input's
 noise on the output's grid (the estimated sky noise for an image without one): on real
 survey cutouts the error of a pixel follows how far its signal stands above the image's
 noise more than where it sits between zero and the background (`benchmark denoise`
@@ -32,7 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["noise_snr", "snr_context", "snr_std_factor", "table_context"]
+__all__ = ["CONTEXTS", "noise_snr", "snr_context", "snr_groups", "snr_std_factor",
+           "table_context"]
 
 _TINY = 1e-30
 
@@ -76,20 +78,45 @@ def noise_snr(mean, noise, zero=0.0):
     return signal / np.maximum(np.asarray(noise, np.float64), _TINY)
 
 
+#: The grouping variables a table may use: ``u``, ``q``, or every pair of their groups.
+CONTEXTS = ("background", "noise", "both")
+
+
 def table_context(table):
     """A table's grouping variable and the inner edges of its groups.
 
     Returns
     -------
-    kind : {'background', 'noise'}
-        ``u`` (`snr_context`; tables without a ``context``) or the mean's SNR against
-        the input's noise.
-    edges : list of float
+    kind : {'background', 'noise', 'both'}
+        ``u`` (`snr_context`; tables without a ``context``), the mean's SNR against the
+        input's noise (`noise_snr`), or each pair of a ``u`` group and a ``q`` group.
+    u_edges, q_edges : list of float or None
+        The inner edges in ``u`` and in ``q`` (None where the kind has none).
     """
     kind = table.get("context", "background")
-    if kind not in ("background", "noise"):
+    if kind not in CONTEXTS:
         raise ValueError(f"unknown SNR calibration context {kind!r}")
-    return kind, table["u_edges" if kind == "background" else "q_edges"]
+    return kind, table.get("u_edges"), table.get("q_edges")
+
+
+def snr_groups(kind, u_edges, q_edges, mean, std, zero=0.0, noise=None):
+    """Each pixel's group and SNR ``r`` (numpy arrays; see `snr_context`).
+
+    Groups of ``u`` (``kind`` ``"background"``), of ``q`` (``"noise"``), or ``u`` group
+    ``i`` and ``q`` group ``j`` as group ``i * (len(q_edges) + 1) + j`` (``"both"``).
+    """
+    u, r = snr_context(mean, std, zero)
+    if kind == "background":
+        return np.searchsorted(np.asarray(u_edges, np.float64), u, side="right"), r
+    if noise is None:
+        raise ValueError("this SNR calibration groups pixels by their SNR against the "
+                         "input's noise: give noise")
+    q_group = np.searchsorted(np.asarray(q_edges, np.float64), noise_snr(mean, noise, zero),
+                              side="right")
+    if kind == "noise":
+        return q_group, r
+    u_group = np.searchsorted(np.asarray(u_edges, np.float64), u, side="right")
+    return u_group * (len(q_edges) + 1) + q_group, r
 
 
 def _numpy(value):
@@ -106,13 +133,13 @@ def snr_std_factor(mean, std, table, zero=0.0, *, noise=None):
     mean, std : numpy.ndarray or torch.Tensor
         See `snr_context`; a tensor gives a tensor on its device and dtype.
     table : dict
-        `~lensenhance.evaluate.snr_calibration.fit_snr_calibration`'s: the inner edges
-        of its groups (``u_edges``, or ``q_edges`` with ``context`` ``"noise"``) and one
-        ``groups`` entry per group with ``snr`` (bin centres) and ``std_scale``.
+        `~lensenhance.evaluate.snr_calibration.fit_snr_calibration`'s: its ``context``
+        (`table_context`), the inner edges of its groups (``u_edges``, ``q_edges``) and
+        one ``groups`` entry per group with ``snr`` (bin centres) and ``std_scale``.
     zero : float, numpy.ndarray or torch.Tensor, optional
     noise : float, numpy.ndarray or torch.Tensor, optional
-        The input's noise on the output's grid, same units (needed by a ``"noise"``
-        table; broadcastable to ``mean``).
+        The input's noise on the output's grid, same units (needed by a ``"noise"`` or
+        ``"both"`` table; broadcastable to ``mean``).
 
     Returns
     -------
@@ -120,15 +147,8 @@ def snr_std_factor(mean, std, table, zero=0.0, *, noise=None):
     """
     tensor = mean if hasattr(mean, "detach") else None
     mean, std, zero, noise = (_numpy(v) for v in (mean, std, zero, noise))
-    kind, edges = table_context(table)
-    context, r = snr_context(mean, std, zero)
-    if kind == "noise":
-        if noise is None:
-            raise ValueError("this SNR calibration groups pixels by their SNR against the "
-                             "input's noise: give noise")
-        context = noise_snr(mean, noise, zero)
+    group, r = snr_groups(*table_context(table), mean, std, zero, noise)
     log_r = np.log(np.maximum(r, 1e-12))
-    group = np.searchsorted(np.asarray(edges, np.float64), context, side="right")
     out = np.empty_like(log_r)
     for k, entry in enumerate(table["groups"]):
         inside = group == k
