@@ -20,7 +20,8 @@ and the empty sky; the context groups separate those (`benchmark sr` and
 `benchmark denoise` report the coverage per bin).
 
 Given the input's noise, the groups are of the mean's SNR against it instead
-(`Q_EDGES`, ``q = |m| / sigma``): on real survey cutouts, whose depths differ from
+(`Q_EDGES`, ``q = |m| / sigma``; ``context="both"``: each pair of a ``u`` group and a
+``q`` group): on real survey cutouts, whose depths differ from
 image to image, a pixel's error follows how far it stands above its image's noise, and
 groups of ``u`` left the brightest pixels of the posterior mean over-covering
 (`benchmark denoise --real` reports the coverage per decile of the mean).
