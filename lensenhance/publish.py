@@ -20,6 +20,7 @@ from pathlib import Path
 from . import _device
 from ._atomic import atomic_write_bytes
 from .nn.weights import load_weights, migrate_weights, read_weights_metadata
+from .predict.snr_factor import CONTEXTS
 from .pretrained import TASKS, WEIGHTS_DIR, file_sha256, validate_card
 
 __all__ = ["publish_sr_weights", "publish_feature_network", "publish_weights",
@@ -586,7 +587,7 @@ def main(argv=None):
     parser.add_argument("--n-cal", type=int, default=64)
     parser.add_argument("--snr-bins", action="store_true",
                         help="posterior: also fit a factor that depends on the predicted SNR")
-    parser.add_argument("--snr-groups", choices=["background", "noise", "both"],
+    parser.add_argument("--snr-groups", choices=CONTEXTS,
                         default="background",
                         help="posterior: that factor's groups, by level between zero and the "
                              "background, by the mean's SNR against the input's noise, or "

@@ -81,10 +81,10 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
 
     from ..enhance.enhancer import Enhancer
     from ..predict.loading import load_predictor
+    from ..predict.snr_factor import CONTEXTS, snr_std_factor
 
-    if snr_groups not in ("background", "noise", "both"):
-        raise ValueError("snr_groups must be 'background', 'noise' or 'both', got "
-                         f"{snr_groups!r}")
+    if snr_groups not in CONTEXTS:  # before the model runs on the whole set
+        raise ValueError(f"snr_groups must be one of {CONTEXTS}, got {snr_groups!r}")
     predictor = load_predictor(predictor_path, n_samples=n_samples, std_scale=1.0,
                                steps=steps, snr_calibration={})
     result = run_enhancer(Enhancer(predictor, device="cpu"), images, sigmas, seed=seed)
@@ -108,7 +108,6 @@ def fit_calibration(predictor_path, images, sigmas, truths, *, extra_variance=No
             "coverage_before": cover(1.0), "coverage_after": cover(factor)}
     if snr_bins:
         from ..evaluate.snr_calibration import fit_snr_calibration
-        from ..predict.snr_factor import snr_std_factor
 
         backgrounds = input_backgrounds(images, predictor.scale)
         noise = (None if snr_groups == "background"
