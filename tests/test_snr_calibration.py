@@ -121,9 +121,9 @@ def test_groups_of_the_snr_against_the_noise_hold_where_the_background_cannot(co
     truth, mean, std, noise, faint = _two_depths(seed=0)
     table = fit_snr_calibration(truth, mean, std, noise=noise, n_bins=6,
                                 context=None if context == "noise" else context)
-    assert table["context"] == context and table["q_edges"] == [0.3, 1.0, 3.0, 10.0, 30.0]
+    assert table["context"] == context and table["q_edges"] == [0.3, 1.0, 3.0, 10.0, 30.0, 100.0]
     assert ("u_edges" in table) == (context == "both")
-    assert len(table["groups"]) == (30 if context == "both" else 6)
+    assert len(table["groups"]) == (35 if context == "both" else 7)
     by_background = fit_snr_calibration(truth, mean, std, n_bins=6)
     assert by_background["context"] == "background"
     test_truth, test_mean, test_std, test_noise, faint = _two_depths(seed=1)
@@ -168,6 +168,32 @@ def test_both_groups_index_each_pair_of_a_background_and_a_noise_group():
         fit_snr_calibration(mean, mean, std, context="both")
     with pytest.raises(ValueError, match="context must be"):
         fit_snr_calibration(mean, mean, std, noise=noise, context="sky")
+
+
+@pytest.mark.parametrize("context", ["noise", "both"])
+def test_a_sparse_bright_group_is_fitted_with_the_next_fainter_one(context):
+    """The brightest cores are few: with too few pixels above 100 sigma that group takes
+    the table of the pixels above 30 sigma (as if the edge at 100 were not there), not the
+    table of all pixels; with enough it has its own."""
+    truth, mean, std, noise, _ = _two_depths(seed=5)
+    q = mean / noise
+    few = (q <= 100) | (np.cumsum(q > 100) <= 300)
+    edges = [0.3, 1.0, 3.0, 10.0, 30.0]
+    for keep, sparse in ((few, True), (np.ones_like(few), False)):
+        args = (truth[keep], mean[keep], std[keep])
+        kw = dict(noise=noise[keep], n_bins=6, context=context)
+        table = fit_snr_calibration(*args, q_edges=edges + [100.0], **kw)
+        without = fit_snr_calibration(*args, q_edges=edges, **kw)
+        # no background: every pixel is in the middle u group (the only one of "noise")
+        row = 2 if context == "both" else 0
+        top, below = table["groups"][row * 7 + 6], table["groups"][row * 7 + 5]
+        assert not top["pooled"] and not below["pooled"]
+        assert (top["std_scale"] == below["std_scale"]) == sparse
+        if sparse:
+            assert top["fitted_on"] == [row * 7 + 5, row * 7 + 6]
+            assert top["std_scale"] == without["groups"][row * 6 + 5]["std_scale"]
+        else:
+            assert top["fitted_on"] == [row * 7 + 6]
 
 
 @pytest.mark.parametrize("offset, scale", [(0.0, 1.0), (3.0, 0.01)])

@@ -41,8 +41,9 @@ __all__ = ["fit_snr_calibration", "Q_EDGES", "U_EDGES"]
 U_EDGES = (-1.0, -0.2, 0.2, 1.0)
 
 #: Inner edges of the groups in ``q = |m| / sigma``: half-decades from the empty sky
-#: (below 0.3 sigma) to the bright cores (above 30 sigma).
-Q_EDGES = (0.3, 1.0, 3.0, 10.0, 30.0)
+#: (below 0.3 sigma) to the bright cores (above 100 sigma; on a small calibration set
+#: too few to fit alone, and then fitted with the pixels at 30-100 sigma).
+Q_EDGES = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 
 def _snr_bins(truth, mean, std, r, n_bins, level):
@@ -58,6 +59,22 @@ def _snr_bins(truth, mean, std, r, n_bins, level):
         bounded[k] = min(bounded[k], ceiling)
     return {"snr": centres.tolist(), "std_scale": bounded.tolist(),
             "unbounded": factors.tolist(), "n_pixels": [int(len(b)) for b in bins]}
+
+
+def _fitted_sets(counts, n_rows, n_q, min_pixels):
+    """The sets of groups fitted together: a ``q`` group with fewer than ``min_pixels``
+    pixels joins the next fainter ``q`` group of its row (the brightest cores are few, and
+    their neighbours in ``q`` are nearer them than all pixels are); a set that reaches the
+    faintest group still short takes the table of all pixels (left out here)."""
+    sets = []
+    for row in range(n_rows):
+        pending = []
+        for k in range(row * n_q + n_q - 1, row * n_q - 1, -1):
+            pending.append(k)
+            if counts[pending].sum() >= min_pixels:
+                sets.append(sorted(pending))
+                pending = []
+    return sets
 
 
 def fit_snr_calibration(truth, mean, std, *, background=0.0, noise=None, context=None,
@@ -91,7 +108,10 @@ def fit_snr_calibration(truth, mean, std, *, background=0.0, noise=None, context
         True for the pixels to fit on (default: all finite ones).
     min_pixels : int, optional
         Fewer pixels per bin are refused (a conformal quantile of a few pixels is noise);
-        a group with fewer takes the table of all pixels.
+        a ``q`` group with fewer is fitted together with the next fainter ``q`` group(s)
+        of the same ``u`` group; a group still short (a ``u`` group of a
+        ``"background"`` table, or the faintest ``q`` groups) takes the table of all
+        pixels.
 
     Returns
     -------
@@ -99,7 +119,8 @@ def fit_snr_calibration(truth, mean, std, *, background=0.0, noise=None, context
         ``context``, ``u_edges`` and/or ``q_edges`` (those it uses), ``groups`` (per
         group: ``snr``, each bin's median ``r``; ``std_scale``,
         its factor after the bound; ``unbounded``; ``n_pixels``; ``pooled``, True where
-        the group took the table of all pixels), ``level``, ``rule``; JSON-ready.
+        the group took the table of all pixels; ``fitted_on``, else, the groups whose
+        pixels its table was fitted on), ``level``, ``rule``; JSON-ready.
     """
     from ..predict.snr_factor import CONTEXTS, snr_groups
 
@@ -135,17 +156,18 @@ def fit_snr_calibration(truth, mean, std, *, background=0.0, noise=None, context
         edges[name] = [float(e) for e in given]
     group, r = snr_groups(kind, edges.get("u_edges"), edges.get("q_edges"),
                           mean - background, std, -background, noise)
-    n_groups = np.prod([len(e) + 1 for e in edges.values()])
+    n_q = len(edges["q_edges"]) + 1 if "q_edges" in edges else 1
+    n_rows = len(edges["u_edges"]) + 1 if "u_edges" in edges else 1
+    counts = np.bincount(group, minlength=n_rows * n_q)
     pooled = _snr_bins(truth, mean, std, r, n_bins, level) | {"pooled": True}
-    groups = []
-    for k in range(int(n_groups)):
-        inside = group == k
-        count = int(inside.sum())
-        if count < min_pixels:
-            groups.append(pooled)
-            continue
-        groups.append(_snr_bins(truth[inside], mean[inside], std[inside], r[inside],
-                                min(n_bins, count // min_pixels), level) | {"pooled": False})
+    groups = [pooled] * (n_rows * n_q)
+    for members in _fitted_sets(counts, n_rows, n_q, min_pixels):
+        inside = np.isin(group, members)
+        count = int(counts[members].sum())
+        table = _snr_bins(truth[inside], mean[inside], std[inside], r[inside],
+                          min(n_bins, count // min_pixels), level)
+        for k in members:
+            groups[k] = table | {"pooled": False, "fitted_on": members}
     level = np.atleast_1d(np.asarray(level, np.float64)).tolist()
     grouped_by = {"background": "log(|mean| / |mean - background|)",
                   "noise": "|mean| / the input's noise",
