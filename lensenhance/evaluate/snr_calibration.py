@@ -24,7 +24,9 @@ Given the input's noise, the groups are of the mean's SNR against it instead
 ``q`` group): on real survey cutouts, whose depths differ from
 image to image, a pixel's error follows how far it stands above its image's noise, and
 groups of ``u`` left the brightest pixels of the posterior mean over-covering
-(`benchmark denoise --real` reports the coverage per decile of the mean).
+(`benchmark denoise --real` reports the coverage per decile of the mean). A ``q`` group
+too small for a conformal factor is fitted with the next fainter one of its ``u`` group:
+a bright core's few pixels are nearer their neighbours in ``q`` than all pixels are.
 """
 
 from __future__ import annotations
